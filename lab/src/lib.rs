@@ -1,0 +1,19 @@
+//! mflab's logic that runs anywhere: the domain XML model, the partial
+//! assignment rules, the host's PCI view, the plan and the binder.
+//!
+//! The modules, in the order data flows through them:
+//! - [`xml_tree`] and [`domain_reader`] read XML into the [`domain`] model;
+//! - [`rules`] checks the static rules R1–R8 on it;
+//! - [`check`] is the front door that does both for one file.
+
+pub mod check;
+pub mod diagnostic;
+pub mod domain;
+pub mod domain_reader;
+pub mod pci_address;
+pub mod rules;
+pub mod source;
+pub mod xml_tree;
+
+pub use diagnostic::{Diagnostic, RuleId, Severity};
+pub use pci_address::PciAddress;

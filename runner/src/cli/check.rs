@@ -1,0 +1,61 @@
+//! `mflab check FILE...`
+
+use std::path::PathBuf;
+
+use clap::Args;
+use lab::check::check_text;
+use lab::Diagnostic;
+
+use super::{Format, Outcome};
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// Output format: text for people (FILE:LINE:COL: error[R3]: …), json for tools.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+    /// Domain XML files: a whole <domain>, a <devices> element, or device elements.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+pub fn run(args: CheckArgs) -> Outcome {
+    let mut all: Vec<Diagnostic> = Vec::new();
+    let mut io_failed = false;
+    for path in &args.files {
+        let name = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => all.extend(check_text(&name, &text).diagnostics),
+            Err(e) => {
+                eprintln!("mflab: cannot read {name}: {e}");
+                io_failed = true;
+            }
+        }
+    }
+    print_diagnostics(&all, args.format);
+    if io_failed {
+        Outcome::UsageOrIo
+    } else if all.iter().any(Diagnostic::is_error) {
+        Outcome::RuleErrors
+    } else {
+        Outcome::Clean
+    }
+}
+
+/// Prints findings on stdout: one block each in text, one array in JSON.
+/// The text form ends with a count on stderr, so stdout stays parseable.
+pub fn print_diagnostics(list: &[Diagnostic], format: Format) {
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(list).expect("diagnostics serialize")
+        ),
+        Format::Text => {
+            for d in list {
+                println!("{d}");
+            }
+            let errors = list.iter().filter(|d| d.is_error()).count();
+            let warnings = list.len() - errors;
+            eprintln!("{errors} error(s), {warnings} warning(s)");
+        }
+    }
+}

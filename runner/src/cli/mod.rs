@@ -1,0 +1,58 @@
+//! The subcommands. Each file here turns arguments into a call of the
+//! `lab` library and prints the outcome; the logic lives in `lab`.
+//!
+//! Exit statuses, for every subcommand: 0 = no error, 1 = the input broke a
+//! rule (or a scenario failed), 2 = usage or I/O problem.
+
+mod check;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "mflab",
+    version,
+    about = "A lab for partial assignment of multifunction PCI devices"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check domain XML files against the static rules R1–R8.
+    Check(check::CheckArgs),
+}
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The three outcomes every subcommand maps to an exit status.
+pub enum Outcome {
+    Clean,
+    RuleErrors,
+    UsageOrIo,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> ExitCode {
+        match o {
+            Outcome::Clean => ExitCode::SUCCESS,
+            Outcome::RuleErrors => ExitCode::from(1),
+            Outcome::UsageOrIo => ExitCode::from(2),
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Check(args) => check::run(args).into(),
+    }
+}
