@@ -164,7 +164,7 @@ mod tests {
 
     #[test]
     fn sorts_like_lspci() {
-        let mut v = vec![
+        let mut v = [
             PciAddress::new(0, 1, 0, 0),
             PciAddress::new(0, 0, 6, 1),
             PciAddress::new(0, 0, 6, 0),
