@@ -4,13 +4,19 @@
 //! The modules, in the order data flows through them:
 //! - [`xml_tree`] and [`domain_reader`] read XML into the [`domain`] model;
 //! - [`rules`] checks the static rules R1–R8 on it;
-//! - [`check`] is the front door that does both for one file.
+//! - [`check`] is the front door that does both for one file;
+//! - [`host`] reads the host's PCI view from a sysfs root;
+//! - [`plan`] decides detach/assign/unassigned/restore with R9–R13;
+//! - [`bind`] carries a plan out on sysfs, with a journal for undo.
 
+pub mod bind;
 pub mod check;
 pub mod diagnostic;
 pub mod domain;
 pub mod domain_reader;
+pub mod host;
 pub mod pci_address;
+pub mod plan;
 pub mod rules;
 pub mod source;
 pub mod xml_tree;

@@ -5,6 +5,8 @@
 //! rule (or a scenario failed), 2 = usage or I/O problem.
 
 mod check;
+mod plan;
+mod restore;
 
 use std::process::ExitCode;
 
@@ -25,6 +27,10 @@ pub struct Cli {
 enum Command {
     /// Check domain XML files against the static rules R1–R8.
     Check(check::CheckArgs),
+    /// Plan a domain on a host: what to detach, assign, leave unassigned and restore.
+    Plan(plan::PlanArgs),
+    /// Give back the functions recorded in a binder journal (after a killed run).
+    Restore(restore::RestoreArgs),
 }
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
@@ -54,5 +60,7 @@ impl From<Outcome> for ExitCode {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check(args) => check::run(args).into(),
+        Command::Plan(args) => plan::run(args).into(),
+        Command::Restore(args) => restore::run(args).into(),
     }
 }

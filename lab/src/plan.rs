@@ -1,0 +1,520 @@
+//! The plan: from a domain and a host view, decide what to detach, what to
+//! give the guest (and where), what to leave unassigned, and what to give
+//! back at teardown. A pure function: it reads, it never touches a device.
+//!
+//! Host rules checked here (DESIGN.md): R9 `assigned=` only on functions of
+//! a multifunction device, R10 no bridges, R11 every endpoint of an assigned
+//! function's IOMMU group is declared, R12 unmanaged groups are detached
+//! already, R13 a guest slot with several functions has function 0 with
+//! multifunction='on'.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::diagnostic::{sort_diagnostics, Diagnostic, Pos, RuleId, Severity};
+use crate::domain::{Assignment, Device, Domain};
+use crate::host::{HostView, PciFunction, VFIO_DRIVER};
+use crate::pci_address::PciAddress;
+use crate::rules::check_static;
+
+/// How to decide what leaves the host.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Partial assignment: declared functions are detached whether assigned
+    /// or not, and R11/R12 make sure whole groups are accounted for.
+    #[default]
+    Fixed,
+    /// libvirt before the fix: detach only the declared, assigned, managed
+    /// hostdevs and check nothing about their groups, so that QEMU's
+    /// "group N is not viable" can be reproduced.
+    Legacy,
+}
+
+/// The first guest slot the lab hands out. Slots 0x00–0x04 are left to the
+/// inner guest's own devices (host bridge, console, 9p, …); 0x1f is ICH9's.
+pub const FIRST_GUEST_SLOT: u8 = 0x05;
+pub const LAST_GUEST_SLOT: u8 = 0x1e;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Assign {
+    pub host: PciAddress,
+    pub guest: PciAddress,
+    /// `multifunction=on` for QEMU: set on function 0 of a shared guest slot.
+    #[serde(skip)]
+    pub multifunction: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Restore {
+    pub host: PciAddress,
+    /// The driver the function had; `None` when it had none.
+    pub driver: Option<String>,
+}
+
+/// What executing the domain means for the host. Lists are sorted by host
+/// address; [`Plan::realize_order`] gives the order QEMU needs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// Functions this plan rebinds to vfio-pci (not those already there).
+    pub detach: Vec<PciAddress>,
+    pub assign: Vec<Assign>,
+    pub unassigned: Vec<PciAddress>,
+    /// What teardown gives back: managed functions it detached, each to its driver.
+    pub restore: Vec<Restore>,
+    /// The IOMMU groups involved, for people reading the plan.
+    #[serde(skip)]
+    pub groups: Vec<GroupPlan>,
+    /// Warnings from the static rules (errors stop the plan).
+    #[serde(skip)]
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// One IOMMU group and what happens to each of its functions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupPlan {
+    pub group: u32,
+    pub members: Vec<(PciFunction, Fate)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fate {
+    DetachAndAssign { guest: PciAddress },
+    DetachOnly,
+    AssignAsIs { guest: PciAddress },
+    LeftAsIs { declared: bool },
+    Bridge,
+}
+
+impl Plan {
+    /// The order to realize assigned functions in: within a guest slot,
+    /// function 0 last, because QEMU checks the slot when function 0 appears.
+    pub fn realize_order(&self) -> Vec<&Assign> {
+        let mut order: Vec<&Assign> = self.assign.iter().collect();
+        order.sort_by_key(|a| (a.guest.function0(), a.guest.function == 0, a.guest.function));
+        order
+    }
+}
+
+/// A PCI hostdev of the domain with what the host says about it.
+struct Declared<'a> {
+    device: &'a Device,
+    source: PciAddress,
+    managed: bool,
+    assignment: Assignment,
+}
+
+/// Decides the plan, or says every rule the domain breaks on this host.
+pub fn plan(domain: &Domain, host: &HostView, policy: Policy) -> Result<Plan, Vec<Diagnostic>> {
+    let static_findings = check_static(domain);
+    let (errors, warnings): (Vec<_>, Vec<_>) =
+        static_findings.into_iter().partition(Diagnostic::is_error);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut out = Errors {
+        file: &domain.file,
+        list: Vec::new(),
+    };
+
+    let declared: Vec<Declared> = domain
+        .devices
+        .iter()
+        .filter_map(|d| {
+            Some(Declared {
+                device: d,
+                source: d.pci_source()?,
+                managed: d.hostdev.as_ref()?.managed,
+                assignment: d.assignment(),
+            })
+        })
+        .collect();
+    let by_source: BTreeMap<PciAddress, &Declared> =
+        declared.iter().map(|d| (d.source, d)).collect();
+
+    // Step 1: each hostdev on its own (exists, endpoint, R9).
+    for d in &declared {
+        check_one_hostdev(d, host, &mut out);
+    }
+    if !out.list.is_empty() {
+        return Err(out.finish());
+    }
+
+    // Step 2: what leaves the host.
+    let detach: Vec<PciAddress> = declared
+        .iter()
+        .filter(|d| d.managed)
+        .filter(|d| policy == Policy::Fixed || d.assignment == Assignment::Assigned)
+        .filter(|d| host.function(d.source).and_then(|f| f.driver.as_deref()) != Some(VFIO_DRIVER))
+        .map(|d| d.source)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+
+    // Step 3: the groups (R11, R12).
+    let involved: BTreeSet<u32> = declared
+        .iter()
+        .filter_map(|d| host.function(d.source)?.iommu_group)
+        .collect();
+    for &group in &involved {
+        let members = &host.groups[&group];
+        check_group(
+            group, members, &declared, &by_source, &detach, host, policy, &mut out,
+        );
+    }
+
+    // Step 4: guest addresses (R13 and the default slots).
+    let assign = guest_addresses(&declared, domain, &mut out);
+    if !out.list.is_empty() {
+        return Err(out.finish());
+    }
+
+    let unassigned: Vec<PciAddress> = declared
+        .iter()
+        .filter(|d| d.assignment == Assignment::Unassigned)
+        .map(|d| d.source)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let restore = detach
+        .iter()
+        .map(|&a| Restore {
+            host: a,
+            driver: host.function(a).and_then(|f| f.driver.clone()),
+        })
+        .collect();
+    let groups = involved
+        .iter()
+        .map(|&g| describe_group(g, host, &by_source, &detach, &assign))
+        .collect();
+    Ok(Plan {
+        detach,
+        assign,
+        unassigned,
+        restore,
+        groups,
+        warnings,
+    })
+}
+
+struct Errors<'a> {
+    file: &'a str,
+    list: Vec<Diagnostic>,
+}
+
+impl Errors<'_> {
+    fn push(&mut self, rule: RuleId, at: Pos, message: String, hint: String) {
+        self.list.push(Diagnostic::new(
+            rule,
+            Severity::Error,
+            self.file,
+            at,
+            message,
+            hint,
+        ));
+    }
+
+    fn finish(mut self) -> Vec<Diagnostic> {
+        sort_diagnostics(&mut self.list);
+        self.list
+    }
+}
+
+fn check_one_hostdev(d: &Declared, host: &HostView, out: &mut Errors) {
+    let Some(function) = host.function(d.source) else {
+        out.push(
+            RuleId::Host,
+            d.device.at,
+            format!("PCI device {} not found on the host", d.source),
+            "check the <source><address …/></source>; `mflab boot` or lspci -D lists the host's functions".into(),
+        );
+        return;
+    };
+    if function.is_bridge() {
+        out.push(
+            RuleId::R10,
+            d.device.at,
+            format!(
+                "Non-endpoint PCI devices cannot be assigned to guests: {} is a PCI bridge",
+                d.source
+            ),
+            "remove this hostdev; a bridge in a group is neither declared nor detached".into(),
+        );
+        return;
+    }
+    if function.iommu_group.is_none() {
+        out.push(
+            RuleId::Host,
+            d.device.at,
+            format!("{} has no IOMMU group: the host's IOMMU is off", d.source),
+            "boot the host with the IOMMU on (intel_iommu=on, or an emulated intel-iommu in the lab VM)".into(),
+        );
+    }
+    if let Some(attr) = &d.device.assigned {
+        if !host.is_multifunction(d.source) {
+            out.push(
+                RuleId::R9,
+                attr.at,
+                format!("assigned='{}' is only for functions of a multifunction device; {} is a single-function device", attr.raw, d.source),
+                "remove assigned=…: a single-function device is either given to the guest or not declared".into(),
+            );
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_group(
+    group: u32,
+    members: &[PciAddress],
+    declared: &[Declared],
+    by_source: &BTreeMap<PciAddress, &Declared>,
+    detach: &[PciAddress],
+    host: &HostView,
+    policy: Policy,
+    out: &mut Errors,
+) {
+    let endpoints: Vec<&PciFunction> = members
+        .iter()
+        .filter_map(|a| host.function(*a))
+        .filter(|f| !f.is_bridge())
+        .collect();
+    let in_group =
+        |d: &&Declared| host.function(d.source).and_then(|f| f.iommu_group) == Some(group);
+
+    // R11: a managed, assigned function pulls in its whole group.
+    if policy == Policy::Fixed {
+        if let Some(first) = declared
+            .iter()
+            .filter(in_group)
+            .find(|d| d.managed && d.assignment == Assignment::Assigned)
+        {
+            let missing: Vec<&&PciFunction> = endpoints
+                .iter()
+                .filter(|f| !by_source.contains_key(&f.address))
+                .collect();
+            if !missing.is_empty() {
+                let list: Vec<String> = missing
+                    .iter()
+                    .map(|f| format!("{} ({})", f.address, f.driver_name()))
+                    .collect();
+                let xml: Vec<String> = missing
+                    .iter()
+                    .map(|f| unassigned_hostdev_xml(f.address))
+                    .collect();
+                out.push(
+                    RuleId::R11,
+                    first.device.at,
+                    format!(
+                        "IOMMU group {group} of {} also holds {}, not declared in the domain; every function of the group must be declared, assigned or not",
+                        first.source,
+                        list.join(", ")
+                    ),
+                    format!("declare each as unassigned: {}", xml.join(" ")),
+                );
+            }
+        }
+    }
+
+    // R12: an unmanaged hostdev needs its group (legacy: itself) off host drivers.
+    // Each offending function is reported once: at its own hostdev when it is
+    // declared unmanaged, else at the first unmanaged hostdev of the group.
+    let unmanaged: Vec<&Declared> = declared
+        .iter()
+        .filter(in_group)
+        .filter(|d| !d.managed)
+        .collect();
+    let Some(first_unmanaged) = unmanaged.first() else {
+        return;
+    };
+    let offending = endpoints
+        .iter()
+        .filter(|f| !f.is_vfio_safe() && !detach.contains(&f.address))
+        .filter(|f| policy == Policy::Fixed || unmanaged.iter().any(|d| d.source == f.address));
+    for f in offending {
+        let (at, message) = match unmanaged.iter().find(|d| d.source == f.address) {
+            Some(own) => (
+                own.device.at,
+                format!("Unmanaged PCI device {} must be manually detached from the host (it is on {})", f.address, f.driver_name()),
+            ),
+            None => (
+                first_unmanaged.device.at,
+                format!(
+                    "Unmanaged PCI device {} shares IOMMU group {group} with {} (on {}), which must be manually detached from the host too",
+                    first_unmanaged.source,
+                    f.address,
+                    f.driver_name()
+                ),
+            ),
+        };
+        out.push(
+            RuleId::R12,
+            at,
+            message,
+            format!(
+                "run `virsh nodedev-detach pci_{}` (or bind it to vfio-pci) before starting, or write managed='yes'",
+                f.address.to_string().replace([':', '.'], "_")
+            ),
+        );
+    }
+}
+
+fn unassigned_hostdev_xml(a: PciAddress) -> String {
+    format!(
+        "<hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='{:#06x}' bus='{:#04x}' slot='{:#04x}' function='{:#x}'/></source><address type='unassigned'/></hostdev>",
+        a.domain, a.bus, a.slot, a.function
+    )
+}
+
+/// Explicit guest addresses as written (R13 on shared slots); the others get
+/// a slot of their own as function 0, from [`FIRST_GUEST_SLOT`] up.
+fn guest_addresses(declared: &[Declared], domain: &Domain, out: &mut Errors) -> Vec<Assign> {
+    let assigned: Vec<&Declared> = declared
+        .iter()
+        .filter(|d| d.assignment == Assignment::Assigned)
+        .collect();
+
+    let mut slots: BTreeMap<PciAddress, Vec<(&Declared, PciAddress, bool)>> = BTreeMap::new();
+    for d in &assigned {
+        if let Some((guest, multifunction)) = d.device.guest_pci() {
+            slots
+                .entry(guest.function0())
+                .or_default()
+                .push((d, guest, multifunction));
+        }
+    }
+    for (slot, functions) in &slots {
+        if functions.len() < 2 && functions.iter().all(|(_, g, _)| g.function == 0) {
+            continue;
+        }
+        match functions.iter().find(|(_, g, _)| g.function == 0) {
+            None => {
+                let (d, guest, _) = functions[0];
+                out.push(
+                    RuleId::R13,
+                    d.device.address.as_ref().map_or(d.device.at, |a| a.at),
+                    format!("guest slot {slot} holds function {guest} but no function 0; a multifunction slot needs function 0"),
+                    format!("give one of the functions in slot {:#04x} function='0x0' multifunction='on'", slot.slot),
+                );
+            }
+            Some((d, _, false)) if functions.len() > 1 => {
+                out.push(
+                    RuleId::R13,
+                    d.device.address.as_ref().map_or(d.device.at, |a| a.at),
+                    format!("guest slot {slot} holds {} functions but function 0 lacks multifunction='on'", functions.len()),
+                    "add multifunction='on' to the <address> of function 0".into(),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    // Slots already taken by any device with a PCI address on guest bus 0.
+    let mut taken: BTreeSet<u8> = domain
+        .devices
+        .iter()
+        .filter_map(|d| d.guest_pci())
+        .filter(|(g, _)| g.domain == 0 && g.bus == 0)
+        .map(|(g, _)| g.slot)
+        .collect();
+    let mut result = Vec::new();
+    for d in assigned {
+        let (guest, multifunction) = match d.device.guest_pci() {
+            Some(explicit) => explicit,
+            None => match (FIRST_GUEST_SLOT..=LAST_GUEST_SLOT).find(|s| !taken.contains(s)) {
+                Some(slot) => {
+                    taken.insert(slot);
+                    (PciAddress::new(0, 0, slot, 0), false)
+                }
+                None => {
+                    out.push(
+                        RuleId::R13,
+                        d.device.at,
+                        "no free guest slot left on the inner guest's root bus".into(),
+                        "give some hostdevs explicit guest addresses sharing a slot (function 0 with multifunction='on')".into(),
+                    );
+                    continue;
+                }
+            },
+        };
+        result.push(Assign {
+            host: d.source,
+            guest,
+            multifunction,
+        });
+    }
+    result.sort_by_key(|a| a.host);
+    result
+}
+
+fn describe_group(
+    group: u32,
+    host: &HostView,
+    by_source: &BTreeMap<PciAddress, &Declared>,
+    detach: &[PciAddress],
+    assign: &[Assign],
+) -> GroupPlan {
+    let members = host.groups[&group]
+        .iter()
+        .filter_map(|a| host.function(*a))
+        .map(|f| {
+            let guest = assign.iter().find(|x| x.host == f.address).map(|x| x.guest);
+            let detached = detach.contains(&f.address);
+            let fate = match (f.is_bridge(), guest, detached) {
+                (true, _, _) => Fate::Bridge,
+                (false, Some(guest), true) => Fate::DetachAndAssign { guest },
+                (false, Some(guest), false) => Fate::AssignAsIs { guest },
+                (false, None, true) => Fate::DetachOnly,
+                (false, None, false) => Fate::LeftAsIs {
+                    declared: by_source.contains_key(&f.address),
+                },
+            };
+            (f.clone(), fate)
+        })
+        .collect();
+    GroupPlan { group, members }
+}
+
+/// The plan for people: each group, each function, its driver now, its fate.
+pub fn render_plan_text(plan: &Plan) -> String {
+    let mut s = String::new();
+    for g in &plan.groups {
+        s.push_str(&format!("IOMMU group {}:\n", g.group));
+        for (f, fate) in &g.members {
+            let what = match fate {
+                Fate::DetachAndAssign { guest } => {
+                    format!("detach to vfio-pci, give to the guest at {guest}")
+                }
+                Fate::AssignAsIs { guest } => {
+                    format!("already on vfio-pci, give to the guest at {guest}")
+                }
+                Fate::DetachOnly => {
+                    "detach to vfio-pci, unassigned (the guest does not get it)".to_string()
+                }
+                Fate::LeftAsIs { declared: true } => "declared, left as it is".to_string(),
+                Fate::LeftAsIs { declared: false } => "not declared, left as it is".to_string(),
+                Fate::Bridge => "bridge, left as it is".to_string(),
+            };
+            s.push_str(&format!(
+                "  {} {} class {:06x} on {:<14} -> {what}\n",
+                f.address,
+                f.ids(),
+                f.class,
+                f.driver_name()
+            ));
+        }
+    }
+    if plan.restore.is_empty() {
+        s.push_str("teardown: nothing to give back\n");
+    } else {
+        s.push_str("teardown gives back:\n");
+        for r in &plan.restore {
+            s.push_str(&format!(
+                "  {} -> {}\n",
+                r.host,
+                r.driver.as_deref().unwrap_or("no driver")
+            ));
+        }
+    }
+    s
+}
