@@ -1,6 +1,11 @@
 //! `mflab`: the runner (L0) and the command line.
 
+mod accel;
 mod cli;
+mod images;
+mod l1;
+mod topology;
+mod vm;
 
 use std::process::ExitCode;
 

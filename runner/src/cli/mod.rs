@@ -4,6 +4,8 @@
 //! Exit statuses, for every subcommand: 0 = no error, 1 = the input broke a
 //! rule (or a scenario failed), 2 = usage or I/O problem.
 
+pub mod agent;
+mod boot;
 mod check;
 mod plan;
 mod restore;
@@ -31,6 +33,13 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Give back the functions recorded in a binder journal (after a killed run).
     Restore(restore::RestoreArgs),
+    /// Boot the lab VM (L1) on a topology, list its PCI functions, power off.
+    Boot(boot::BootArgs),
+    /// Say which accelerator and CPU model L1 gets here, and why.
+    Probe,
+    /// Inside L1: the agent. Started by the lab, not by hand.
+    #[command(hide = true)]
+    Agent(agent::AgentArgs),
 }
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
@@ -62,5 +71,15 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => check::run(args).into(),
         Command::Plan(args) => plan::run(args).into(),
         Command::Restore(args) => restore::run(args).into(),
+        Command::Boot(args) => boot::run(args).into(),
+        Command::Agent(args) => agent::run(args).into(),
+        Command::Probe => {
+            let choice = crate::accel::probe();
+            println!(
+                "accelerator: {:?}\nL1 cpu: {}\nwhy: {}\nL2 gets: {}",
+                choice.accel, choice.cpu, choice.reason, choice.l2
+            );
+            Outcome::Clean.into()
+        }
     }
 }

@@ -1,0 +1,137 @@
+//! Choosing the accelerator for L1 and the CPU model that lets L2 use KVM
+//! inside L1.
+//!
+//! These machines have a `/dev/kvm` that is not hardware KVM (LAB-NOTES:
+//! `kvm_pvm`, no vmx/svm flag): a guest on it hangs. So KVM is chosen only
+//! when the CPU has vmx/svm and a vendor module (kvm_intel/kvm_amd) is
+//! loaded; everything else gets TCG, which always works.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AccelChoice {
+    pub accel: Accel,
+    /// `-cpu` for L1.
+    pub cpu: String,
+    /// Why, in one sentence a person can check.
+    pub reason: String,
+    /// What L2 will run on inside L1.
+    pub l2: String,
+}
+
+/// What the probe looks at, gathered so the decision is a pure function.
+pub struct HostFacts {
+    pub dev_kvm: bool,
+    pub cpu_flags: Vec<String>,
+    pub vendor_module: Option<String>,
+    pub nested: bool,
+}
+
+pub fn gather(root: &Path) -> HostFacts {
+    let cpuinfo = std::fs::read_to_string(root.join("proc/cpuinfo")).unwrap_or_default();
+    let cpu_flags = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, f)| f.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    let vendor_module = ["kvm_intel", "kvm_amd"]
+        .into_iter()
+        .find(|m| root.join("sys/module").join(m).exists())
+        .map(str::to_string);
+    let nested = vendor_module
+        .as_ref()
+        .and_then(|m| {
+            std::fs::read_to_string(root.join("sys/module").join(m).join("parameters/nested")).ok()
+        })
+        .is_some_and(|v| matches!(v.trim(), "Y" | "1"));
+    HostFacts {
+        dev_kvm: root.join("dev/kvm").exists(),
+        cpu_flags,
+        vendor_module,
+        nested,
+    }
+}
+
+pub fn decide(f: &HostFacts) -> AccelChoice {
+    let hw = f.cpu_flags.iter().any(|x| x == "vmx" || x == "svm");
+    let tcg = |reason: String| AccelChoice {
+        accel: Accel::Tcg,
+        // TCG emulates AMD SVM (never VMX): `max` gives L1 svm+npt, so
+        // kvm-amd loads in L1 and L2 runs on KVM there.
+        cpu: "max".into(),
+        reason,
+        l2: "KVM inside L1, on TCG's emulated AMD SVM (nested paging)".into(),
+    };
+    match (f.dev_kvm, hw, &f.vendor_module) {
+        (false, _, _) => tcg("no /dev/kvm: software emulation (TCG)".into()),
+        (true, false, _) => tcg("/dev/kvm exists but the CPU shows no vmx/svm flag: not hardware KVM (a guest would hang), so TCG".into()),
+        (true, true, None) => tcg("the CPU has vmx/svm but neither kvm_intel nor kvm_amd is loaded, so TCG".into()),
+        (true, true, Some(module)) => AccelChoice {
+            accel: Accel::Kvm,
+            cpu: "host".into(),
+            reason: format!("/dev/kvm with {module} and a vmx/svm CPU: hardware KVM"),
+            l2: if f.nested {
+                "KVM inside L1 (nested virtualization is on)".into()
+            } else {
+                format!("TCG inside L1 ({module} has nested=N)")
+            },
+        },
+    }
+}
+
+pub fn probe() -> AccelChoice {
+    decide(&gather(Path::new("/")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(dev_kvm: bool, flags: &[&str], module: Option<&str>, nested: bool) -> HostFacts {
+        HostFacts {
+            dev_kvm,
+            cpu_flags: flags.iter().map(|s| s.to_string()).collect(),
+            vendor_module: module.map(str::to_string),
+            nested,
+        }
+    }
+
+    #[test]
+    fn a_dev_kvm_without_vmx_or_svm_is_not_trusted() {
+        let c = decide(&facts(true, &["fpu", "sse2"], None, false));
+        assert_eq!(c.accel, Accel::Tcg);
+        assert!(c.reason.contains("no vmx/svm"), "{}", c.reason);
+        assert_eq!(c.cpu, "max");
+    }
+
+    #[test]
+    fn real_kvm_is_chosen_with_host_cpu() {
+        let c = decide(&facts(true, &["vmx"], Some("kvm_intel"), true));
+        assert_eq!((c.accel, c.cpu.as_str()), (Accel::Kvm, "host"));
+        assert!(c.l2.contains("KVM"));
+    }
+
+    #[test]
+    fn without_nested_l2_falls_back_to_tcg() {
+        let c = decide(&facts(true, &["svm"], Some("kvm_amd"), false));
+        assert!(c.l2.contains("TCG"), "{}", c.l2);
+    }
+
+    #[test]
+    fn no_dev_kvm_is_tcg() {
+        assert_eq!(
+            decide(&facts(false, &["vmx"], Some("kvm_intel"), true)).accel,
+            Accel::Tcg
+        );
+    }
+}

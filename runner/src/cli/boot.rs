@@ -1,0 +1,133 @@
+//! `mflab boot --topology NAME`: boot L1, list its PCI functions, power off.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::agent::FunctionRow;
+use super::{Format, Outcome};
+use crate::accel::probe;
+use crate::images::prepare_l1;
+use crate::l1::{boot, shell_line, tail, L1Config, WorkDir, QEMU, SERIAL_LOG};
+use crate::topology::{builtin_names, load};
+
+#[derive(Args)]
+pub struct BootArgs {
+    /// The L1 topology (gpu-audio, nic-quad, bridge).
+    #[arg(long, default_value = "gpu-audio")]
+    topology: String,
+    /// An interactive shell in L1 instead of the self-check.
+    #[arg(long)]
+    shell: bool,
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+    /// Keep the work directory (serial log, command line) even on success.
+    #[arg(long)]
+    keep: bool,
+    /// Seconds before L1 is killed.
+    #[arg(long, default_value_t = 180)]
+    timeout: u64,
+}
+
+const SELF_CHECK: &str = "exec /mflab/mflab agent self-check --out /mflab/selfcheck.json\n";
+const SHELL: &str = "echo 'mflab: L1 shell; exit to power off'\nexec setsid -c /bin/sh -i </dev/ttyS0 >/dev/ttyS0 2>&1\n";
+
+pub fn run(args: BootArgs) -> Outcome {
+    let topology = match load(&args.topology) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("mflab: {e}");
+            return Outcome::UsageOrIo;
+        }
+    };
+    let images = match prepare_l1() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("mflab: images: {e}");
+            return Outcome::UsageOrIo;
+        }
+    };
+    let accel = probe();
+    let work = match WorkDir::new("mflab-boot-") {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("mflab: work directory: {e}");
+            return Outcome::UsageOrIo;
+        }
+    };
+    let config = L1Config {
+        topology: &topology,
+        images: &images,
+        accel: &accel,
+        work_dir: work.path(),
+        memory_mib: 2048,
+        interactive: args.shell,
+    };
+    let script = if args.shell { SHELL } else { SELF_CHECK };
+    let result = boot(&config, script, Duration::from_secs(args.timeout));
+    if args.shell {
+        return report_kept(work, args.keep, result.is_ok());
+    }
+    let rows: Option<Vec<FunctionRow>> =
+        std::fs::read_to_string(work.path().join("selfcheck.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+    match (result, rows) {
+        (Ok(outcome), Some(rows)) => {
+            match args.format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).expect("rows serialize")
+                ),
+                Format::Text => {
+                    println!("L1 ({}, {:?}, cpu {}) booted and powered off in {:.1}s; its PCI functions:", topology.name, accel.accel, accel.cpu, outcome.elapsed.as_secs_f64());
+                    for r in &rows {
+                        println!(
+                            "  {} [{}:{}] class {} group {:<3} {}",
+                            r.bdf,
+                            &r.vendor[2..],
+                            &r.device[2..],
+                            &r.class[2..],
+                            r.iommu_group.map_or("-".into(), |g| g.to_string()),
+                            r.driver.as_deref().unwrap_or("(no driver)")
+                        );
+                    }
+                }
+            }
+            report_kept(work, args.keep, true)
+        }
+        (result, _) => {
+            let why = match result {
+                Err(e) => e.to_string(),
+                Ok(_) => "L1 powered off but the agent wrote no selfcheck.json".into(),
+            };
+            eprintln!("mflab: boot of topology {} failed: {why}", args.topology);
+            eprintln!(
+                "--- last lines of the serial log ---\n{}",
+                tail(&work.path().join(SERIAL_LOG), 25)
+            );
+            eprintln!(
+                "--- QEMU's own output ---\n{}",
+                tail(&work.path().join("l1-qemu.log"), 10)
+            );
+            eprintln!(
+                "--- command line ---\n{}",
+                shell_line(QEMU, &crate::l1::l1_args(&config))
+            );
+            let _ = builtin_names;
+            report_kept(work, true, false);
+            Outcome::RuleErrors
+        }
+    }
+}
+
+fn report_kept(work: WorkDir, keep: bool, ok: bool) -> Outcome {
+    if keep {
+        eprintln!("mflab: work directory kept: {}", work.keep().display());
+    }
+    if ok {
+        Outcome::Clean
+    } else {
+        Outcome::RuleErrors
+    }
+}

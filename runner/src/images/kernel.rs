@@ -1,0 +1,149 @@
+//! The kernel: `--kernel`/`--modules` (or `MFLAB_KERNEL`/`MFLAB_MODULES`),
+//! else Debian's `linux-image-amd64`, downloaded with `apt-get download`
+//! and unpacked with `dpkg-deb` into the cache once.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{cache_dir, io_err, ImageError};
+
+#[derive(Clone, Debug)]
+pub struct KernelSource {
+    pub vmlinuz: PathBuf,
+    /// The `lib/modules/<version>` directory.
+    pub modules: PathBuf,
+    pub version: String,
+    /// Where it came from, for `mflab images`.
+    pub origin: String,
+}
+
+pub fn find_kernel() -> Result<KernelSource, ImageError> {
+    let kernel = std::env::var_os("MFLAB_KERNEL").map(PathBuf::from);
+    let modules = std::env::var_os("MFLAB_MODULES").map(PathBuf::from);
+    match (kernel, modules) {
+        (Some(vmlinuz), Some(modules)) => {
+            let version = modules.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            Ok(KernelSource {
+                vmlinuz,
+                modules,
+                version,
+                origin: "MFLAB_KERNEL/MFLAB_MODULES".into(),
+            })
+        }
+        (None, None) => debian_kernel(),
+        _ => Err(ImageError::Kernel("give both MFLAB_KERNEL (a vmlinuz) and MFLAB_MODULES (a lib/modules/<version> directory), or neither".into())),
+    }
+}
+
+/// The package `linux-image-amd64` depends on, e.g. linux-image-6.1.0-56-amd64.
+fn debian_kernel_package() -> Result<String, ImageError> {
+    let out = Command::new("apt-cache")
+        .args(["depends", "--important", "linux-image-amd64"])
+        .output()
+        .map_err(|e| {
+            ImageError::Kernel(format!(
+                "cannot run apt-cache ({e}); give MFLAB_KERNEL and MFLAB_MODULES"
+            ))
+        })?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|p| p.starts_with("linux-image-") && !p.contains("unsigned"))
+        .map(str::to_string)
+        .ok_or_else(|| ImageError::Kernel("apt-cache knows no linux-image-amd64: run `apt-get update` first, or give MFLAB_KERNEL and MFLAB_MODULES".into()))
+}
+
+fn debian_kernel() -> Result<KernelSource, ImageError> {
+    let kernels = cache_dir().join("kernels");
+    // A kernel unpacked earlier is used as it is, even offline.
+    if let Some(found) = unpacked_kernel(&kernels)? {
+        return Ok(found);
+    }
+    let package = debian_kernel_package()?;
+    let dir = kernels.join(&package);
+    let download = kernels.join("download");
+    std::fs::create_dir_all(&download).map_err(io_err(&download))?;
+    tracing::info!("downloading {package}");
+    let status = Command::new("apt-get")
+        .args(["download", &package])
+        .current_dir(&download)
+        .status()
+        .map_err(|e| ImageError::Kernel(format!("apt-get download {package}: {e}")))?;
+    if !status.success() {
+        return Err(ImageError::Kernel(format!(
+            "apt-get download {package} failed ({status})"
+        )));
+    }
+    let deb = std::fs::read_dir(&download)
+        .map_err(io_err(&download))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&package))
+        })
+        .ok_or_else(|| ImageError::Kernel(format!("apt-get download left no {package}*.deb")))?;
+    let partial = kernels.join(format!("{package}.partial"));
+    let _ = std::fs::remove_dir_all(&partial);
+    let status = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&partial)
+        .status()
+        .map_err(|e| ImageError::Kernel(format!("dpkg-deb: {e}")))?;
+    if !status.success() {
+        return Err(ImageError::Kernel(format!(
+            "dpkg-deb -x {} failed",
+            deb.display()
+        )));
+    }
+    std::fs::rename(&partial, &dir).map_err(io_err(&dir))?;
+    let _ = std::fs::remove_file(&deb);
+    unpacked_kernel(&kernels)?
+        .ok_or_else(|| ImageError::Kernel(format!("{} holds no boot/vmlinuz-*", dir.display())))
+}
+
+fn unpacked_kernel(kernels: &Path) -> Result<Option<KernelSource>, ImageError> {
+    let Ok(entries) = std::fs::read_dir(kernels) else {
+        return Ok(None);
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().is_some_and(|n| {
+                n.to_string_lossy().starts_with("linux-image-")
+                    && !n.to_string_lossy().ends_with(".partial")
+            })
+        })
+        .collect();
+    dirs.sort();
+    let Some(dir) = dirs.pop() else {
+        return Ok(None);
+    };
+    let boot = dir.join("boot");
+    let vmlinuz = std::fs::read_dir(&boot)
+        .map_err(io_err(&boot))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .ok_or_else(|| ImageError::Kernel(format!("{} has no vmlinuz-*", boot.display())))?;
+    let version = vmlinuz
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches("vmlinuz-")
+        .to_string();
+    Ok(Some(KernelSource {
+        modules: dir.join("lib/modules").join(&version),
+        vmlinuz,
+        origin: format!(
+            "Debian package {}",
+            dir.file_name().unwrap().to_string_lossy()
+        ),
+        version,
+    }))
+}

@@ -1,0 +1,57 @@
+//! What L1 boots: a distribution kernel and an initramfs built here, in
+//! Rust, cached by content under the user's cache directory.
+
+mod cache;
+mod initramfs;
+mod kernel;
+mod modules;
+
+use std::path::PathBuf;
+
+pub use cache::cache_dir;
+pub use kernel::{find_kernel, KernelSource};
+
+/// The recipe files, compiled in so the binary is the whole recipe.
+pub const L1_INIT: &str = include_str!("../../../images/l1-init.sh");
+pub const L1_MODULES: &str = include_str!("../../../images/l1-modules.txt");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{0}")]
+    Kernel(String),
+    #[error("module {0} not found under {1}")]
+    ModuleMissing(String, PathBuf),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("busybox: {0}")]
+    Busybox(String),
+}
+
+pub fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ImageError {
+    let path = path.into();
+    move |source| ImageError::Io { path, source }
+}
+
+/// A kernel and the L1 initramfs that goes with it.
+#[derive(Clone, Debug)]
+pub struct L1Images {
+    pub kernel: KernelSource,
+    pub initramfs: PathBuf,
+    /// Whether this call built the initramfs (false: taken from the cache).
+    pub built: bool,
+}
+
+/// Finds the kernel (downloading Debian's if none is given) and builds or
+/// reuses the L1 initramfs.
+pub fn prepare_l1() -> Result<L1Images, ImageError> {
+    let kernel = find_kernel()?;
+    let (initramfs, built) = initramfs::l1_initramfs(&kernel)?;
+    Ok(L1Images {
+        kernel,
+        initramfs,
+        built,
+    })
+}

@@ -1,0 +1,176 @@
+//! Booting the lab VM (L1): its QEMU command line (a pure function), its
+//! work directory, and one boot that runs an agent script and collects
+//! what the agent wrote.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::accel::{Accel, AccelChoice};
+use crate::images::L1Images;
+use crate::topology::{Iommu, Topology};
+use crate::vm::{QemuProcess, VmError};
+
+pub const QEMU: &str = "qemu-system-x86_64";
+pub const SERIAL_LOG: &str = "l1-serial.log";
+pub const CMDLINE_FILE: &str = "l1-cmdline.txt";
+
+/// Everything the command line depends on.
+pub struct L1Config<'a> {
+    pub topology: &'a Topology,
+    pub images: &'a L1Images,
+    pub accel: &'a AccelChoice,
+    pub work_dir: &'a Path,
+    pub memory_mib: u32,
+    pub interactive: bool,
+}
+
+/// L1's QEMU arguments: q35, the topology (IOMMU first), the host root
+/// over 9p read-only, the work directory over 9p read-write.
+pub fn l1_args(c: &L1Config) -> Vec<String> {
+    let accel = match c.accel.accel {
+        Accel::Kvm => "kvm",
+        Accel::Tcg => "tcg",
+    };
+    let iommu_cmdline = match c.topology.iommu {
+        Iommu::IntelIommu => "intel_iommu=on iommu=pt",
+        Iommu::AmdIommu => "amd_iommu=on iommu=pt",
+        Iommu::VirtioIommu => "iommu=pt",
+    };
+    let serial = if c.interactive {
+        "mon:stdio".to_string()
+    } else {
+        format!("file:{}", c.work_dir.join(SERIAL_LOG).display())
+    };
+    let mut args: Vec<String> = [
+        "-machine",
+        &format!("q35,accel={accel}"),
+        "-cpu",
+        &c.accel.cpu,
+        "-m",
+        &c.memory_mib.to_string(),
+        "-smp",
+        "2",
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-kernel",
+        &c.images.kernel.vmlinuz.display().to_string(),
+        "-initrd",
+        &c.images.initramfs.display().to_string(),
+        "-append",
+        &format!("console=ttyS0 {iommu_cmdline} panic=-1 quiet loglevel=4"),
+        "-serial",
+        &serial,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(c.topology.device_args());
+    args.extend(
+        [
+            "-fsdev",
+            "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
+            "-device",
+            "virtio-9p-pci,fsdev=hostroot,mount_tag=host,bus=pcie.0,addr=0x02",
+            "-fsdev",
+            &format!(
+                "local,id=work,path={},security_model=none,multidevs=remap",
+                c.work_dir.display()
+            ),
+            "-device",
+            "virtio-9p-pci,fsdev=work,mount_tag=work,bus=pcie.0,addr=0x03",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    args
+}
+
+/// A work directory: removed at the end unless kept (a failed run, or
+/// `--keep`); the report says where it is when it is kept.
+pub struct WorkDir {
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+}
+
+impl WorkDir {
+    pub fn new(prefix: &str) -> std::io::Result<Self> {
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+        let path = dir.path().to_path_buf();
+        Ok(WorkDir {
+            dir: Some(dir),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Keeps the directory on disk and returns its path.
+    pub fn keep(mut self) -> PathBuf {
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.keep();
+        }
+        self.path.clone()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("{0}")]
+    Vm(#[from] VmError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the agent wrote no {0}")]
+    NoResult(String),
+}
+
+pub struct BootOutcome {
+    pub elapsed: Duration,
+    pub args: Vec<String>,
+}
+
+/// Boots L1 once with `agent_script` as what runs inside; waits for
+/// power-off. The mflab binary is copied into the work directory, so L1
+/// runs exactly this build whatever path it lives at.
+pub fn boot(c: &L1Config, agent_script: &str, timeout: Duration) -> Result<BootOutcome, BootError> {
+    let exe = std::env::current_exe()?;
+    std::fs::copy(&exe, c.work_dir.join("mflab"))?;
+    std::fs::write(c.work_dir.join("agent.sh"), agent_script)?;
+    let args = l1_args(c);
+    std::fs::write(c.work_dir.join(CMDLINE_FILE), shell_line(QEMU, &args))?;
+    let start = Instant::now();
+    let process = QemuProcess::spawn(QEMU, &args, &c.work_dir.join("l1-qemu.log"), c.interactive)?;
+    process.wait(timeout)?;
+    Ok(BootOutcome {
+        elapsed: start.elapsed(),
+        args,
+    })
+}
+
+/// The command line as one shell-quoted line, to paste and rerun.
+pub fn shell_line(binary: &str, args: &[String]) -> String {
+    let quote = |s: &str| {
+        if s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ",.=/:_-+".contains(c))
+        {
+            s.to_string()
+        } else {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        }
+    };
+    std::iter::once(binary.to_string())
+        .chain(args.iter().map(|a| quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The last `n` lines of a log, for failure reports.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

@@ -1,0 +1,233 @@
+//! L1's PCI topology: which QEMU device backs each function of each slot,
+//! and the IOMMU model. Topologies are data (`images/topologies/*.toml`);
+//! turning one into QEMU arguments is a pure function.
+
+use serde::Deserialize;
+
+/// The topologies shipped with mflab, compiled in.
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "gpu-audio",
+        include_str!("../../images/topologies/gpu-audio.toml"),
+    ),
+    (
+        "nic-quad",
+        include_str!("../../images/topologies/nic-quad.toml"),
+    ),
+    (
+        "bridge",
+        include_str!("../../images/topologies/bridge.toml"),
+    ),
+];
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    #[serde(skip)]
+    pub name: String,
+    pub description: String,
+    #[serde(default = "default_iommu")]
+    pub iommu: Iommu,
+    #[serde(default)]
+    pub slot: Vec<Slot>,
+    #[serde(default)]
+    pub bridge: Vec<Bridge>,
+    /// Keep the devices' option ROMs (off by default: SeaBIOS runs each one).
+    #[serde(default)]
+    pub option_roms: bool,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Iommu {
+    IntelIommu,
+    VirtioIommu,
+    AmdIommu,
+}
+
+fn default_iommu() -> Iommu {
+    Iommu::IntelIommu
+}
+
+/// One slot; `functions[i]` is function i, a QEMU `-device` spec
+/// (`driver[,prop=value…]`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Slot {
+    pub addr: u8,
+    pub functions: Vec<String>,
+}
+
+/// A conventional `pci-bridge` on the root bus, with slots behind it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Bridge {
+    pub addr: u8,
+    #[serde(default)]
+    pub slot: Vec<Slot>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("unknown topology '{0}'; the shipped ones are: {1}")]
+    Unknown(String, String),
+    #[error("topology {0}: {1}")]
+    Invalid(String, String),
+}
+
+pub fn builtin_names() -> String {
+    BUILTIN
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn load(name: &str) -> Result<Topology, TopologyError> {
+    let (_, text) = BUILTIN
+        .iter()
+        .find(|(n, _)| *n == name)
+        .ok_or_else(|| TopologyError::Unknown(name.into(), builtin_names()))?;
+    parse(name, text)
+}
+
+pub fn parse(name: &str, text: &str) -> Result<Topology, TopologyError> {
+    let mut t: Topology =
+        toml::from_str(text).map_err(|e| TopologyError::Invalid(name.into(), e.to_string()))?;
+    t.name = name.to_string();
+    for slot in t
+        .slot
+        .iter()
+        .chain(t.bridge.iter().flat_map(|b| b.slot.iter()))
+    {
+        if slot.functions.is_empty() || slot.functions.len() > 8 {
+            return Err(TopologyError::Invalid(
+                name.into(),
+                format!("slot {:#04x} needs 1 to 8 functions", slot.addr),
+            ));
+        }
+        if slot.addr > 0x1f {
+            return Err(TopologyError::Invalid(
+                name.into(),
+                format!("slot {:#04x} is past 0x1f", slot.addr),
+            ));
+        }
+    }
+    Ok(t)
+}
+
+impl Topology {
+    /// The `-device` arguments, IOMMU first (QEMU wants it before every
+    /// other PCI device).
+    pub fn device_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let iommu = match self.iommu {
+            Iommu::IntelIommu => "intel-iommu,caching-mode=on",
+            Iommu::VirtioIommu => "virtio-iommu-pci",
+            Iommu::AmdIommu => "amd-iommu",
+        };
+        args.extend(["-device".to_string(), iommu.to_string()]);
+        for slot in &self.slot {
+            self.slot_args(&mut args, "pcie.0", slot);
+        }
+        for (i, bridge) in self.bridge.iter().enumerate() {
+            let id = format!("bridge{i}");
+            args.extend([
+                "-device".into(),
+                format!(
+                    "pci-bridge,id={id},chassis_nr={},bus=pcie.0,addr={:#04x}",
+                    i + 1,
+                    bridge.addr
+                ),
+            ]);
+            for slot in &bridge.slot {
+                self.slot_args(&mut args, &id, slot);
+            }
+        }
+        args
+    }
+
+    fn slot_args(&self, args: &mut Vec<String>, bus: &str, slot: &Slot) {
+        let multi = slot.functions.len() > 1;
+        for (function, spec) in slot.functions.iter().enumerate() {
+            let mut device = format!("{spec},bus={bus},addr={:#04x}.{function}", slot.addr);
+            if multi && function == 0 {
+                device.push_str(",multifunction=on");
+            }
+            if !self.option_roms && takes_romfile(spec) {
+                device.push_str(",romfile=");
+            }
+            args.extend(["-device".into(), device]);
+        }
+    }
+}
+
+/// Devices with an option ROM that SeaBIOS would run (and spend time on).
+fn takes_romfile(spec: &str) -> bool {
+    let driver = spec.split(',').next().unwrap_or("");
+    matches!(
+        driver,
+        "e1000"
+            | "e1000e"
+            | "virtio-net-pci"
+            | "rtl8139"
+            | "bochs-display"
+            | "virtio-rng-pci"
+            | "pci-testdev"
+            | "ich9-intel-hda"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_topology_parses() {
+        for (name, _) in BUILTIN {
+            let t = load(name).unwrap();
+            assert!(!t.device_args().is_empty());
+        }
+    }
+
+    #[test]
+    fn gpu_audio_packs_both_functions_in_one_slot_iommu_first() {
+        let args = load("gpu-audio").unwrap().device_args();
+        assert_eq!(
+            args,
+            [
+                "-device",
+                "intel-iommu,caching-mode=on",
+                "-device",
+                "bochs-display,bus=pcie.0,addr=0x06.0,multifunction=on,romfile=",
+                "-device",
+                "ich9-intel-hda,bus=pcie.0,addr=0x06.1,romfile=",
+            ]
+        );
+    }
+
+    #[test]
+    fn bridge_devices_sit_on_the_bridge_bus() {
+        let args = load("bridge").unwrap().device_args();
+        assert!(
+            args.contains(&"pci-bridge,id=bridge0,chassis_nr=1,bus=pcie.0,addr=0x1e".to_string())
+        );
+        assert!(args.contains(&"e1000,bus=bridge0,addr=0x01.0,romfile=".to_string()));
+    }
+
+    #[test]
+    fn unknown_names_list_the_shipped_ones() {
+        let err = load("gpu").unwrap_err().to_string();
+        assert!(
+            err.contains("gpu-audio") && err.contains("nic-quad"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_slot_with_nine_functions_is_refused() {
+        let text =
+            "description='x'\n[[slot]]\naddr=6\nfunctions=['a','a','a','a','a','a','a','a','a']";
+        assert!(parse("x", text).is_err());
+    }
+}

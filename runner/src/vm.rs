@@ -1,0 +1,87 @@
+//! Running a QEMU process that cannot outlive its owner: it gets SIGKILL
+//! when the runner dies (parent-death signal, which also covers Ctrl-C),
+//! and it is killed and reaped when its guard is dropped (any error path).
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct QemuProcess {
+    child: Option<Child>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("cannot start {0}: {1}")]
+    Spawn(String, std::io::Error),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("waiting for QEMU: {0}")]
+    Wait(std::io::Error),
+}
+
+impl QemuProcess {
+    /// Starts `binary args…` with stdout/stderr to `log`, or inherited
+    /// when `interactive`.
+    pub fn spawn(
+        binary: &str,
+        args: &[String],
+        log: &Path,
+        interactive: bool,
+    ) -> Result<Self, VmError> {
+        let mut cmd = Command::new(binary);
+        cmd.args(args);
+        if interactive {
+            cmd.stdin(Stdio::inherit())
+                .stdout(Stdio::inherit())
+                .stderr(Stdio::inherit());
+        } else {
+            let file = std::fs::File::create(log).map_err(|e| VmError::Spawn(binary.into(), e))?;
+            let err = file
+                .try_clone()
+                .map_err(|e| VmError::Spawn(binary.into(), e))?;
+            cmd.stdin(Stdio::null()).stdout(file).stderr(err);
+        }
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| VmError::Spawn(binary.into(), e))?;
+        Ok(QemuProcess { child: Some(child) })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Waits for QEMU to exit; kills it at the deadline.
+    pub fn wait(mut self, timeout: Duration) -> Result<ExitStatus, VmError> {
+        let start = Instant::now();
+        let child = self.child.as_mut().expect("child present until dropped");
+        loop {
+            if let Some(status) = child.try_wait().map_err(VmError::Wait)? {
+                self.child = None;
+                return Ok(status);
+            }
+            if start.elapsed() > timeout {
+                return Err(VmError::Timeout(timeout));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for QemuProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
