@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::accel::{Accel, AccelChoice};
 use crate::images::L1Images;
-use crate::topology::{Iommu, Topology};
+use crate::topology::{IommuModel, Topology};
 use crate::vm::{QemuProcess, VmError};
 
 pub const QEMU: &str = "qemu-system-x86_64";
@@ -32,9 +32,9 @@ pub fn l1_args(c: &L1Config) -> Vec<String> {
         Accel::Tcg => "tcg",
     };
     let iommu_cmdline = match c.topology.iommu {
-        Iommu::IntelIommu => "intel_iommu=on iommu=pt",
-        Iommu::AmdIommu => "amd_iommu=on iommu=pt",
-        Iommu::VirtioIommu => "iommu=pt",
+        IommuModel::Intel => "intel_iommu=on iommu=pt",
+        IommuModel::Amd => "amd_iommu=on iommu=pt",
+        IommuModel::Virtio => "iommu=pt",
     };
     let serial = if c.interactive {
         "mon:stdio".to_string()
@@ -124,13 +124,10 @@ pub enum BootError {
     Vm(#[from] VmError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("the agent wrote no {0}")]
-    NoResult(String),
 }
 
 pub struct BootOutcome {
     pub elapsed: Duration,
-    pub args: Vec<String>,
 }
 
 /// Boots L1 once with `agent_script` as what runs inside; waits for
@@ -147,7 +144,6 @@ pub fn boot(c: &L1Config, agent_script: &str, timeout: Duration) -> Result<BootO
     process.wait(timeout)?;
     Ok(BootOutcome {
         elapsed: start.elapsed(),
-        args,
     })
 }
 

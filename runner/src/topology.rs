@@ -27,26 +27,33 @@ pub struct Topology {
     pub name: String,
     pub description: String,
     #[serde(default = "default_iommu")]
-    pub iommu: Iommu,
+    pub iommu: IommuModel,
     #[serde(default)]
     pub slot: Vec<Slot>,
     #[serde(default)]
     pub bridge: Vec<Bridge>,
+    /// IOMMU groups L1's kernel must form, each exactly these functions
+    /// (checked by the VM tests; groups are read, never assumed).
+    #[serde(default)]
+    pub expect_groups: Vec<Vec<String>>,
     /// Keep the devices' option ROMs (off by default: SeaBIOS runs each one).
     #[serde(default)]
     pub option_roms: bool,
 }
 
+/// The emulated IOMMU, named as QEMU's device: `intel-iommu`, `virtio-iommu`, `amd-iommu`.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum Iommu {
-    IntelIommu,
-    VirtioIommu,
-    AmdIommu,
+pub enum IommuModel {
+    #[serde(rename = "intel-iommu")]
+    Intel,
+    #[serde(rename = "virtio-iommu")]
+    Virtio,
+    #[serde(rename = "amd-iommu")]
+    Amd,
 }
 
-fn default_iommu() -> Iommu {
-    Iommu::IntelIommu
+fn default_iommu() -> IommuModel {
+    IommuModel::Intel
 }
 
 /// One slot; `functions[i]` is function i, a QEMU `-device` spec
@@ -122,9 +129,9 @@ impl Topology {
     pub fn device_args(&self) -> Vec<String> {
         let mut args = Vec::new();
         let iommu = match self.iommu {
-            Iommu::IntelIommu => "intel-iommu,caching-mode=on",
-            Iommu::VirtioIommu => "virtio-iommu-pci",
-            Iommu::AmdIommu => "amd-iommu",
+            IommuModel::Intel => "intel-iommu,caching-mode=on",
+            IommuModel::Virtio => "virtio-iommu-pci",
+            IommuModel::Amd => "amd-iommu",
         };
         args.extend(["-device".to_string(), iommu.to_string()]);
         for slot in &self.slot {

@@ -56,10 +56,6 @@ impl QemuProcess {
         Ok(QemuProcess { child: Some(child) })
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
     /// Waits for QEMU to exit; kills it at the deadline.
     pub fn wait(mut self, timeout: Duration) -> Result<ExitStatus, VmError> {
         let start = Instant::now();

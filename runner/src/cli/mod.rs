@@ -7,6 +7,7 @@
 pub mod agent;
 mod boot;
 mod check;
+mod images;
 mod plan;
 mod restore;
 
@@ -37,6 +38,8 @@ enum Command {
     Boot(boot::BootArgs),
     /// Say which accelerator and CPU model L1 gets here, and why.
     Probe,
+    /// Show the cached kernel and initramfs (building what is missing).
+    Images,
     /// Inside L1: the agent. Started by the lab, not by hand.
     #[command(hide = true)]
     Agent(agent::AgentArgs),
@@ -73,6 +76,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Restore(args) => restore::run(args).into(),
         Command::Boot(args) => boot::run(args).into(),
         Command::Agent(args) => agent::run(args).into(),
+        Command::Images => images::run().into(),
         Command::Probe => {
             let choice = crate::accel::probe();
             println!(

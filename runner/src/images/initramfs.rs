@@ -52,37 +52,53 @@ pub fn l1_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageError
     Ok((out, true))
 }
 
+/// A cpio (newc) archive being written, one entry at a time.
+struct Archive {
+    out: std::io::BufWriter<std::fs::File>,
+    ino: u32,
+}
+
+impl Archive {
+    fn entry(&mut self, name: &str, mode: u32, data: &[u8]) -> std::io::Result<()> {
+        self.ino += 1;
+        let mut writer = cpio::newc::Builder::new(name)
+            .ino(self.ino)
+            .mode(mode)
+            .nlink(1)
+            .write(&mut self.out, data.len() as u32);
+        writer.write_all(data)?;
+        writer.finish()?;
+        Ok(())
+    }
+
+    fn dir(&mut self, name: &str) -> std::io::Result<()> {
+        self.entry(name, 0o040755, &[])
+    }
+
+    fn file(&mut self, name: &str, executable: bool, data: &[u8]) -> std::io::Result<()> {
+        self.entry(name, if executable { 0o100755 } else { 0o100644 }, data)
+    }
+
+    fn symlink(&mut self, name: &str, target: &str) -> std::io::Result<()> {
+        self.entry(name, 0o120777, target.as_bytes())
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        let out = cpio::newc::trailer(self.out)?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()
+    }
+}
+
 fn write_archive(
     path: &Path,
     busybox: &[u8],
     modules: &[(String, PathBuf)],
 ) -> Result<(), ImageError> {
-    let file = std::fs::File::create(path).map_err(io_err(path))?;
-    let mut w = std::io::BufWriter::new(file);
-    let mut ino = 1;
-    let mut entry = |w: &mut std::io::BufWriter<std::fs::File>,
-                     name: &str,
-                     mode: u32,
-                     data: &[u8]|
-     -> std::io::Result<()> {
-        ino += 1;
-        let mut writer = cpio::newc::Builder::new(name)
-            .ino(ino)
-            .mode(mode)
-            .nlink(1)
-            .write(w, data.len() as u32);
-        writer.write_all(data)?;
-        writer.finish()?;
-        Ok(())
-    };
-    let write = |w: &mut std::io::BufWriter<std::fs::File>,
-                 entry: &mut dyn FnMut(
-        &mut std::io::BufWriter<std::fs::File>,
-        &str,
-        u32,
-        &[u8],
-    ) -> std::io::Result<()>|
-     -> std::io::Result<()> {
+    let write = || -> std::io::Result<()> {
+        let mut a = Archive {
+            out: std::io::BufWriter::new(std::fs::File::create(path)?),
+            ino: 1,
+        };
         for dir in [
             "bin",
             "dev",
@@ -96,27 +112,25 @@ fn write_archive(
             "newroot",
             "tmp",
         ] {
-            entry(w, dir, 0o040755, &[])?;
+            a.dir(dir)?;
         }
-        entry(w, "bin/busybox", 0o100755, busybox)?;
+        a.file("bin/busybox", true, busybox)?;
         for applet in APPLETS {
-            entry(w, &format!("bin/{applet}"), 0o120777, b"busybox")?;
+            a.symlink(&format!("bin/{applet}"), "busybox")?;
         }
-        entry(w, "init", 0o100755, L1_INIT.as_bytes())?;
+        a.file("init", true, L1_INIT.as_bytes())?;
         let mut list = String::new();
-        for (name, path) in modules {
-            let bytes = std::fs::read(path)?;
-            entry(w, &format!("lib/modules/{name}.ko"), 0o100644, &bytes)?;
+        for (name, module) in modules {
+            a.file(
+                &format!("lib/modules/{name}.ko"),
+                false,
+                &std::fs::read(module)?,
+            )?;
             list.push_str(name);
             list.push('\n');
         }
-        entry(w, "etc/mflab/modules", 0o100644, list.as_bytes())?;
-        Ok(())
+        a.file("etc/mflab/modules", false, list.as_bytes())?;
+        a.finish()
     };
-    write(&mut w, &mut entry).map_err(io_err(path))?;
-    let w = cpio::newc::trailer(w).map_err(io_err(path))?;
-    w.into_inner()
-        .map_err(|e| io_err(path)(e.into_error()))?
-        .sync_all()
-        .map_err(io_err(path))
+    write().map_err(io_err(path))
 }

@@ -1,0 +1,80 @@
+//! Boots L1 for every shipped topology and checks the IOMMU groups its
+//! kernel formed against the topology's `expect_groups`. Needs QEMU and a
+//! kernel: when they are missing this fails, it never skips.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+
+fn main() -> std::process::ExitCode {
+    let args = Arguments::from_args();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/topologies");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("images/topologies")
+        .filter_map(|e| {
+            e.ok()?
+                .path()
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+        })
+        .collect();
+    names.sort();
+    let trials = names
+        .into_iter()
+        .map(|name| {
+            let file = dir.join(format!("{name}.toml"));
+            Trial::test(format!("vm::boot::{name}"), move || {
+                boot_and_check(&name, &file)
+            })
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+fn boot_and_check(name: &str, file: &Path) -> Result<(), Failed> {
+    let topology: toml::Value = toml::from_str(&std::fs::read_to_string(file)?)?;
+    let expected: Vec<Vec<String>> = topology
+        .get("expect_groups")
+        .ok_or("topology has no expect_groups")?
+        .clone()
+        .try_into()?;
+    let out = Command::new(env!("CARGO_BIN_EXE_mflab"))
+        .args(["boot", "--topology", name, "--format", "json"])
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "mflab boot failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
+    let mut groups: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for r in &rows {
+        for key in ["bdf", "vendor", "device", "class", "driver", "iommu_group"] {
+            if r.get(key).is_none() {
+                return Err(format!("row without {key}: {r}").into());
+            }
+        }
+        let group = r["iommu_group"]
+            .as_u64()
+            .ok_or_else(|| format!("no IOMMU group (is the IOMMU on?): {r}"))?;
+        groups
+            .entry(group)
+            .or_default()
+            .push(r["bdf"].as_str().unwrap().to_string());
+    }
+    for want in &expected {
+        let mut want = want.clone();
+        want.sort();
+        let found = groups.values().find(|members| members.contains(&want[0]));
+        match found {
+            Some(members) if *members == want => {}
+            other => return Err(format!("expected one IOMMU group of exactly {want:?}, L1's kernel formed {other:?}; all groups: {groups:?}").into()),
+        }
+    }
+    Ok(())
+}
