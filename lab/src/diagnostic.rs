@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The stable ids of the rules (DESIGN.md, "The rules"), plus two ids for
 /// input that cannot be read at all.
@@ -53,6 +53,43 @@ impl RuleId {
     }
 }
 
+impl RuleId {
+    pub const ALL: [RuleId; 16] = [
+        RuleId::Xml,
+        RuleId::Value,
+        RuleId::R1,
+        RuleId::R2,
+        RuleId::R3,
+        RuleId::R4,
+        RuleId::R5,
+        RuleId::R6,
+        RuleId::R7,
+        RuleId::R8,
+        RuleId::R9,
+        RuleId::R10,
+        RuleId::R11,
+        RuleId::R12,
+        RuleId::R13,
+        RuleId::Host,
+    ];
+
+    /// The id for its text (`R11`, `XML`), as scenario files write it.
+    pub fn from_name(name: &str) -> Option<RuleId> {
+        RuleId::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
+impl<'de> Deserialize<'de> for RuleId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        RuleId::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown rule id '{name}'; the ids are R1..R13, XML, VALUE, HOST"
+            ))
+        })
+    }
+}
+
 impl fmt::Display for RuleId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -65,7 +102,7 @@ impl Serialize for RuleId {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Warning,
@@ -89,7 +126,7 @@ pub struct Pos {
 }
 
 /// One finding, ready to print as text or JSON.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diagnostic {
     pub rule: RuleId,
     pub severity: Severity,

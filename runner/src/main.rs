@@ -1,9 +1,12 @@
 //! `mflab`: the runner (L0) and the command line.
 
 mod accel;
+mod agent;
 mod cli;
 mod images;
 mod l1;
+mod run;
+mod scenario;
 mod topology;
 mod vm;
 

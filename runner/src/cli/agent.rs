@@ -1,10 +1,9 @@
-//! `mflab agent …`: what runs inside L1. Not for people to call by hand.
+//! `mflab agent …`: what runs inside L1. Started by the lab, not by hand.
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use lab::host::read_host_view;
-use serde::Serialize;
+use lab::outcome::{function_rows, RunRequest};
 
 use super::Outcome;
 
@@ -23,52 +22,41 @@ enum AgentCommand {
         #[arg(long)]
         out: PathBuf,
     },
-}
-
-/// One row of `mflab boot --format json`.
-#[derive(Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct FunctionRow {
-    pub bdf: String,
-    pub vendor: String,
-    pub device: String,
-    pub class: String,
-    pub driver: Option<String>,
-    pub iommu_group: Option<u32>,
-}
-
-pub fn function_rows(
-    sysfs: &std::path::Path,
-) -> Result<Vec<FunctionRow>, lab::host::HostViewError> {
-    let view = read_host_view(sysfs)?;
-    Ok(view
-        .functions
-        .values()
-        .map(|f| FunctionRow {
-            bdf: f.address.to_string(),
-            vendor: format!("{:#06x}", f.vendor),
-            device: format!("{:#06x}", f.device),
-            class: format!("{:#08x}", f.class),
-            driver: f.driver.clone(),
-            iommu_group: f.iommu_group,
-        })
-        .collect())
+    /// Run one scenario request: check, plan, bind, L2, teardown.
+    Run {
+        #[arg(long)]
+        request: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub fn run(args: AgentArgs) -> Outcome {
-    match args.command {
-        AgentCommand::SelfCheck { sysfs, out } => match function_rows(&sysfs) {
-            Ok(rows) => {
-                let json = serde_json::to_string_pretty(&rows).expect("rows serialize");
-                if let Err(e) = std::fs::write(&out, json) {
-                    eprintln!("mflab agent: {}: {e}", out.display());
-                    return Outcome::UsageOrIo;
-                }
-                Outcome::Clean
-            }
-            Err(e) => {
-                eprintln!("mflab agent: {e}");
-                Outcome::UsageOrIo
-            }
-        },
+    let written = match args.command {
+        AgentCommand::SelfCheck { sysfs, out } => function_rows(&sysfs)
+            .map_err(|e| e.to_string())
+            .and_then(|rows| write_json(&out, &rows)),
+        AgentCommand::Run { request, out } => std::fs::read_to_string(&request)
+            .map_err(|e| format!("{}: {e}", request.display()))
+            .and_then(|t| {
+                serde_json::from_str::<RunRequest>(&t)
+                    .map_err(|e| format!("{}: {e}", request.display()))
+            })
+            .and_then(|req| {
+                let work = out.parent().map(PathBuf::from).unwrap_or_default();
+                write_json(&out, &crate::agent::run_in_l1(&req, &work))
+            }),
+    };
+    match written {
+        Ok(()) => Outcome::Clean,
+        Err(e) => {
+            eprintln!("mflab agent: {e}");
+            Outcome::UsageOrIo
+        }
     }
+}
+
+fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).expect("serializes");
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }

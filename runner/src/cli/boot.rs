@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::agent::FunctionRow;
 use super::{Format, Outcome};
 use crate::accel::probe;
 use crate::images::prepare_l1;
 use crate::l1::{boot, shell_line, tail, L1Config, WorkDir, QEMU, SERIAL_LOG};
 use crate::topology::{builtin_names, load};
+use lab::outcome::FunctionRow;
 
 #[derive(Args)]
 pub struct BootArgs {

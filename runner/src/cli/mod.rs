@@ -10,6 +10,7 @@ mod check;
 mod images;
 mod plan;
 mod restore;
+mod run;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,8 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Give back the functions recorded in a binder journal (after a killed run).
     Restore(restore::RestoreArgs),
+    /// Run scenarios (default: scenarios/), or a bare domain XML with --xml.
+    Run(run::RunArgs),
     /// Boot the lab VM (L1) on a topology, list its PCI functions, power off.
     Boot(boot::BootArgs),
     /// Say which accelerator and CPU model L1 gets here, and why.
@@ -45,7 +48,7 @@ enum Command {
     Agent(agent::AgentArgs),
 }
 
-#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     #[default]
     Text,
@@ -75,6 +78,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plan(args) => plan::run(args).into(),
         Command::Restore(args) => restore::run(args).into(),
         Command::Boot(args) => boot::run(args).into(),
+        Command::Run(args) => run::run(args).into(),
         Command::Agent(args) => agent::run(args).into(),
         Command::Images => images::run().into(),
         Command::Probe => {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::modules::{index_modules, load_order};
-use super::{cache_dir, io_err, ImageError, KernelSource, L1_INIT, L1_MODULES};
+use super::{cache_dir, io_err, ImageError, KernelSource, L1_INIT, L1_MODULES, L2_INIT};
 
 const BUSYBOX: &str = "/bin/busybox";
 /// Applets the init script uses, linked to busybox.
@@ -26,28 +26,46 @@ pub fn wanted_modules(list: &str) -> Vec<String> {
 }
 
 pub fn l1_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageError> {
-    let busybox = std::fs::read(BUSYBOX)
-        .map_err(|e| ImageError::Busybox(format!("{BUSYBOX}: {e}; install busybox-static")))?;
     let index = index_modules(&kernel.modules)?;
     let modules = load_order(&wanted_modules(L1_MODULES), &index, &kernel.modules)?;
+    cached_initramfs("l1", kernel, L1_INIT, &modules)
+}
 
+/// L2 needs no module: its init only reads sysfs.
+pub fn l2_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageError> {
+    cached_initramfs("l2", kernel, L2_INIT, &[])
+}
+
+fn cached_initramfs(
+    kind: &str,
+    kernel: &KernelSource,
+    init: &str,
+    modules: &[(String, PathBuf)],
+) -> Result<(PathBuf, bool), ImageError> {
+    let busybox = std::fs::read(BUSYBOX)
+        .map_err(|e| ImageError::Busybox(format!("{BUSYBOX}: {e}; install busybox-static")))?;
     let mut hash = Sha256::new();
     hash.update(kernel.version.as_bytes());
-    hash.update(L1_INIT.as_bytes());
+    hash.update(init.as_bytes());
+    hash.update(APPLETS.join(",").as_bytes());
     hash.update(&busybox);
-    for (name, path) in &modules {
+    for (name, path) in modules {
         hash.update(name.as_bytes());
         hash.update(path.to_string_lossy().as_bytes());
     }
     let digest = format!("{:x}", hash.finalize());
     let dir = cache_dir().join("initramfs");
-    let out = dir.join(format!("l1-{}-{}.cpio", kernel.version, &digest[..16]));
+    let out = dir.join(format!("{kind}-{}-{}.cpio", kernel.version, &digest[..16]));
     if out.exists() {
         return Ok((out, false));
     }
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    let tmp = dir.join(format!(".{}.tmp.{}", &digest[..16], std::process::id()));
-    write_archive(&tmp, &busybox, &modules)?;
+    let tmp = dir.join(format!(
+        ".{kind}-{}.tmp.{}",
+        &digest[..16],
+        std::process::id()
+    ));
+    write_archive(&tmp, &busybox, init, modules)?;
     std::fs::rename(&tmp, &out).map_err(io_err(&out))?;
     Ok((out, true))
 }
@@ -92,6 +110,7 @@ impl Archive {
 fn write_archive(
     path: &Path,
     busybox: &[u8],
+    init: &str,
     modules: &[(String, PathBuf)],
 ) -> Result<(), ImageError> {
     let write = || -> std::io::Result<()> {
@@ -118,7 +137,7 @@ fn write_archive(
         for applet in APPLETS {
             a.symlink(&format!("bin/{applet}"), "busybox")?;
         }
-        a.file("init", true, L1_INIT.as_bytes())?;
+        a.file("init", true, init.as_bytes())?;
         let mut list = String::new();
         for (name, module) in modules {
             a.file(

@@ -14,6 +14,7 @@ pub use kernel::{find_kernel, KernelSource};
 /// The recipe files, compiled in so the binary is the whole recipe.
 pub const L1_INIT: &str = include_str!("../../../images/l1-init.sh");
 pub const L1_MODULES: &str = include_str!("../../../images/l1-modules.txt");
+pub const L2_INIT: &str = include_str!("../../../images/l2-init.sh");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -40,8 +41,27 @@ pub fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ImageE
 pub struct L1Images {
     pub kernel: KernelSource,
     pub initramfs: PathBuf,
-    /// Whether this call built the initramfs (false: taken from the cache).
+    /// L2's initramfs (same kernel).
+    pub l2_initramfs: PathBuf,
+    /// Whether this call built the L1 initramfs (false: taken from the cache).
     pub built: bool,
+}
+
+impl L1Images {
+    /// No images: for runs that never boot a VM (rules depth).
+    pub fn none() -> Self {
+        L1Images {
+            kernel: KernelSource {
+                vmlinuz: PathBuf::new(),
+                modules: PathBuf::new(),
+                version: String::new(),
+                origin: "none".into(),
+            },
+            initramfs: PathBuf::new(),
+            l2_initramfs: PathBuf::new(),
+            built: false,
+        }
+    }
 }
 
 /// Finds the kernel (downloading Debian's if none is given) and builds or
@@ -49,9 +69,11 @@ pub struct L1Images {
 pub fn prepare_l1() -> Result<L1Images, ImageError> {
     let kernel = find_kernel()?;
     let (initramfs, built) = initramfs::l1_initramfs(&kernel)?;
+    let (l2_initramfs, _) = initramfs::l2_initramfs(&kernel)?;
     Ok(L1Images {
         kernel,
         initramfs,
+        l2_initramfs,
         built,
     })
 }

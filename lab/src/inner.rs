@@ -1,0 +1,304 @@
+//! The inner guest (L2): its QEMU command line (pure), and one run driven
+//! over QMP: start paused, add the assigned functions with `device_add`
+//! (function 0 of a shared slot last), record `query-pci`, resume, read
+//! what L2's kernel reported on its serial line.
+//!
+//! L2 is an i440fx (`pc`) machine: its root bus takes `device_add` while
+//! paused, so guest addresses are exactly the plan's (q35's pcie.0 takes
+//! no hotplug). Slots 0 and 1 are the chipset's; the plan starts at 0x05.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::outcome::GuestFunction;
+use crate::plan::Plan;
+use crate::qmp::{QmpError, QmpSession};
+
+/// Everything L2's command line depends on.
+#[derive(Clone, Debug)]
+pub struct L2Config {
+    pub qemu: String,
+    /// `kvm` or `tcg`.
+    pub accel: String,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub serial_log: PathBuf,
+    pub qmp_socket: PathBuf,
+    pub memory_mib: u32,
+}
+
+pub fn l2_args(c: &L2Config) -> Vec<String> {
+    let cpu = if c.accel == "kvm" { "host" } else { "max" };
+    [
+        "-S",
+        "-machine",
+        &format!("pc,accel={}", c.accel),
+        "-cpu",
+        cpu,
+        "-m",
+        &c.memory_mib.to_string(),
+        "-smp",
+        "1",
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-kernel",
+        &c.kernel.display().to_string(),
+        "-initrd",
+        &c.initrd.display().to_string(),
+        "-append",
+        "console=ttyS0 quiet loglevel=3 panic=-1 nokaslr tsc=reliable",
+        "-serial",
+        &format!("file:{}", c.serial_log.display()),
+        "-qmp",
+        &format!("unix:{},server=on,wait=off", c.qmp_socket.display()),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The `device_add` arguments for each assigned function, in realize order.
+pub fn device_adds(plan: &Plan) -> Vec<qapi::qmp::device_add> {
+    plan.realize_order()
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let mut arguments = qapi::Dictionary::new();
+            arguments.insert("host".into(), json!(a.host.to_string()));
+            arguments.insert("addr".into(), json!(a.guest.qemu_addr()));
+            if a.multifunction {
+                arguments.insert("multifunction".into(), json!("on"));
+            }
+            qapi::qmp::device_add {
+                driver: "vfio-pci".into(),
+                bus: Some("pci.0".into()),
+                id: Some(format!("hostdev{i}")),
+                arguments,
+            }
+        })
+        .collect()
+}
+
+/// What happened to L2.
+#[derive(Debug, Default)]
+pub struct InnerRun {
+    pub qmp_view: Vec<GuestFunction>,
+    pub guest_view: Vec<GuestFunction>,
+    /// The failure text, when L2 could not be given its functions or did not report.
+    pub error: Option<String>,
+    pub transcript: Vec<String>,
+    pub timings: Vec<(String, f64)>,
+}
+
+/// How far to take L2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InnerDepth {
+    QmpOnly,
+    Boot,
+    /// Boot, then SIGKILL L2 once it runs.
+    BootAndKill,
+}
+
+/// Runs L2 once. Whatever happens, the QEMU process is gone on return
+/// (`kill_on_drop`).
+pub async fn run_inner_guest(
+    c: &L2Config,
+    plan: &Plan,
+    depth: InnerDepth,
+    timeout: Duration,
+) -> InnerRun {
+    let mut run = InnerRun::default();
+    let stderr_log = c.serial_log.with_extension("qemu.log");
+    let stderr = std::fs::File::create(&stderr_log)
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null());
+    let start = Instant::now();
+    let mut child = match tokio::process::Command::new(&c.qemu)
+        .args(l2_args(c))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            run.error = Some(format!("cannot start {}: {e}", c.qemu));
+            return run;
+        }
+    };
+    let qemu_said = || {
+        std::fs::read_to_string(&stderr_log)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+
+    let mut qmp = match QmpSession::connect(&c.qmp_socket, Duration::from_secs(30)).await {
+        Ok(q) => q,
+        Err(e) => {
+            let _ = child.kill().await;
+            run.error = Some(format!("{e}; QEMU said: {}", qemu_said()));
+            return run;
+        }
+    };
+    run.timings
+        .push(("l2-qemu-start".into(), start.elapsed().as_secs_f64()));
+
+    let result = drive(&mut qmp, &mut child, plan, depth, timeout, &mut run).await;
+    run.transcript = std::mem::take(&mut qmp.transcript);
+    if let Err(e) = result {
+        let said = qemu_said();
+        run.error = Some(if said.is_empty() {
+            e.to_string()
+        } else {
+            format!("{e}; QEMU said: {said}")
+        });
+    }
+    let _ = child.kill().await;
+    let _ = child.wait().await;
+    if depth != InnerDepth::QmpOnly {
+        run.guest_view =
+            parse_guest_report(&std::fs::read_to_string(&c.serial_log).unwrap_or_default());
+    }
+    run
+}
+
+async fn drive(
+    qmp: &mut QmpSession,
+    child: &mut tokio::process::Child,
+    plan: &Plan,
+    depth: InnerDepth,
+    timeout: Duration,
+    run: &mut InnerRun,
+) -> Result<(), QmpError> {
+    let t = Instant::now();
+    for add in device_adds(plan) {
+        qmp.execute(&add).await?;
+    }
+    let pci = qmp.execute(&qapi::qmp::query_pci {}).await?;
+    run.qmp_view = pci
+        .iter()
+        .flat_map(|bus| bus.devices.iter())
+        .map(|d| GuestFunction {
+            bdf: format!("0000:{:02x}:{:02x}.{:x}", d.bus, d.slot, d.function),
+            vendor: format!("{:#06x}", d.id.vendor),
+            device: format!("{:#06x}", d.id.device),
+            // query-pci gives class and subclass; the prog-if is not in it.
+            class: format!("{:#06x}", d.class_info.class),
+            driver: d
+                .qdev_id
+                .starts_with("hostdev")
+                .then(|| "vfio-pci".to_string()),
+        })
+        .collect();
+    run.timings
+        .push(("l2-device-add".into(), t.elapsed().as_secs_f64()));
+    if depth == InnerDepth::QmpOnly {
+        let _ = qmp.execute(&qapi::qmp::quit {}).await;
+        return Ok(());
+    }
+    let t = Instant::now();
+    qmp.execute(&qapi::qmp::cont {}).await?;
+    if depth == InnerDepth::BootAndKill {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        return Err(QmpError::Timeout(
+            "nothing: L2 was killed on purpose".into(),
+        ));
+    }
+    match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(_) => {
+            run.timings
+                .push(("l2-boot".into(), t.elapsed().as_secs_f64()));
+            Ok(())
+        }
+        Err(_) => Err(QmpError::Timeout(format!(
+            "L2 to power off within {timeout:?}"
+        ))),
+    }
+}
+
+/// Lines `MFLAB-L2-PCI <bdf> <vendor> <device> <class> <driver|->` from L2's init.
+pub fn parse_guest_report(serial: &str) -> Vec<GuestFunction> {
+    serial
+        .lines()
+        .filter_map(|line| {
+            let rest = line.trim_end_matches('\r').split("MFLAB-L2-PCI ").nth(1)?;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let [bdf, vendor, device, class, driver] = f.as_slice() else {
+                return None;
+            };
+            Some(GuestFunction {
+                bdf: bdf.to_string(),
+                vendor: vendor.to_string(),
+                device: device.to_string(),
+                class: class.to_string(),
+                driver: (*driver != "-").then(|| driver.to_string()),
+            })
+        })
+        .collect()
+}
+
+/// Whether L2's init finished its report.
+pub fn guest_report_complete(serial: &str) -> bool {
+    serial.contains("MFLAB-L2-DONE")
+}
+
+/// A short socket path: Unix sockets are limited to 108 bytes.
+pub fn socket_path(dir: &Path) -> PathBuf {
+    dir.join("l2.qmp")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Assign;
+    use crate::PciAddress;
+
+    #[test]
+    fn the_guest_report_is_read_from_serial_noise() {
+        let serial = "[    0.5] random\r\nMFLAB-L2-PCI 0000:00:05.0 0x1234 0x1111 0x038000 -\r\nMFLAB-L2-PCI 0000:00:00.0 0x8086 0x1237 0x060000 -\nMFLAB-L2-DONE\n";
+        let rows = parse_guest_report(serial);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].key(), "1234:1111@0000:00:05.0");
+        assert_eq!(rows[0].driver, None);
+        assert!(guest_report_complete(serial));
+    }
+
+    #[test]
+    fn function_0_of_a_shared_slot_is_added_last() {
+        let a = |h: &str, g: &str, m: bool| Assign {
+            host: h.parse::<PciAddress>().unwrap(),
+            guest: g.parse().unwrap(),
+            multifunction: m,
+        };
+        let plan = Plan {
+            detach: vec![],
+            assign: vec![
+                a("0000:00:06.0", "0000:00:07.0", true),
+                a("0000:00:06.1", "0000:00:07.1", false),
+                a("0000:00:08.0", "0000:00:05.0", false),
+            ],
+            unassigned: vec![],
+            restore: vec![],
+            groups: vec![],
+            warnings: vec![],
+        };
+        let adds = device_adds(&plan);
+        let addrs: Vec<String> = adds
+            .iter()
+            .map(|d| d.arguments["addr"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(addrs, ["05.0", "07.1", "07.0"]);
+        assert_eq!(adds[2].arguments["multifunction"], "on");
+        assert_eq!(adds[1].arguments["host"], "0000:00:06.1");
+    }
+}

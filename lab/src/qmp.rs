@@ -1,0 +1,219 @@
+//! A QMP session over a Unix socket, on tokio, with the `qapi` crate's
+//! command types.
+//!
+//! Why not `qapi`'s own stream: it parses every event and reply into the
+//! types of its schema (QEMU 9.1), and an event name or enum value newer
+//! than that ends the stream with InvalidData. A lab must keep working with
+//! whatever QEMU a runner has, so this layer reads each line as JSON first:
+//! events are logged and kept by name, never parsed into a schema type, and
+//! only the reply to our own command is deserialized into `C::Ok`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use qapi::Command;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QmpError {
+    #[error("QMP socket {0}: {1}")]
+    Connect(PathBuf, std::io::Error),
+    #[error("QMP: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("QMP: QEMU closed the connection")]
+    Closed,
+    #[error("QMP: timed out waiting for {0}")]
+    Timeout(String),
+    #[error("QMP: {command} failed: {class}: {desc}")]
+    Command {
+        command: String,
+        class: String,
+        desc: String,
+    },
+    #[error("QMP: reply to {0} does not fit its type: {1}")]
+    Reply(String, serde_json::Error),
+}
+
+pub struct QmpSession {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    next_id: u64,
+    /// Every line sent (`->`) and received (`<-`), for the work directory.
+    pub transcript: Vec<String>,
+    /// Names of the events seen so far, in order.
+    pub events: Vec<String>,
+}
+
+impl QmpSession {
+    /// Connects (retrying until the socket appears or `timeout`), reads the
+    /// greeting and leaves capabilities negotiation mode.
+    pub async fn connect(path: &Path, timeout: Duration) -> Result<Self, QmpError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let stream = loop {
+            match UnixStream::connect(path).await {
+                Ok(s) => break s,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(QmpError::Connect(path.to_path_buf(), e))
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let (read, writer) = stream.into_split();
+        let mut session = QmpSession {
+            reader: BufReader::new(read),
+            writer,
+            next_id: 0,
+            transcript: Vec::new(),
+            events: Vec::new(),
+        };
+        let greeting = tokio::time::timeout(timeout, session.read_message())
+            .await
+            .map_err(|_| QmpError::Timeout("the QMP greeting".into()))??;
+        if greeting.get("QMP").is_none() {
+            return Err(QmpError::Timeout(format!("a QMP greeting, got {greeting}")));
+        }
+        session
+            .execute(&qapi::qmp::qmp_capabilities { enable: None })
+            .await?;
+        Ok(session)
+    }
+
+    async fn read_message(&mut self) -> Result<Value, QmpError> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line).await? == 0 {
+                return Err(QmpError::Closed);
+            }
+            let text = line.trim();
+            if text.is_empty() {
+                continue;
+            }
+            self.transcript.push(format!("<- {text}"));
+            match serde_json::from_str::<Value>(text) {
+                Ok(v) => return Ok(v),
+                Err(e) => tracing::warn!("QMP: ignoring a line that is not JSON ({e}): {text}"),
+            }
+        }
+    }
+
+    /// Runs one command and returns its typed reply. Events that arrive
+    /// meanwhile are recorded, whatever their name.
+    pub async fn execute<C: Command>(&mut self, command: &C) -> Result<C::Ok, QmpError> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let request = json!({ "execute": C::NAME, "arguments": command, "id": id });
+        let text = request.to_string();
+        self.transcript.push(format!("-> {text}"));
+        self.writer.write_all(text.as_bytes()).await?;
+        self.writer.write_all(b"\n").await?;
+        loop {
+            let message = self.read_message().await?;
+            if let Some(event) = message.get("event").and_then(Value::as_str) {
+                tracing::debug!("QMP event {event}");
+                self.events.push(event.to_string());
+                continue;
+            }
+            if message.get("id").and_then(Value::as_u64) != Some(id) {
+                continue;
+            }
+            if let Some(error) = message.get("error") {
+                return Err(QmpError::Command {
+                    command: C::NAME.to_string(),
+                    class: error["class"].as_str().unwrap_or("?").to_string(),
+                    desc: error["desc"].as_str().unwrap_or("?").to_string(),
+                });
+            }
+            let reply = message.get("return").cloned().unwrap_or(Value::Null);
+            return serde_json::from_value(reply)
+                .map_err(|e| QmpError::Reply(C::NAME.to_string(), e));
+        }
+    }
+
+    /// Waits for an event by name (one seen earlier counts).
+    pub async fn wait_event(&mut self, name: &str, timeout: Duration) -> Result<(), QmpError> {
+        if self.events.iter().any(|e| e == name) {
+            return Ok(());
+        }
+        let wait = async {
+            loop {
+                let message = self.read_message().await?;
+                if let Some(event) = message.get("event").and_then(Value::as_str) {
+                    self.events.push(event.to_string());
+                    if event == name {
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| QmpError::Timeout(format!("event {name}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::UnixListener;
+
+    /// A QMP peer that speaks like a newer QEMU: it sends an event no
+    /// schema knows, with an enum value no schema knows, before replying.
+    async fn newer_qemu(listener: UnixListener) {
+        let (stream, _) = listener.accept().await.unwrap();
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        write.write_all(b"{\"QMP\": {\"version\": {\"qemu\": {\"major\": 99, \"minor\": 0, \"micro\": 0}, \"package\": \"\"}, \"capabilities\": [\"oob\", \"future-cap\"]}}\n").await.unwrap();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let req: Value = serde_json::from_str(&line).unwrap();
+            let id = req["id"].clone();
+            write.write_all(b"{\"event\": \"FUTURE_EVENT\", \"data\": {\"mode\": \"brand-new-enum\"}, \"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}\n").await.unwrap();
+            let reply = match req["execute"].as_str().unwrap() {
+                "query-pci" => {
+                    json!({"return": [{"bus": 0, "devices": [{"bus": 0, "slot": 5, "function": 0, "irq_pin": 1, "qdev_id": "hostdev0", "regions": [], "class_info": {"class": 896, "desc": "Display controller"}, "id": {"vendor": 4660, "device": 4369}, "new-field": true}]}], "id": id})
+                }
+                "device_add" => {
+                    json!({"error": {"class": "GenericError", "desc": "vfio 0000:00:06.0: group 3 is not viable"}, "id": id})
+                }
+                _ => json!({"return": {}, "id": id}),
+            };
+            write
+                .write_all(format!("{reply}\n").as_bytes())
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_events_and_enum_values_are_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qmp.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        tokio::spawn(newer_qemu(listener));
+        let mut qmp = QmpSession::connect(&path, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let pci = qmp.execute(&qapi::qmp::query_pci {}).await.unwrap();
+        assert_eq!(pci[0].devices[0].id.vendor, 0x1234);
+        assert_eq!(pci[0].devices[0].qdev_id, "hostdev0");
+        assert!(qmp.events.iter().any(|e| e == "FUTURE_EVENT"));
+        let err = qmp
+            .execute(&qapi::qmp::device_add {
+                driver: "vfio-pci".into(),
+                bus: None,
+                id: Some("hostdev0".into()),
+                arguments: Default::default(),
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("group 3 is not viable"), "{err}");
+        qmp.execute(&qapi::qmp::cont {}).await.unwrap();
+        assert!(qmp
+            .transcript
+            .iter()
+            .any(|l| l.starts_with("-> ") && l.contains("query-pci")));
+    }
+}

@@ -1,0 +1,150 @@
+//! The agent: what runs inside L1 for one scenario. A numbered sequence
+//! whose teardown mirrors it (as libvirt's virhostdev.c does):
+//! 1. read L1's PCI view, check and plan (nothing touched on error);
+//! 2. detach the plan's functions to vfio-pci, against a journal;
+//! 3. start L2 paused, add the assigned functions over QMP, query-pci,
+//!    resume, read L2's own report;
+//! 4. teardown: L2 is gone (kill on drop); reattach from the journal;
+//!    compare every function's driver with step 1.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use lab::bind::{detach, Sysfs};
+use lab::check::check_text;
+use lab::host::read_host_view;
+use lab::inner::{guest_report_complete, run_inner_guest, socket_path, InnerDepth, L2Config};
+use lab::outcome::{function_rows, Depth, RunOutcome, RunRequest};
+use lab::plan::plan;
+
+use crate::accel::{decide, gather, Accel};
+
+const SYSFS: &str = "/sys";
+
+pub fn run_in_l1(req: &RunRequest, work: &Path) -> RunOutcome {
+    let sysfs = Path::new(SYSFS);
+    let mut out = RunOutcome::default();
+    let rows = |out: &mut RunOutcome| {
+        function_rows(sysfs).unwrap_or_else(|e| {
+            out.error
+                .get_or_insert(format!("reading L1's PCI view: {e}"));
+            Vec::new()
+        })
+    };
+    out.l1_before = rows(&mut out);
+
+    // Step 1: check and plan.
+    let checked = check_text(&req.xml_name, &req.xml);
+    let planned = if checked.has_errors() {
+        Err(checked
+            .diagnostics
+            .into_iter()
+            .filter(|d| d.is_error())
+            .collect())
+    } else {
+        match read_host_view(sysfs) {
+            Ok(host) => plan(&checked.domain, &host, req.policy),
+            Err(e) => {
+                out.error = Some(e.to_string());
+                return finish(out, sysfs);
+            }
+        }
+    };
+    let plan = match planned {
+        Ok(p) => p,
+        Err(diagnostics) => {
+            out.diagnostics = diagnostics;
+            return finish(out, sysfs);
+        }
+    };
+    out.plan = Some(serde_json::to_value(&plan).expect("plan serializes"));
+
+    // Step 2: detach.
+    let kernel = Sysfs::new(SYSFS);
+    let t = Instant::now();
+    let detached = match detach(&plan, &kernel, sysfs, &work.join("journal.json")) {
+        Ok(d) => d,
+        Err(e) => {
+            out.error = Some(format!("detach: {e}"));
+            return finish(out, sysfs);
+        }
+    };
+    out.timings.insert("bind".into(), t.elapsed().as_secs_f64());
+    out.l1_during = rows(&mut out);
+
+    // Step 3: the inner guest.
+    if req.depth >= Depth::Qmp {
+        let choice = decide(&gather(Path::new("/")));
+        out.l2_accel = match choice.accel {
+            Accel::Kvm => "kvm".into(),
+            Accel::Tcg => "tcg".into(),
+        };
+        let config = L2Config {
+            qemu: crate::l1::QEMU.into(),
+            accel: out.l2_accel.clone(),
+            kernel: req.l2_kernel.clone(),
+            initrd: req.l2_initrd.clone(),
+            serial_log: work.join("l2-serial.log"),
+            qmp_socket: socket_path(Path::new("/run")),
+            memory_mib: 192,
+        };
+        std::fs::write(
+            work.join("l2-cmdline.txt"),
+            crate::l1::shell_line(&config.qemu, &lab::inner::l2_args(&config)),
+        )
+        .ok();
+        let depth = match (req.depth, req.kill_l2) {
+            (Depth::Qmp, _) => InnerDepth::QmpOnly,
+            (_, true) => InnerDepth::BootAndKill,
+            _ => InnerDepth::Boot,
+        };
+        let timeout = Duration::from_secs(if out.l2_accel == "kvm" { 90 } else { 300 });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let inner = runtime.block_on(run_inner_guest(&config, &plan, depth, timeout));
+        std::fs::write(
+            work.join("l2-qmp-transcript.log"),
+            inner.transcript.join("\n"),
+        )
+        .ok();
+        for (stage, secs) in &inner.timings {
+            out.timings.insert(stage.clone(), *secs);
+        }
+        out.l2_qmp = inner.qmp_view;
+        out.l2_guest = inner.guest_view;
+        out.error = inner.error;
+        if depth == InnerDepth::Boot && out.error.is_none() {
+            let serial = std::fs::read_to_string(&config.serial_log).unwrap_or_default();
+            if !guest_report_complete(&serial) {
+                out.error =
+                    Some("L2 powered off without finishing its report (see l2-serial.log)".into());
+            }
+        }
+    }
+
+    // Step 4: teardown mirrors step 2.
+    let t = Instant::now();
+    if let Err(e) = detached.reattach(&kernel) {
+        let text = format!("reattach: {e}");
+        out.error = Some(match out.error.take() {
+            Some(first) => format!("{first}; {text}"),
+            None => text,
+        });
+    }
+    out.timings
+        .insert("teardown".into(), t.elapsed().as_secs_f64());
+    finish(out, sysfs)
+}
+
+/// Reads L1's view after the run and says whether every driver came back.
+fn finish(mut out: RunOutcome, sysfs: &Path) -> RunOutcome {
+    out.l1_after = function_rows(sysfs).unwrap_or_default();
+    out.restored = out.l1_before.iter().all(|b| {
+        out.l1_after
+            .iter()
+            .any(|a| a.bdf == b.bdf && a.driver == b.driver)
+    });
+    out
+}

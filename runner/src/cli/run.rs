@@ -1,0 +1,258 @@
+//! `mflab run [PATH…]`: run scenarios (default `scenarios/`), or a bare
+//! domain XML with `--xml FILE --topology NAME` to reproduce a bug report.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use lab::outcome::Depth;
+use lab::plan::Policy;
+
+use super::plan::PolicyArg;
+use super::{Format, Outcome};
+use crate::accel::probe;
+use crate::images::prepare_l1;
+use crate::run::{describe_l2, run_scenario, ScenarioReport};
+use crate::scenario::{discover, load, Expect, Scenario};
+use crate::topology::BUILTIN;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Scenario files or directories.
+    #[arg(default_value = "scenarios")]
+    paths: Vec<PathBuf>,
+    /// Keep every work directory (failed ones are always kept).
+    #[arg(long)]
+    keep: bool,
+    /// Write a JUnit XML report for CI dashboards.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+    /// Run this domain XML as it is, without a scenario file.
+    #[arg(long, requires = "topology")]
+    xml: Option<PathBuf>,
+    /// The L1 topology for --xml.
+    #[arg(long)]
+    topology: Option<String>,
+    /// The policy for --xml.
+    #[arg(long, value_enum, default_value_t = PolicyArg::Fixed)]
+    policy: PolicyArg,
+    /// The depth for --xml: rules, plan, qmp or guest.
+    #[arg(long, default_value = "guest", value_parser = parse_depth)]
+    depth: Depth,
+}
+
+fn parse_depth(s: &str) -> Result<Depth, String> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| format!("'{s}' is not a depth; write rules, plan, qmp or guest"))
+}
+
+fn known() -> Vec<&'static str> {
+    BUILTIN.iter().map(|(n, _)| *n).collect()
+}
+
+pub fn run(args: RunArgs) -> Outcome {
+    let scenarios = match &args.xml {
+        Some(xml) => match bare_xml_scenario(xml, &args) {
+            Ok(s) => vec![s],
+            Err(e) => {
+                eprintln!("mflab: {e}");
+                return Outcome::UsageOrIo;
+            }
+        },
+        None => match discover(&args.paths).and_then(|files| {
+            files
+                .iter()
+                .map(|f| load(f, &known()))
+                .collect::<Result<Vec<_>, _>>()
+        }) {
+            Ok(s) if s.is_empty() => {
+                eprintln!("mflab: no scenario (*.toml) under {:?}", args.paths);
+                return Outcome::UsageOrIo;
+            }
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("mflab: {e}");
+                return Outcome::UsageOrIo;
+            }
+        },
+    };
+    let needs_vm = scenarios.iter().any(|s| s.depth != Depth::Rules);
+    let images = if needs_vm {
+        match prepare_l1() {
+            Ok(i) => Some(i),
+            Err(e) => {
+                eprintln!("mflab: images: {e}");
+                return Outcome::UsageOrIo;
+            }
+        }
+    } else {
+        None
+    };
+    let accel = probe();
+    let mut reports = Vec::new();
+    for s in &scenarios {
+        let report = match &images {
+            Some(images) => run_scenario(s, images, &accel, args.keep),
+            None => run_scenario_without_vm(s),
+        };
+        if args.format == Format::Text {
+            print_report(s, &report, args.xml.is_some());
+        }
+        reports.push(report);
+    }
+    if let Some(path) = &args.junit {
+        if let Err(e) = std::fs::write(path, junit(&reports)) {
+            eprintln!("mflab: {}: {e}", path.display());
+            return Outcome::UsageOrIo;
+        }
+    }
+    if args.format == Format::Json {
+        let objects: Vec<serde_json::Value> = reports.iter().map(json_object).collect();
+        let value = if args.xml.is_some() {
+            objects.into_iter().next().unwrap_or_default()
+        } else {
+            serde_json::Value::Array(objects)
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).expect("report serializes")
+        );
+    }
+    let failed = reports.iter().filter(|r| !r.passed()).count();
+    if args.format == Format::Text && args.xml.is_none() {
+        println!("{} passed, {} failed", reports.len() - failed, failed);
+    }
+    if failed == 0 {
+        Outcome::Clean
+    } else {
+        Outcome::RuleErrors
+    }
+}
+
+fn run_scenario_without_vm(s: &Scenario) -> ScenarioReport {
+    // Rules depth never touches the images; the accelerator is irrelevant.
+    let images = crate::images::L1Images::none();
+    run_scenario(s, &images, &probe(), false)
+}
+
+/// `--xml FILE`: a scenario whose only expectation is that nothing fails.
+fn bare_xml_scenario(xml: &PathBuf, args: &RunArgs) -> Result<Scenario, String> {
+    let text =
+        std::fs::read_to_string(xml).map_err(|e| format!("cannot read {}: {e}", xml.display()))?;
+    let topology = args.topology.clone().unwrap_or_default();
+    if !known().contains(&topology.as_str()) {
+        return Err(format!(
+            "unknown topology '{topology}'; the shipped ones are: {}",
+            known().join(", ")
+        ));
+    }
+    Ok(Scenario {
+        name: xml.display().to_string(),
+        path: xml.clone(),
+        description: String::new(),
+        topology,
+        policy: Policy::from(args.policy),
+        depth: args.depth,
+        xml_name: xml.display().to_string(),
+        xml: text,
+        kill_l2: false,
+        expect: Expect::default(),
+    })
+}
+
+fn print_report(s: &Scenario, r: &ScenarioReport, bare: bool) {
+    let verdict = if r.passed() { "PASS" } else { "FAIL" };
+    if !bare {
+        println!(
+            "{verdict} {} ({}, {:.1}s){}",
+            r.name,
+            r.depth,
+            r.elapsed.as_secs_f64(),
+            if s.description.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", s.description)
+            }
+        );
+    }
+    for d in &r.outcome.diagnostics {
+        println!("    {}", d.to_string().replace('\n', "\n    "));
+    }
+    if let Some(e) = &r.outcome.error {
+        println!("    failure: {e}");
+    }
+    if bare || r.depth == Depth::Guest {
+        for line in describe_l2(&r.outcome) {
+            println!("    {line}");
+        }
+    }
+    if !r.mismatches.is_empty() && !bare {
+        for m in &r.mismatches {
+            println!("    mismatch: {}", m.replace('\n', "\n      "));
+        }
+    }
+    if let Some(dir) = &r.kept {
+        println!("    work directory kept: {}", dir.display());
+    }
+}
+
+/// `mflab run --xml … --format json`: plan, l1_during, l1_after, l2_qmp, l2_guest, error.
+fn json_object(r: &ScenarioReport) -> serde_json::Value {
+    let o = &r.outcome;
+    let error = o.error.clone().or_else(|| {
+        (!o.diagnostics.is_empty()).then(|| {
+            o.diagnostics
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    });
+    serde_json::json!({
+        "scenario": r.name,
+        "passed": r.passed(),
+        "plan": o.plan,
+        "l1_during": o.l1_during,
+        "l1_after": o.l1_after,
+        "l2_qmp": o.l2_qmp,
+        "l2_guest": o.l2_guest,
+        "error": error,
+        "restored": o.restored,
+        "mismatches": r.mismatches,
+        "seconds": r.elapsed.as_secs_f64(),
+        "timings": o.timings,
+        "work_dir": r.kept,
+    })
+}
+
+fn junit(reports: &[ScenarioReport]) -> String {
+    use quick_xml::escape::escape;
+    let failed = reports.iter().filter(|r| !r.passed()).count();
+    let total: f64 = reports.iter().map(|r| r.elapsed.as_secs_f64()).sum();
+    let mut s = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"mflab\" tests=\"{}\" failures=\"{failed}\" time=\"{total:.3}\">\n", reports.len());
+    for r in reports {
+        s.push_str(&format!(
+            "    <testcase classname=\"scenario\" name=\"{}\" time=\"{:.3}\">\n",
+            escape(&r.name),
+            r.elapsed.as_secs_f64()
+        ));
+        if !r.passed() {
+            let body = r.mismatches.join("\n");
+            s.push_str(&format!(
+                "      <failure message=\"{}\">{}</failure>\n",
+                escape(r.mismatches[0].lines().next().unwrap_or("")),
+                escape(&body)
+            ));
+        }
+        if let Some(dir) = &r.kept {
+            s.push_str(&format!(
+                "      <system-out>work directory: {}</system-out>\n",
+                escape(&dir.display().to_string())
+            ));
+        }
+        s.push_str("    </testcase>\n");
+    }
+    s.push_str("  </testsuite>\n</testsuites>\n");
+    s
+}

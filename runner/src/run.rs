@@ -1,0 +1,289 @@
+//! Running one scenario from the host (L0): boot L1 on its topology with
+//! the agent, collect the agent's outcome, compare with the expectations.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lab::check::check_text;
+use lab::outcome::{Depth, GuestFunction, RunOutcome, RunRequest};
+
+use crate::accel::AccelChoice;
+use crate::images::L1Images;
+use crate::l1::{boot, tail, L1Config, WorkDir, SERIAL_LOG};
+use crate::scenario::{Expect, Scenario};
+use crate::topology;
+
+/// What one scenario did and whether it held.
+pub struct ScenarioReport {
+    pub name: String,
+    pub depth: Depth,
+    pub elapsed: Duration,
+    /// Each expectation that did not hold, as "expected … / seen …".
+    pub mismatches: Vec<String>,
+    pub outcome: RunOutcome,
+    /// The work directory, when kept (a failure, or --keep).
+    pub kept: Option<PathBuf>,
+}
+
+impl ScenarioReport {
+    pub fn passed(&self) -> bool {
+        self.mismatches.is_empty()
+    }
+}
+
+const AGENT_SCRIPT: &str =
+    "exec /mflab/mflab agent run --request /mflab/request.json --out /mflab/result.json\n";
+
+pub fn run_scenario(
+    s: &Scenario,
+    images: &L1Images,
+    accel: &AccelChoice,
+    keep: bool,
+) -> ScenarioReport {
+    let start = Instant::now();
+    let (outcome, work) = if s.depth == Depth::Rules {
+        let checked = check_text(&s.xml_name, &s.xml);
+        let outcome = RunOutcome {
+            diagnostics: checked
+                .diagnostics
+                .into_iter()
+                .filter(|d| d.is_error())
+                .collect(),
+            restored: true,
+            ..Default::default()
+        };
+        (outcome, None)
+    } else {
+        match run_in_vm(s, images, accel) {
+            Ok((o, w)) => (o, Some(w)),
+            Err((e, w)) => {
+                let outcome = RunOutcome {
+                    error: Some(e),
+                    ..Default::default()
+                };
+                (outcome, w)
+            }
+        }
+    };
+    let mut mismatches = compare(&s.expect, &outcome);
+    if outcome.l1_before.is_empty() && s.depth != Depth::Rules {
+        if let Some(w) = &work {
+            mismatches.push(format!(
+                "L1 gave no outcome; last lines of its serial log:\n{}",
+                tail(&w.path().join(SERIAL_LOG), 20)
+            ));
+        }
+    }
+    let kept = match work {
+        Some(w) if keep || !mismatches.is_empty() => Some(w.keep()),
+        _ => None,
+    };
+    ScenarioReport {
+        name: s.name.clone(),
+        depth: s.depth,
+        elapsed: start.elapsed(),
+        mismatches,
+        outcome,
+        kept,
+    }
+}
+
+type VmResult = Result<(RunOutcome, WorkDir), (String, Option<WorkDir>)>;
+
+fn run_in_vm(s: &Scenario, images: &L1Images, accel: &AccelChoice) -> VmResult {
+    let topology = topology::load(&s.topology).map_err(|e| (e.to_string(), None))?;
+    let work = WorkDir::new("mflab-run-").map_err(|e| (e.to_string(), None))?;
+    let fail = |e: String, w: WorkDir| Err((e, Some(w)));
+    // L1 sees the work directory at /mflab; L2's images go there too, so
+    // nothing depends on where the cache lives on the host.
+    for (from, to) in [
+        (&images.kernel.vmlinuz, "l2-vmlinuz"),
+        (&images.l2_initramfs, "l2-initrd"),
+    ] {
+        if let Err(e) = link_or_copy(from, &work.path().join(to)) {
+            return fail(format!("{}: {e}", from.display()), work);
+        }
+    }
+    let request = RunRequest {
+        xml_name: s.xml_name.clone(),
+        xml: s.xml.clone(),
+        policy: s.policy,
+        depth: s.depth,
+        kill_l2: s.kill_l2,
+        l2_kernel: "/mflab/l2-vmlinuz".into(),
+        l2_initrd: "/mflab/l2-initrd".into(),
+    };
+    if let Err(e) = std::fs::write(
+        work.path().join("request.json"),
+        serde_json::to_string_pretty(&request).expect("request serializes"),
+    ) {
+        return fail(e.to_string(), work);
+    }
+    let config = L1Config {
+        topology: &topology,
+        images,
+        accel,
+        work_dir: work.path(),
+        memory_mib: 2048,
+        interactive: false,
+    };
+    if let Err(e) = boot(&config, AGENT_SCRIPT, Duration::from_secs(600)) {
+        return fail(format!("L1: {e}"), work);
+    }
+    let result = work.path().join("result.json");
+    match std::fs::read_to_string(&result)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+    {
+        Ok(outcome) => Ok((outcome, work)),
+        Err(e) => fail(
+            format!("the agent left no readable result.json ({e})"),
+            work,
+        ),
+    }
+}
+
+fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::hard_link(from, to).or_else(|_| std::fs::copy(from, to).map(|_| ()))
+}
+
+/// L2's own chipset functions (the `pc` machine's slots 0 and 1) are not
+/// part of what a scenario asserts.
+fn assigned_view(list: &[GuestFunction]) -> Vec<String> {
+    let mut keys: Vec<String> = list
+        .iter()
+        .filter(|f| !(f.bdf.starts_with("0000:00:00.") || f.bdf.starts_with("0000:00:01.")))
+        .map(GuestFunction::key)
+        .collect();
+    keys.sort();
+    keys
+}
+
+pub fn compare(e: &Expect, o: &RunOutcome) -> Vec<String> {
+    let mut m = Vec::new();
+    let seen_rules: Vec<String> = o.diagnostics.iter().map(|d| d.rule.to_string()).collect();
+    let want_rules: Vec<String> = e.rules.iter().flatten().map(|r| r.to_string()).collect();
+    if seen_rules != want_rules {
+        let detail: Vec<String> = o.diagnostics.iter().map(|d| d.to_string()).collect();
+        m.push(format!(
+            "rule errors: expected {want_rules:?}, seen {seen_rules:?}\n{}",
+            detail.join("\n")
+        ));
+    }
+    match (&e.error, &o.error) {
+        (None, Some(seen)) => m.push(format!("error: expected none, seen: {seen}")),
+        (Some(want), None) => m.push(format!(
+            "error: expected a failure containing {want:?}, seen none"
+        )),
+        (Some(want), Some(seen)) if !seen.contains(want.as_str()) => m.push(format!(
+            "error: expected a failure containing {want:?}, seen: {seen}"
+        )),
+        _ => {}
+    }
+    let want_restored = e.restored.unwrap_or(true);
+    if o.restored != want_restored {
+        m.push(format!(
+            "restored: expected {want_restored}, seen {} (drivers after: {:?})",
+            o.restored,
+            drivers(&o.l1_after)
+        ));
+    }
+    if let Some(plan) = &e.plan {
+        match serde_json::from_str::<serde_json::Value>(plan) {
+            Ok(want) if Some(&want) != o.plan.as_ref() => m.push(format!(
+                "plan: expected {want}, seen {}",
+                o.plan.as_ref().map_or("none".into(), |p| p.to_string())
+            )),
+            Err(err) => m.push(format!("expect.plan is not JSON: {err}")),
+            _ => {}
+        }
+    }
+    for (label, want, rows) in [
+        ("l1_during", &e.l1_during, &o.l1_during),
+        ("l1_after", &e.l1_after, &o.l1_after),
+    ] {
+        let Some(want) = want else { continue };
+        for (bdf, driver) in want {
+            let seen = rows
+                .iter()
+                .find(|r| &r.bdf == bdf)
+                .map(|r| r.driver.clone().unwrap_or_else(|| "none".into()));
+            if seen.as_deref() != Some(driver.as_str()) {
+                m.push(format!(
+                    "{label}: {bdf} expected on {driver}, seen on {}",
+                    seen.unwrap_or_else(|| "(absent)".into())
+                ));
+            }
+        }
+    }
+    for (label, want, seen) in [
+        ("l2_qmp", &e.l2_qmp, &o.l2_qmp),
+        ("l2_guest", &e.l2_guest, &o.l2_guest),
+    ] {
+        let Some(want) = want else { continue };
+        let mut want = want.clone();
+        want.sort();
+        let seen = assigned_view(seen);
+        if want != seen {
+            m.push(format!("{label}: expected {want:?}, seen {seen:?}"));
+        }
+    }
+    m
+}
+
+fn drivers(rows: &[lab::outcome::FunctionRow]) -> Vec<String> {
+    rows.iter()
+        .map(|r| format!("{}={}", r.bdf, r.driver.as_deref().unwrap_or("none")))
+        .collect()
+}
+
+/// What L2's kernel saw, in words: each assigned function seen or not,
+/// each unassigned one absent or (wrongly) present.
+pub fn describe_l2(o: &RunOutcome) -> Vec<String> {
+    let mut lines = Vec::new();
+    let Some(plan) = &o.plan else { return lines };
+    let ids = |bdf: &str| {
+        o.l1_before.iter().find(|r| r.bdf == bdf).map(|r| {
+            (
+                r.vendor.trim_start_matches("0x").to_string(),
+                r.device.trim_start_matches("0x").to_string(),
+            )
+        })
+    };
+    let guest = assigned_view(&o.l2_guest);
+    let seen_ids = |v: &str, d: &str| {
+        guest
+            .iter()
+            .find(|k| k.starts_with(&format!("{v}:{d}@")))
+            .cloned()
+    };
+    for a in plan["assign"].as_array().into_iter().flatten() {
+        let host = a["host"].as_str().unwrap_or("?");
+        if let Some((v, d)) = ids(host) {
+            match seen_ids(&v, &d) {
+                Some(k) => lines.push(format!(
+                    "L2's kernel saw {host} [{v}:{d}] (assigned) at {}",
+                    k.split('@').nth(1).unwrap_or("?")
+                )),
+                None => lines.push(format!(
+                    "L2's kernel did NOT see {host} [{v}:{d}] (assigned)"
+                )),
+            }
+        }
+    }
+    for u in plan["unassigned"].as_array().into_iter().flatten() {
+        let host = u.as_str().unwrap_or("?");
+        if let Some((v, d)) = ids(host) {
+            match seen_ids(&v, &d) {
+                None => lines.push(format!(
+                    "L2's kernel did not see {host} [{v}:{d}] (unassigned)"
+                )),
+                Some(k) => lines.push(format!(
+                    "L2's kernel SAW {host} [{v}:{d}] (unassigned!) at {}",
+                    k.split('@').nth(1).unwrap_or("?")
+                )),
+            }
+        }
+    }
+    lines
+}

@@ -1,0 +1,238 @@
+//! Scenario files (`scenarios/*.toml`): the L1 topology, the domain XML
+//! (inline or a path, so a bug report's XML is used as it is), the policy,
+//! the depth, and what must hold. A mistake gets the file, line and column.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use lab::outcome::Depth;
+use lab::plan::Policy;
+use lab::RuleId;
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    #[serde(default)]
+    description: String,
+    topology: Option<Spanned<String>>,
+    #[serde(default)]
+    policy: Policy,
+    #[serde(default)]
+    depth: Depth,
+    xml: Option<String>,
+    xml_file: Option<Spanned<String>>,
+    #[serde(default)]
+    kill_l2: bool,
+    #[serde(default)]
+    expect: Expect,
+}
+
+/// What must hold. Absent keys are not checked, except: no rule error, no
+/// failure text and every driver restored are expected unless said.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Rule ids of the errors, in file order.
+    pub rules: Option<Vec<RuleId>>,
+    /// The plan, as `mflab plan --format json` prints it.
+    pub plan: Option<String>,
+    /// Drivers in L1 while L2 runs: BDF -> driver (`none` for no driver).
+    pub l1_during: Option<BTreeMap<String, String>>,
+    /// Drivers in L1 after teardown.
+    pub l1_after: Option<BTreeMap<String, String>>,
+    /// Whether every function ends on the driver it had (default true).
+    pub restored: Option<bool>,
+    /// Functions in L2's `query-pci`, as `vendor:device@guest-bdf`, exactly
+    /// (the `pc` machine's own slots 0 and 1 aside).
+    pub l2_qmp: Option<Vec<String>>,
+    /// Functions L2's kernel enumerated, in the same form.
+    pub l2_guest: Option<Vec<String>>,
+    /// A text the failure must contain (e.g. "is not viable").
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub name: String,
+    pub path: PathBuf,
+    pub description: String,
+    pub topology: String,
+    pub policy: Policy,
+    pub depth: Depth,
+    pub xml_name: String,
+    pub xml: String,
+    pub kill_l2: bool,
+    pub expect: Expect,
+}
+
+/// Line and column (1-based) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+pub fn load(path: &Path, known_topologies: &[&str]) -> Result<Scenario, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file: ScenarioFile = toml::from_str(&text).map_err(|e| {
+        let at = e.span().map(|s| line_col(&text, s.start)).unwrap_or((1, 1));
+        format!("{}:{}:{}: {}", path.display(), at.0, at.1, e.message())
+    })?;
+    let here = |span: std::ops::Range<usize>| {
+        let (l, c) = line_col(&text, span.start);
+        format!("{}:{l}:{c}", path.display())
+    };
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (xml_name, xml) = match (&file.xml, &file.xml_file) {
+        (Some(xml), None) => (format!("{}[xml]", path.display()), xml.clone()),
+        (None, Some(rel)) => {
+            let xml_path = path.parent().unwrap_or(Path::new(".")).join(rel.get_ref());
+            let xml = std::fs::read_to_string(&xml_path).map_err(|e| {
+                format!("{}: xml_file {}: {e}", here(rel.span()), xml_path.display())
+            })?;
+            (xml_path.display().to_string(), xml)
+        }
+        (Some(_), Some(rel)) => {
+            return Err(format!(
+                "{}: give xml or xml_file, not both",
+                here(rel.span())
+            ))
+        }
+        (None, None) => {
+            return Err(format!(
+                "{}:1:1: no domain XML: write xml = '''<domain>…''' or xml_file = \"bug.xml\"",
+                path.display()
+            ))
+        }
+    };
+    let topology =
+        match (&file.topology, file.depth) {
+            (Some(t), _) if !known_topologies.contains(&t.get_ref().as_str()) => {
+                return Err(format!(
+                    "{}: unknown topology '{}'; the shipped ones are: {}",
+                    here(t.span()),
+                    t.get_ref(),
+                    known_topologies.join(", ")
+                ))
+            }
+            (Some(t), _) => t.get_ref().clone(),
+            (None, Depth::Rules) => String::new(),
+            (None, depth) => return Err(format!(
+                "{}:1:1: depth '{depth}' boots L1: give topology = \"gpu-audio\" (or one of {})",
+                path.display(),
+                known_topologies.join(", ")
+            )),
+        };
+    Ok(Scenario {
+        name,
+        path: path.to_path_buf(),
+        description: file.description,
+        topology,
+        policy: file.policy,
+        depth: file.depth,
+        xml_name,
+        xml,
+        kill_l2: file.kill_l2,
+        expect: file.expect,
+    })
+}
+
+/// Scenario files under the given paths (files as they are, directories
+/// one level deep), sorted by name.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut found = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let entries = std::fs::read_dir(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            found.extend(
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|f| f.extension().is_some_and(|e| e == "toml")),
+            );
+        } else if p.exists() {
+            found.push(p.clone());
+        } else {
+            return Err(format!("{}: no such file or directory", p.display()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn a_misspelt_key_is_reported_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "s.toml",
+            "topology = \"gpu-audio\"\nxml = '<hostdev/>'\n\n[expect]\nl2_gest = []\n",
+        );
+        let err = load(&p, &["gpu-audio"]).unwrap_err();
+        assert!(err.contains("s.toml:5:1"), "{err}");
+        assert!(err.contains("l2_gest"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_topology_names_the_known_ones_and_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "s.toml",
+            "xml = '<hostdev/>'\ntopology = \"gpu\"\n",
+        );
+        let err = load(&p, &["gpu-audio", "bridge"]).unwrap_err();
+        assert!(
+            err.contains("s.toml:2:12") && err.contains("gpu-audio, bridge"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn xml_file_is_read_relative_to_the_scenario() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "bug.xml", "<hostdev/>");
+        let p = write(
+            dir.path(),
+            "s.toml",
+            "depth = \"rules\"\nxml_file = \"bug.xml\"\n[expect]\nrules = [\"R11\"]\n",
+        );
+        let s = load(&p, &[]).unwrap();
+        assert_eq!(s.xml, "<hostdev/>");
+        assert_eq!(s.expect.rules, Some(vec![RuleId::R11]));
+    }
+
+    #[test]
+    fn a_bad_rule_id_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "s.toml",
+            "depth = \"rules\"\nxml = '<a/>'\n[expect]\nrules = [\"R99\"]\n",
+        );
+        assert!(load(&p, &[]).unwrap_err().contains("R99"));
+    }
+
+    #[test]
+    fn vm_depths_need_a_topology() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "s.toml", "xml = '<a/>'\n");
+        assert!(load(&p, &[]).unwrap_err().contains("topology"));
+    }
+}
