@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::outcome::GuestFunction;
 use crate::plan::Plan;
-use crate::qmp::{QmpError, QmpSession};
+use crate::qmp::QmpSession;
 
 /// Everything L2's command line depends on.
 #[derive(Clone, Debug)]
@@ -177,12 +177,15 @@ async fn drive(
     depth: InnerDepth,
     timeout: Duration,
     run: &mut InnerRun,
-) -> Result<(), QmpError> {
+) -> Result<(), String> {
     let t = Instant::now();
     for add in device_adds(plan) {
-        qmp.execute(&add).await?;
+        qmp.execute(&add).await.map_err(|e| e.to_string())?;
     }
-    let pci = qmp.execute(&qapi::qmp::query_pci {}).await?;
+    let pci = qmp
+        .execute(&qapi::qmp::query_pci {})
+        .await
+        .map_err(|e| e.to_string())?;
     run.qmp_view = pci
         .iter()
         .flat_map(|bus| bus.devices.iter())
@@ -205,14 +208,14 @@ async fn drive(
         return Ok(());
     }
     let t = Instant::now();
-    qmp.execute(&qapi::qmp::cont {}).await?;
+    qmp.execute(&qapi::qmp::cont {})
+        .await
+        .map_err(|e| e.to_string())?;
     if depth == InnerDepth::BootAndKill {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let _ = child.start_kill();
         let _ = child.wait().await;
-        return Err(QmpError::Timeout(
-            "nothing: L2 was killed on purpose".into(),
-        ));
+        return Err("L2 was killed with SIGKILL while running (kill_l2)".into());
     }
     match tokio::time::timeout(timeout, child.wait()).await {
         Ok(_) => {
@@ -220,9 +223,7 @@ async fn drive(
                 .push(("l2-boot".into(), t.elapsed().as_secs_f64()));
             Ok(())
         }
-        Err(_) => Err(QmpError::Timeout(format!(
-            "L2 to power off within {timeout:?}"
-        ))),
+        Err(_) => Err(format!("L2 did not power off within {timeout:?}")),
     }
 }
 

@@ -49,6 +49,10 @@ pub struct RunRequest {
     /// Kill L2 with SIGKILL once it runs: teardown must still restore.
     #[serde(default)]
     pub kill_l2: bool,
+    /// Functions the "administrator" binds to vfio-pci before the run (as
+    /// `virsh nodedev-detach` would), for managed='no' scenarios.
+    #[serde(default)]
+    pub manual_detach: Vec<crate::PciAddress>,
     pub l2_kernel: PathBuf,
     pub l2_initrd: PathBuf,
 }

@@ -31,6 +31,26 @@ pub fn run_in_l1(req: &RunRequest, work: &Path) -> RunOutcome {
             Vec::new()
         })
     };
+    let kernel = Sysfs::new(SYSFS);
+    // Step 0: the administrator's manual detach, before the run starts; it
+    // is part of the host's state, so it is not undone.
+    if !req.manual_detach.is_empty() {
+        let by_hand = lab::plan::Plan {
+            detach: req.manual_detach.clone(),
+            assign: vec![],
+            unassigned: vec![],
+            restore: vec![],
+            groups: vec![],
+            warnings: vec![],
+        };
+        match detach(&by_hand, &kernel, sysfs, &work.join("manual-journal.json")) {
+            Ok(done) => std::mem::forget(done),
+            Err(e) => {
+                out.error = Some(format!("manual detach: {e}"));
+                return finish(out, sysfs);
+            }
+        }
+    }
     out.l1_before = rows(&mut out);
 
     // Step 1: check and plan.
@@ -60,7 +80,6 @@ pub fn run_in_l1(req: &RunRequest, work: &Path) -> RunOutcome {
     out.plan = Some(serde_json::to_value(&plan).expect("plan serializes"));
 
     // Step 2: detach.
-    let kernel = Sysfs::new(SYSFS);
     let t = Instant::now();
     let detached = match detach(&plan, &kernel, sysfs, &work.join("journal.json")) {
         Ok(d) => d,

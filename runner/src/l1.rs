@@ -127,8 +127,14 @@ pub enum BootError {
 }
 
 pub struct BootOutcome {
+    /// From QEMU's start to power-off.
     pub elapsed: Duration,
+    /// From QEMU's start to the agent's first step (`/mflab/ready` appears).
+    pub ready: Option<Duration>,
 }
+
+/// Every agent script starts by creating this file: "agent ready".
+pub const READY_FILE: &str = "ready";
 
 /// Boots L1 once with `agent_script` as what runs inside; waits for
 /// power-off. The mflab binary is copied into the work directory, so L1
@@ -136,14 +142,24 @@ pub struct BootOutcome {
 pub fn boot(c: &L1Config, agent_script: &str, timeout: Duration) -> Result<BootOutcome, BootError> {
     let exe = std::env::current_exe()?;
     std::fs::copy(&exe, c.work_dir.join("mflab"))?;
-    std::fs::write(c.work_dir.join("agent.sh"), agent_script)?;
+    std::fs::write(
+        c.work_dir.join("agent.sh"),
+        format!(": > /mflab/{READY_FILE}\n{agent_script}"),
+    )?;
     let args = l1_args(c);
     std::fs::write(c.work_dir.join(CMDLINE_FILE), shell_line(QEMU, &args))?;
     let start = Instant::now();
     let process = QemuProcess::spawn(QEMU, &args, &c.work_dir.join("l1-qemu.log"), c.interactive)?;
-    process.wait(timeout)?;
+    let ready_file = c.work_dir.join(READY_FILE);
+    let mut ready = None;
+    process.wait(timeout, || {
+        if ready.is_none() && ready_file.exists() {
+            ready = Some(start.elapsed());
+        }
+    })?;
     Ok(BootOutcome {
         elapsed: start.elapsed(),
+        ready,
     })
 }
 

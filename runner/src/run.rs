@@ -110,6 +110,7 @@ fn run_in_vm(s: &Scenario, images: &L1Images, accel: &AccelChoice) -> VmResult {
         policy: s.policy,
         depth: s.depth,
         kill_l2: s.kill_l2,
+        manual_detach: s.manual_detach.clone(),
         l2_kernel: "/mflab/l2-vmlinuz".into(),
         l2_initrd: "/mflab/l2-initrd".into(),
     };

@@ -25,6 +25,9 @@ struct ScenarioFile {
     xml_file: Option<Spanned<String>>,
     #[serde(default)]
     kill_l2: bool,
+    /// Functions bound to vfio-pci by hand before the run (managed='no').
+    #[serde(default)]
+    manual_detach: Vec<lab::PciAddress>,
     #[serde(default)]
     expect: Expect,
 }
@@ -56,7 +59,6 @@ pub struct Expect {
 #[derive(Clone, Debug)]
 pub struct Scenario {
     pub name: String,
-    pub path: PathBuf,
     pub description: String,
     pub topology: String,
     pub policy: Policy,
@@ -64,6 +66,7 @@ pub struct Scenario {
     pub xml_name: String,
     pub xml: String,
     pub kill_l2: bool,
+    pub manual_detach: Vec<lab::PciAddress>,
     pub expect: Expect,
 }
 
@@ -111,27 +114,27 @@ pub fn load(path: &Path, known_topologies: &[&str]) -> Result<Scenario, String> 
             ))
         }
     };
-    let topology =
-        match (&file.topology, file.depth) {
-            (Some(t), _) if !known_topologies.contains(&t.get_ref().as_str()) => {
-                return Err(format!(
-                    "{}: unknown topology '{}'; the shipped ones are: {}",
-                    here(t.span()),
-                    t.get_ref(),
-                    known_topologies.join(", ")
-                ))
-            }
-            (Some(t), _) => t.get_ref().clone(),
-            (None, Depth::Rules) => String::new(),
-            (None, depth) => return Err(format!(
+    let topology = match (&file.topology, file.depth) {
+        (Some(t), _) if !known_topologies.contains(&t.get_ref().as_str()) => {
+            return Err(format!(
+                "{}: unknown topology '{}'; the shipped ones are: {}",
+                here(t.span()),
+                t.get_ref(),
+                known_topologies.join(", ")
+            ))
+        }
+        (Some(t), _) => t.get_ref().clone(),
+        (None, Depth::Rules) => String::new(),
+        (None, depth) => {
+            return Err(format!(
                 "{}:1:1: depth '{depth}' boots L1: give topology = \"gpu-audio\" (or one of {})",
                 path.display(),
                 known_topologies.join(", ")
-            )),
-        };
+            ))
+        }
+    };
     Ok(Scenario {
         name,
-        path: path.to_path_buf(),
         description: file.description,
         topology,
         policy: file.policy,
@@ -139,6 +142,7 @@ pub fn load(path: &Path, known_topologies: &[&str]) -> Result<Scenario, String> 
         xml_name,
         xml,
         kill_l2: file.kill_l2,
+        manual_detach: file.manual_detach,
         expect: file.expect,
     })
 }

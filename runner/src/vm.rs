@@ -56,8 +56,13 @@ impl QemuProcess {
         Ok(QemuProcess { child: Some(child) })
     }
 
-    /// Waits for QEMU to exit; kills it at the deadline.
-    pub fn wait(mut self, timeout: Duration) -> Result<ExitStatus, VmError> {
+    /// Waits for QEMU to exit; kills it at the deadline. `tick` is called
+    /// every few milliseconds meanwhile (to notice a stage being reached).
+    pub fn wait(
+        mut self,
+        timeout: Duration,
+        mut tick: impl FnMut(),
+    ) -> Result<ExitStatus, VmError> {
         let start = Instant::now();
         let child = self.child.as_mut().expect("child present until dropped");
         loop {
@@ -68,7 +73,8 @@ impl QemuProcess {
             if start.elapsed() > timeout {
                 return Err(VmError::Timeout(timeout));
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tick();
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }

@@ -80,7 +80,14 @@ pub fn run(args: BootArgs) -> Outcome {
                     serde_json::to_string_pretty(&rows).expect("rows serialize")
                 ),
                 Format::Text => {
-                    println!("L1 ({}, {:?}, cpu {}) booted and powered off in {:.1}s; its PCI functions:", topology.name, accel.accel, accel.cpu, outcome.elapsed.as_secs_f64());
+                    println!(
+                        "L1 ({}, {:?}, cpu {}): agent ready after {}, powered off after {:.1}s; its PCI functions:",
+                        topology.name,
+                        accel.accel,
+                        accel.cpu,
+                        outcome.ready.map_or("?".into(), |r| format!("{:.1}s", r.as_secs_f64())),
+                        outcome.elapsed.as_secs_f64()
+                    );
                     for r in &rows {
                         println!(
                             "  {} [{}:{}] class {} group {:<3} {}",

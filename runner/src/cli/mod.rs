@@ -5,6 +5,7 @@
 //! rule (or a scenario failed), 2 = usage or I/O problem.
 
 pub mod agent;
+mod bench;
 mod boot;
 mod check;
 mod images;
@@ -41,6 +42,8 @@ enum Command {
     Boot(boot::BootArgs),
     /// Say which accelerator and CPU model L1 gets here, and why.
     Probe,
+    /// Print where the time goes: image build, boot against the floor, each depth.
+    Bench(bench::BenchArgs),
     /// Show the cached kernel and initramfs (building what is missing).
     Images,
     /// Inside L1: the agent. Started by the lab, not by hand.
@@ -81,6 +84,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run(args) => run::run(args).into(),
         Command::Agent(args) => agent::run(args).into(),
         Command::Images => images::run().into(),
+        Command::Bench(args) => bench::run(args).into(),
         Command::Probe => {
             let choice = crate::accel::probe();
             println!(

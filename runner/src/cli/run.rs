@@ -149,7 +149,6 @@ fn bare_xml_scenario(xml: &PathBuf, args: &RunArgs) -> Result<Scenario, String> 
     }
     Ok(Scenario {
         name: xml.display().to_string(),
-        path: xml.clone(),
         description: String::new(),
         topology,
         policy: Policy::from(args.policy),
@@ -157,6 +156,7 @@ fn bare_xml_scenario(xml: &PathBuf, args: &RunArgs) -> Result<Scenario, String> 
         xml_name: xml.display().to_string(),
         xml: text,
         kill_l2: false,
+        manual_detach: vec![],
         expect: Expect::default(),
     })
 }
@@ -248,7 +248,7 @@ fn junit(reports: &[ScenarioReport]) -> String {
         if let Some(dir) = &r.kept {
             s.push_str(&format!(
                 "      <system-out>work directory: {}</system-out>\n",
-                escape(&dir.display().to_string())
+                escape(dir.display().to_string())
             ));
         }
         s.push_str("    </testcase>\n");

@@ -31,6 +31,11 @@ pub fn l1_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageError
     cached_initramfs("l1", kernel, L1_INIT, &modules)
 }
 
+/// The floor: a bare kernel boot whose init powers off at once.
+pub fn floor_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageError> {
+    cached_initramfs("floor", kernel, "#!/bin/sh\n/bin/poweroff -f\n", &[])
+}
+
 /// L2 needs no module: its init only reads sysfs.
 pub fn l2_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageError> {
     cached_initramfs("l2", kernel, L2_INIT, &[])

@@ -9,6 +9,7 @@ mod modules;
 use std::path::PathBuf;
 
 pub use cache::cache_dir;
+pub use initramfs::floor_initramfs;
 pub use kernel::{find_kernel, KernelSource};
 
 /// The recipe files, compiled in so the binary is the whole recipe.

@@ -1,0 +1,228 @@
+//! `mflab bench`: where the time goes, in one run, as figures and ratios.
+//! Nothing here is asserted; tests never time anything.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use lab::outcome::Depth;
+
+use super::Outcome;
+use crate::accel::{probe, AccelChoice};
+use crate::images::{cache_dir, floor_initramfs, prepare_l1, L1Images};
+use crate::l1::{boot, L1Config, WorkDir, QEMU};
+use crate::run::run_scenario;
+use crate::scenario::{discover, load};
+use crate::topology::{self, BUILTIN};
+use crate::vm::QemuProcess;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Runs per measurement (the median is printed).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Also run the whole scenario suite once and print its wall time.
+    #[arg(long)]
+    suite: bool,
+    /// The scenario timed at each depth.
+    #[arg(long, default_value = "scenarios/gpu-audio-unassigned.toml")]
+    scenario: PathBuf,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn line(label: &str, secs: f64, floor: f64) {
+    println!("  {label:<44} {secs:>7.2} s   {:>5.1}x floor", secs / floor);
+}
+
+pub fn run(args: BenchArgs) -> Outcome {
+    match bench(&args) {
+        Ok(()) => Outcome::Clean,
+        Err(e) => {
+            eprintln!("mflab bench: {e}");
+            Outcome::RuleErrors
+        }
+    }
+}
+
+fn bench(args: &BenchArgs) -> Result<(), String> {
+    let accel = probe();
+    println!(
+        "mflab bench: {:?} ({}), {} run(s) each, median",
+        accel.accel, accel.reason, args.runs
+    );
+
+    // Images: cold (a fresh cache that shares only the unpacked kernel) and cached.
+    let real_cache = cache_dir();
+    prepare_l1().map_err(|e| e.to_string())?;
+    let cold_cache = tempfile::tempdir().map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink(
+        real_cache.join("kernels"),
+        cold_cache.path().join("kernels"),
+    )
+    .map_err(|e| e.to_string())?;
+    std::env::set_var("MFLAB_CACHE", cold_cache.path());
+    let t = Instant::now();
+    prepare_l1().map_err(|e| e.to_string())?;
+    let cold = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let images = prepare_l1().map_err(|e| e.to_string())?;
+    let cached = t.elapsed().as_secs_f64();
+    std::env::set_var("MFLAB_CACHE", &real_cache);
+    println!("images (L1 + L2 initramfs; kernel already unpacked):");
+    println!("  {:<44} {cold:>7.2} s", "build, cold");
+    println!("  {:<44} {cached:>7.3} s", "build, cached");
+
+    let floor = median(
+        (0..args.runs)
+            .map(|_| floor_boot(&images, &accel))
+            .collect::<Result<Vec<_>, _>>()?,
+    );
+    let mut ready = Vec::new();
+    let mut off = Vec::new();
+    for _ in 0..args.runs {
+        let (r, o) = l1_boot(&images, &accel)?;
+        ready.push(r);
+        off.push(o);
+    }
+    println!("boot ({} kernel {}):", QEMU, images.kernel.version);
+    line("floor: bare kernel, init powers off", floor, floor);
+    line(
+        "L1 (gpu-audio): runner start to agent ready",
+        median(ready),
+        floor,
+    );
+    line(
+        "L1 (gpu-audio): runner start to power-off",
+        median(off),
+        floor,
+    );
+    match virtme_ng(&images, args.runs) {
+        Some(v) => line("virtme-ng: vng --run --disable-kvm --exec true", v, floor),
+        None => println!(
+            "  {:<44} not installed (pip install virtme-ng; needs kmod)",
+            "virtme-ng"
+        ),
+    }
+
+    let known: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+    let base = load(&args.scenario, &known)?;
+    println!("one scenario ({}) per depth:", base.name);
+    for depth in [Depth::Rules, Depth::Plan, Depth::Qmp, Depth::Guest] {
+        let mut s = base.clone();
+        s.depth = depth;
+        s.expect = Default::default();
+        let times: Vec<f64> = (0..args.runs)
+            .map(|_| {
+                run_scenario(&s, &images, &accel, false)
+                    .elapsed
+                    .as_secs_f64()
+            })
+            .collect();
+        line(&format!("depth {depth}"), median(times), floor);
+    }
+
+    if args.suite {
+        let files = discover(&[PathBuf::from("scenarios")])?;
+        let scenarios = files
+            .iter()
+            .map(|f| load(f, &known))
+            .collect::<Result<Vec<_>, _>>()?;
+        let t = Instant::now();
+        let failed = scenarios
+            .iter()
+            .filter(|s| !run_scenario(s, &images, &accel, false).passed())
+            .count();
+        println!(
+            "suite: {} scenarios, {failed} failed, wall time {:.1} s (1 job)",
+            scenarios.len(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn floor_boot(images: &L1Images, accel: &AccelChoice) -> Result<f64, String> {
+    let (initrd, _) = floor_initramfs(&images.kernel).map_err(|e| e.to_string())?;
+    let accel_name = if accel.accel == crate::accel::Accel::Kvm {
+        "kvm"
+    } else {
+        "tcg"
+    };
+    let args: Vec<String> = [
+        "-machine",
+        &format!("q35,accel={accel_name}"),
+        "-cpu",
+        &accel.cpu,
+        "-m",
+        "1024",
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-kernel",
+        &images.kernel.vmlinuz.display().to_string(),
+        "-initrd",
+        &initrd.display().to_string(),
+        "-append",
+        "console=ttyS0 quiet panic=-1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let work = WorkDir::new("mflab-bench-").map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    QemuProcess::spawn(QEMU, &args, &work.path().join("qemu.log"), false)
+        .map_err(|e| e.to_string())?
+        .wait(Duration::from_secs(120), || {})
+        .map_err(|e| e.to_string())?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+fn l1_boot(images: &L1Images, accel: &AccelChoice) -> Result<(f64, f64), String> {
+    let topology = topology::load("gpu-audio").map_err(|e| e.to_string())?;
+    let work = WorkDir::new("mflab-bench-").map_err(|e| e.to_string())?;
+    let config = L1Config {
+        topology: &topology,
+        images,
+        accel,
+        work_dir: work.path(),
+        memory_mib: 2048,
+        interactive: false,
+    };
+    let t = Instant::now();
+    let outcome = boot(&config, "true\n", Duration::from_secs(180)).map_err(|e| e.to_string())?;
+    let ready = outcome.ready.ok_or("the agent never became ready")?;
+    // Count from the runner's start of this boot, copying the binary included.
+    let extra = t.elapsed().saturating_sub(outcome.elapsed);
+    Ok(((ready + extra).as_secs_f64(), t.elapsed().as_secs_f64()))
+}
+
+fn virtme_ng(images: &L1Images, runs: usize) -> Option<f64> {
+    Command::new("vng").arg("--version").output().ok()?;
+    let times: Vec<f64> = (0..runs)
+        .filter_map(|_| {
+            let t = Instant::now();
+            let ok = Command::new("vng")
+                .args([
+                    "--run",
+                    &images.kernel.vmlinuz.display().to_string(),
+                    "--disable-kvm",
+                    "--force-9p",
+                    "--exec",
+                    "true",
+                ])
+                .output()
+                .ok()?
+                .status
+                .success();
+            ok.then(|| t.elapsed().as_secs_f64())
+        })
+        .collect();
+    (!times.is_empty()).then(|| median(times))
+}

@@ -1,0 +1,52 @@
+//! The regression suite: every `scenarios/*.toml` is its own test,
+//! `scenario::<name>`, run through `mflab run FILE` (so filtering and
+//! `--list` work). VM scenarios boot real L1s and L2s; when QEMU or the
+//! kernel is missing they fail, they never skip.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+
+fn main() -> std::process::ExitCode {
+    let args = Arguments::from_args();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("scenarios/")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 15,
+        "the suite has shrunk: {} scenarios",
+        files.len()
+    );
+    let trials = files
+        .into_iter()
+        .map(|f| {
+            let name = format!("scenario::{}", f.file_stem().unwrap().to_string_lossy());
+            Trial::test(name, move || run(&f))
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+fn run(file: &Path) -> Result<(), Failed> {
+    let out = Command::new(env!("CARGO_BIN_EXE_mflab"))
+        .arg("run")
+        .arg(file)
+        .output()?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "mflab run {} exited with {}\n{}{}",
+        file.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+    .into())
+}
