@@ -20,12 +20,14 @@ mount -t tmpfs -o mode=0755 tmpfs /newroot
 for d in /host/*; do
   n=${d#/host/}
   case "$n" in
-    proc|sys|dev|run|tmp|mflab) ;;
+    proc|sys|dev|run|tmp|mflab|l2) ;;
     *) if [ -L "$d" ]; then ln -s "$(readlink "$d")" "/newroot/$n"
        elif [ -d "$d" ]; then mkdir "/newroot/$n" && mount --bind "$d" "/newroot/$n"; fi ;;
   esac
 done
-mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/tmp /newroot/run /newroot/mflab
+mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/tmp /newroot/run /newroot/mflab /newroot/l2
+# L2's kernel and initramfs came in this initramfs: L1's RAM, not 9p.
+mount --bind /l2 /newroot/l2
 mount -t proc proc /newroot/proc
 mount -t sysfs sys /newroot/sys
 mount -t devtmpfs dev /newroot/dev

@@ -56,7 +56,7 @@ pub fn l1_args(c: &L1Config) -> Vec<String> {
         "none",
         "-no-reboot",
         "-kernel",
-        &c.images.kernel.vmlinuz.display().to_string(),
+        &c.images.boot_kernel.display().to_string(),
         "-initrd",
         &c.images.initramfs.display().to_string(),
         "-append",

@@ -1,7 +1,7 @@
 //! Running one scenario from the host (L0): boot L1 on its topology with
 //! the agent, collect the agent's outcome, compare with the expectations.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use lab::check::check_text;
@@ -94,16 +94,7 @@ fn run_in_vm(s: &Scenario, images: &L1Images, accel: &AccelChoice) -> VmResult {
     let topology = topology::load(&s.topology).map_err(|e| (e.to_string(), None))?;
     let work = WorkDir::new("mflab-run-").map_err(|e| (e.to_string(), None))?;
     let fail = |e: String, w: WorkDir| Err((e, Some(w)));
-    // L1 sees the work directory at /mflab; L2's images go there too, so
-    // nothing depends on where the cache lives on the host.
-    for (from, to) in [
-        (&images.kernel.vmlinuz, "l2-vmlinuz"),
-        (&images.l2_initramfs, "l2-initrd"),
-    ] {
-        if let Err(e) = link_or_copy(from, &work.path().join(to)) {
-            return fail(format!("{}: {e}", from.display()), work);
-        }
-    }
+    // L2's kernel and initramfs are in L1's initramfs, under /l2.
     let request = RunRequest {
         xml_name: s.xml_name.clone(),
         xml: s.xml.clone(),
@@ -111,8 +102,8 @@ fn run_in_vm(s: &Scenario, images: &L1Images, accel: &AccelChoice) -> VmResult {
         depth: s.depth,
         kill_l2: s.kill_l2,
         manual_detach: s.manual_detach.clone(),
-        l2_kernel: "/mflab/l2-vmlinuz".into(),
-        l2_initrd: "/mflab/l2-initrd".into(),
+        l2_kernel: "/l2/vmlinux".into(),
+        l2_initrd: "/l2/initrd".into(),
     };
     if let Err(e) = std::fs::write(
         work.path().join("request.json"),
@@ -142,10 +133,6 @@ fn run_in_vm(s: &Scenario, images: &L1Images, accel: &AccelChoice) -> VmResult {
             work,
         ),
     }
-}
-
-fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::hard_link(from, to).or_else(|_| std::fs::copy(from, to).map(|_| ()))
 }
 
 /// L2's own chipset functions (the `pc` machine's slots 0 and 1) are not

@@ -25,27 +25,55 @@ pub fn wanted_modules(list: &str) -> Vec<String> {
         .collect()
 }
 
-pub fn l1_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageError> {
-    let index = index_modules(&kernel.modules)?;
-    let modules = load_order(&wanted_modules(L1_MODULES), &index, &kernel.modules)?;
-    cached_initramfs("l1", kernel, L1_INIT, &modules)
+/// L1's initramfs also carries L2's kernel and initramfs under /l2: read
+/// from L1's RAM they cost nothing, read over 9p under TCG they cost seconds.
+pub fn l1_initramfs(
+    kernel: &KernelSource,
+    l2_kernel: &Path,
+    l2_initrd: &Path,
+) -> Result<(PathBuf, bool), ImageError> {
+    let extra = [
+        (l2_kernel.to_path_buf(), "l2/vmlinux"),
+        (l2_initrd.to_path_buf(), "l2/initrd"),
+    ];
+    // Resolving module dependencies reads every wanted .ko: only when building.
+    let modules = || {
+        let index = index_modules(&kernel.modules)?;
+        load_order(&wanted_modules(L1_MODULES), &index, &kernel.modules)
+    };
+    cached_initramfs("l1", kernel, L1_INIT, (L1_MODULES, &modules), &extra)
 }
 
 /// The floor: a bare kernel boot whose init powers off at once.
 pub fn floor_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageError> {
-    cached_initramfs("floor", kernel, "#!/bin/sh\n/bin/poweroff -f\n", &[])
+    cached_initramfs(
+        "floor",
+        kernel,
+        "#!/bin/sh\n/bin/poweroff -f\n",
+        NO_MODULES,
+        &[],
+    )
 }
 
 /// L2 needs no module: its init only reads sysfs.
 pub fn l2_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageError> {
-    cached_initramfs("l2", kernel, L2_INIT, &[])
+    cached_initramfs("l2", kernel, L2_INIT, NO_MODULES, &[])
 }
+
+/// Files added as they are: (source, path in the archive).
+type ExtraFiles<'a> = &'a [(PathBuf, &'a str)];
+type ModuleList = Vec<(String, PathBuf)>;
+/// The wanted-modules text (part of the cache key) and how to resolve it
+/// into files in load order (only when building).
+type Modules<'a> = (&'a str, &'a dyn Fn() -> Result<ModuleList, ImageError>);
+const NO_MODULES: Modules = ("", &|| Ok(Vec::new()));
 
 fn cached_initramfs(
     kind: &str,
     kernel: &KernelSource,
     init: &str,
-    modules: &[(String, PathBuf)],
+    modules: Modules,
+    extra: ExtraFiles,
 ) -> Result<(PathBuf, bool), ImageError> {
     let busybox = std::fs::read(BUSYBOX)
         .map_err(|e| ImageError::Busybox(format!("{BUSYBOX}: {e}; install busybox-static")))?;
@@ -54,7 +82,10 @@ fn cached_initramfs(
     hash.update(init.as_bytes());
     hash.update(APPLETS.join(",").as_bytes());
     hash.update(&busybox);
-    for (name, path) in modules {
+    hash.update(kernel.modules.to_string_lossy().as_bytes());
+    hash.update(modules.0.as_bytes());
+    // Extra files are themselves named by content (or version, size and time).
+    for (path, name) in extra {
         hash.update(name.as_bytes());
         hash.update(path.to_string_lossy().as_bytes());
     }
@@ -70,7 +101,7 @@ fn cached_initramfs(
         &digest[..16],
         std::process::id()
     ));
-    write_archive(&tmp, &busybox, init, modules)?;
+    write_archive(&tmp, &busybox, init, &(modules.1)()?, extra)?;
     std::fs::rename(&tmp, &out).map_err(io_err(&out))?;
     Ok((out, true))
 }
@@ -117,6 +148,7 @@ fn write_archive(
     busybox: &[u8],
     init: &str,
     modules: &[(String, PathBuf)],
+    extra: ExtraFiles,
 ) -> Result<(), ImageError> {
     let write = || -> std::io::Result<()> {
         let mut a = Archive {
@@ -154,6 +186,12 @@ fn write_archive(
             list.push('\n');
         }
         a.file("etc/mflab/modules", false, list.as_bytes())?;
+        if !extra.is_empty() {
+            a.dir("l2")?;
+        }
+        for (path, name) in extra {
+            a.file(name, false, &std::fs::read(path)?)?;
+        }
         a.finish()
     };
     write().map_err(io_err(path))

@@ -5,6 +5,7 @@ mod cache;
 mod initramfs;
 mod kernel;
 mod modules;
+mod pvh;
 
 use std::path::PathBuf;
 
@@ -41,9 +42,9 @@ pub fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ImageE
 #[derive(Clone, Debug)]
 pub struct L1Images {
     pub kernel: KernelSource,
+    /// What QEMU's -kernel gets: the PVH ELF when the kernel has one, else the bzImage.
+    pub boot_kernel: PathBuf,
     pub initramfs: PathBuf,
-    /// L2's initramfs (same kernel).
-    pub l2_initramfs: PathBuf,
     /// Whether this call built the L1 initramfs (false: taken from the cache).
     pub built: bool,
 }
@@ -52,6 +53,7 @@ impl L1Images {
     /// No images: for runs that never boot a VM (rules depth).
     pub fn none() -> Self {
         L1Images {
+            boot_kernel: PathBuf::new(),
             kernel: KernelSource {
                 vmlinuz: PathBuf::new(),
                 modules: PathBuf::new(),
@@ -59,7 +61,6 @@ impl L1Images {
                 origin: "none".into(),
             },
             initramfs: PathBuf::new(),
-            l2_initramfs: PathBuf::new(),
             built: false,
         }
     }
@@ -69,12 +70,17 @@ impl L1Images {
 /// reuses the L1 initramfs.
 pub fn prepare_l1() -> Result<L1Images, ImageError> {
     let kernel = find_kernel()?;
-    let (initramfs, built) = initramfs::l1_initramfs(&kernel)?;
+    let boot_kernel = if std::env::var_os("MFLAB_NO_PVH").is_some() {
+        kernel.vmlinuz.clone()
+    } else {
+        pvh::boot_image(&kernel)?
+    };
     let (l2_initramfs, _) = initramfs::l2_initramfs(&kernel)?;
+    let (initramfs, built) = initramfs::l1_initramfs(&kernel, &boot_kernel, &l2_initramfs)?;
     Ok(L1Images {
+        boot_kernel,
         kernel,
         initramfs,
-        l2_initramfs,
         built,
     })
 }
