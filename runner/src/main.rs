@@ -4,6 +4,7 @@ mod accel;
 mod agent;
 mod cli;
 mod images;
+mod interrupt;
 mod l1;
 mod run;
 mod scenario;
@@ -23,5 +24,6 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = cli::Cli::parse();
+    interrupt::install();
     cli::run(args)
 }

@@ -75,7 +75,10 @@ pub fn run_scenario(
         }
     }
     let kept = match work {
-        Some(w) if keep || !mismatches.is_empty() => Some(w.keep()),
+        // An interrupted run is not a failure to keep: its directory goes.
+        Some(w) if (keep || !mismatches.is_empty()) && !crate::interrupt::interrupted() => {
+            Some(w.keep())
+        }
         _ => None,
     };
     ScenarioReport {

@@ -17,6 +17,8 @@ pub enum VmError {
     Spawn(String, std::io::Error),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    #[error("interrupted (Ctrl-C or SIGTERM)")]
+    Interrupted,
     #[error("waiting for QEMU: {0}")]
     Wait(std::io::Error),
 }
@@ -72,6 +74,9 @@ impl QemuProcess {
             }
             if start.elapsed() > timeout {
                 return Err(VmError::Timeout(timeout));
+            }
+            if crate::interrupt::interrupted() {
+                return Err(VmError::Interrupted);
             }
             tick();
             std::thread::sleep(Duration::from_millis(5));

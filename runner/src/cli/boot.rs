@@ -65,6 +65,10 @@ pub fn run(args: BootArgs) -> Outcome {
     };
     let script = if args.shell { SHELL } else { SELF_CHECK };
     let result = boot(&config, script, Duration::from_secs(args.timeout));
+    if crate::interrupt::interrupted() {
+        eprintln!("mflab: interrupted; QEMU stopped, work directory removed");
+        return Outcome::Interrupted;
+    }
     if args.shell {
         return report_kept(work, args.keep, result.is_ok());
     }

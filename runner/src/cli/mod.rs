@@ -63,6 +63,8 @@ pub enum Outcome {
     Clean,
     RuleErrors,
     UsageOrIo,
+    /// Ctrl-C or SIGTERM: everything was cleaned up, exit 130 as shells expect.
+    Interrupted,
 }
 
 impl From<Outcome> for ExitCode {
@@ -71,6 +73,7 @@ impl From<Outcome> for ExitCode {
             Outcome::Clean => ExitCode::SUCCESS,
             Outcome::RuleErrors => ExitCode::from(1),
             Outcome::UsageOrIo => ExitCode::from(2),
+            Outcome::Interrupted => ExitCode::from(130),
         }
     }
 }

@@ -96,6 +96,10 @@ pub fn run(args: RunArgs) -> Outcome {
             Some(images) => run_scenario(s, images, &accel, args.keep),
             None => run_scenario_without_vm(s),
         };
+        if crate::interrupt::interrupted() {
+            eprintln!("mflab: interrupted during {}; {} of {} scenarios had finished; QEMU stopped, work directories removed", s.name, reports.len(), scenarios.len());
+            return Outcome::Interrupted;
+        }
         if args.format == Format::Text {
             print_report(s, &report, args.xml.is_some());
         }
