@@ -186,21 +186,7 @@ async fn drive(
         .execute(&qapi::qmp::query_pci {})
         .await
         .map_err(|e| e.to_string())?;
-    run.qmp_view = pci
-        .iter()
-        .flat_map(|bus| bus.devices.iter())
-        .map(|d| GuestFunction {
-            bdf: format!("0000:{:02x}:{:02x}.{:x}", d.bus, d.slot, d.function),
-            vendor: format!("{:#06x}", d.id.vendor),
-            device: format!("{:#06x}", d.id.device),
-            // query-pci gives class and subclass; the prog-if is not in it.
-            class: format!("{:#06x}", d.class_info.class),
-            driver: d
-                .qdev_id
-                .starts_with("hostdev")
-                .then(|| "vfio-pci".to_string()),
-        })
-        .collect();
+    run.qmp_view = qmp_view(&pci);
     run.timings
         .push(("l2-device-add".into(), t.elapsed().as_secs_f64()));
     if depth == InnerDepth::QmpOnly {
@@ -225,6 +211,34 @@ async fn drive(
         }
         Err(_) => Err(format!("L2 did not power off within {timeout:?}")),
     }
+}
+
+/// Every function in a `query-pci` reply, those behind bridges included.
+/// query-pci gives class and subclass only (no prog-if): class is 16-bit.
+pub fn qmp_view(buses: &[qapi::qmp::PciInfo]) -> Vec<GuestFunction> {
+    fn walk(devices: &[qapi::qmp::PciDeviceInfo], out: &mut Vec<GuestFunction>) {
+        for d in devices {
+            out.push(GuestFunction {
+                bdf: format!("0000:{:02x}:{:02x}.{:x}", d.bus, d.slot, d.function),
+                vendor: format!("{:#06x}", d.id.vendor),
+                device: format!("{:#06x}", d.id.device),
+                class: format!("{:#06x}", d.class_info.class),
+                // mflab and libvirt both name assigned functions hostdevN.
+                driver: d
+                    .qdev_id
+                    .starts_with("hostdev")
+                    .then(|| "vfio-pci".to_string()),
+            });
+            if let Some(children) = d.pci_bridge.as_ref().and_then(|b| b.devices.as_ref()) {
+                walk(children, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for bus in buses {
+        walk(&bus.devices, &mut out);
+    }
+    out
 }
 
 /// Lines `MFLAB-L2-PCI <bdf> <vendor> <device> <class> <driver|->` from L2's init.

@@ -11,6 +11,7 @@
 
 pub mod bind;
 pub mod check;
+pub mod device_text;
 pub mod diagnostic;
 pub mod domain;
 pub mod domain_reader;

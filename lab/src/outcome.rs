@@ -38,6 +38,24 @@ impl std::fmt::Display for Depth {
     }
 }
 
+/// Who carries out the domain in L1: mflab's own logic, or a real libvirt.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Mflab,
+    Libvirt,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Mflab => "mflab",
+            Backend::Libvirt => "libvirt",
+        })
+    }
+}
+
 /// The runner's request to the agent.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunRequest {
@@ -55,6 +73,11 @@ pub struct RunRequest {
     pub manual_detach: Vec<crate::PciAddress>,
     pub l2_kernel: PathBuf,
     pub l2_initrd: PathBuf,
+    #[serde(default)]
+    pub backend: Backend,
+    /// A directory holding another build's `libvirtd` and `virsh`.
+    #[serde(default)]
+    pub libvirt_bin: Option<PathBuf>,
 }
 
 /// One PCI function as a kernel's sysfs shows it (`mflab boot --format json`).

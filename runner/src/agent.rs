@@ -14,14 +14,17 @@ use lab::bind::{detach, Sysfs};
 use lab::check::check_text;
 use lab::host::read_host_view;
 use lab::inner::{guest_report_complete, run_inner_guest, socket_path, InnerDepth, L2Config};
-use lab::outcome::{function_rows, Depth, RunOutcome, RunRequest};
+use lab::outcome::{function_rows, Backend, Depth, RunOutcome, RunRequest};
 use lab::plan::plan;
 
 use crate::accel::{decide, gather, Accel};
 
-const SYSFS: &str = "/sys";
+pub const SYSFS: &str = "/sys";
 
 pub fn run_in_l1(req: &RunRequest, work: &Path) -> RunOutcome {
+    if req.backend == Backend::Libvirt {
+        return crate::libvirt_run::run_with_libvirt(req, work);
+    }
     let sysfs = Path::new(SYSFS);
     let mut out = RunOutcome::default();
     let rows = |out: &mut RunOutcome| {
@@ -34,22 +37,9 @@ pub fn run_in_l1(req: &RunRequest, work: &Path) -> RunOutcome {
     let kernel = Sysfs::new(SYSFS);
     // Step 0: the administrator's manual detach, before the run starts; it
     // is part of the host's state, so it is not undone.
-    if !req.manual_detach.is_empty() {
-        let by_hand = lab::plan::Plan {
-            detach: req.manual_detach.clone(),
-            assign: vec![],
-            unassigned: vec![],
-            restore: vec![],
-            groups: vec![],
-            warnings: vec![],
-        };
-        match detach(&by_hand, &kernel, sysfs, &work.join("manual-journal.json")) {
-            Ok(done) => std::mem::forget(done),
-            Err(e) => {
-                out.error = Some(format!("manual detach: {e}"));
-                return finish(out, sysfs);
-            }
-        }
+    if let Err(e) = manual_detach(req, &kernel, work) {
+        out.error = Some(e);
+        return finish(out, sysfs);
     }
     out.l1_before = rows(&mut out);
 
@@ -157,8 +147,36 @@ pub fn run_in_l1(req: &RunRequest, work: &Path) -> RunOutcome {
     finish(out, sysfs)
 }
 
+/// Binds `req.manual_detach` to vfio-pci as an administrator would
+/// (`virsh nodedev-detach`), and leaves it so.
+pub fn manual_detach(req: &RunRequest, kernel: &Sysfs, work: &Path) -> Result<(), String> {
+    if req.manual_detach.is_empty() {
+        return Ok(());
+    }
+    let by_hand = lab::plan::Plan {
+        detach: req.manual_detach.clone(),
+        assign: vec![],
+        unassigned: vec![],
+        restore: vec![],
+        groups: vec![],
+        warnings: vec![],
+    };
+    match detach(
+        &by_hand,
+        kernel,
+        Path::new(SYSFS),
+        &work.join("manual-journal.json"),
+    ) {
+        Ok(done) => {
+            std::mem::forget(done);
+            Ok(())
+        }
+        Err(e) => Err(format!("manual detach: {e}")),
+    }
+}
+
 /// Reads L1's view after the run and says whether every driver came back.
-fn finish(mut out: RunOutcome, sysfs: &Path) -> RunOutcome {
+pub fn finish(mut out: RunOutcome, sysfs: &Path) -> RunOutcome {
     out.l1_after = function_rows(sysfs).unwrap_or_default();
     out.restored = out.l1_before.iter().all(|b| {
         out.l1_after

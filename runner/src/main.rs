@@ -3,9 +3,12 @@
 mod accel;
 mod agent;
 mod cli;
+mod compare_backends;
 mod images;
 mod interrupt;
 mod l1;
+mod libvirt;
+mod libvirt_run;
 mod run;
 mod scenario;
 mod topology;

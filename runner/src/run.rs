@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use lab::check::check_text;
-use lab::outcome::{Depth, GuestFunction, RunOutcome, RunRequest};
+use lab::outcome::{Backend, Depth, GuestFunction, RunOutcome, RunRequest};
 
 use crate::accel::AccelChoice;
 use crate::images::L1Images;
@@ -16,6 +16,7 @@ use crate::topology;
 /// What one scenario did and whether it held.
 pub struct ScenarioReport {
     pub name: String,
+    pub backend: Backend,
     pub depth: Depth,
     pub elapsed: Duration,
     /// Each expectation that did not hold, as "expected … / seen …".
@@ -34,12 +35,21 @@ impl ScenarioReport {
 const AGENT_SCRIPT: &str =
     "exec /mflab/mflab agent run --request /mflab/request.json --out /mflab/result.json\n";
 
+/// How to run: which backend, and another libvirt build if wanted.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub backend: Backend,
+    pub libvirt_bin: Option<PathBuf>,
+    pub keep: bool,
+}
+
 pub fn run_scenario(
     s: &Scenario,
     images: &L1Images,
     accel: &AccelChoice,
-    keep: bool,
+    options: &RunOptions,
 ) -> ScenarioReport {
+    let keep = options.keep;
     let start = Instant::now();
     let (outcome, work) = if s.depth == Depth::Rules {
         let checked = check_text(&s.xml_name, &s.xml);
@@ -54,7 +64,7 @@ pub fn run_scenario(
         };
         (outcome, None)
     } else {
-        match run_in_vm(s, images, accel) {
+        match run_in_vm(s, images, accel, options) {
             Ok((o, w)) => (o, Some(w)),
             Err((e, w)) => {
                 let outcome = RunOutcome {
@@ -65,7 +75,7 @@ pub fn run_scenario(
             }
         }
     };
-    let mut mismatches = compare(&s.expect, &outcome);
+    let mut mismatches = compare(&s.expect.for_backend(options.backend), &outcome);
     if outcome.l1_before.is_empty() && s.depth != Depth::Rules {
         if let Some(w) = &work {
             mismatches.push(format!(
@@ -83,6 +93,7 @@ pub fn run_scenario(
     };
     ScenarioReport {
         name: s.name.clone(),
+        backend: options.backend,
         depth: s.depth,
         elapsed: start.elapsed(),
         mismatches,
@@ -93,7 +104,12 @@ pub fn run_scenario(
 
 type VmResult = Result<(RunOutcome, WorkDir), (String, Option<WorkDir>)>;
 
-fn run_in_vm(s: &Scenario, images: &L1Images, accel: &AccelChoice) -> VmResult {
+fn run_in_vm(
+    s: &Scenario,
+    images: &L1Images,
+    accel: &AccelChoice,
+    options: &RunOptions,
+) -> VmResult {
     let topology = topology::load(&s.topology).map_err(|e| (e.to_string(), None))?;
     let work = WorkDir::new("mflab-run-").map_err(|e| (e.to_string(), None))?;
     let fail = |e: String, w: WorkDir| Err((e, Some(w)));
@@ -107,6 +123,8 @@ fn run_in_vm(s: &Scenario, images: &L1Images, accel: &AccelChoice) -> VmResult {
         manual_detach: s.manual_detach.clone(),
         l2_kernel: "/l2/vmlinux".into(),
         l2_initrd: "/l2/initrd".into(),
+        backend: options.backend,
+        libvirt_bin: options.libvirt_bin.clone(),
     };
     if let Err(e) = std::fs::write(
         work.path().join("request.json"),
@@ -138,12 +156,21 @@ fn run_in_vm(s: &Scenario, images: &L1Images, accel: &AccelChoice) -> VmResult {
     }
 }
 
-/// L2's own chipset functions (the `pc` machine's slots 0 and 1) are not
-/// part of what a scenario asserts.
-fn assigned_view(list: &[GuestFunction]) -> Vec<String> {
+/// What a scenario asserts of L2's view: the functions it was given. The
+/// machine's own are left out: bus 0 slots 0 and 1 (i440fx and PIIX on
+/// mflab's `pc` L2), slot 0x1f (ICH9 on libvirt's q35), and every bridge
+/// (libvirt's pcie-root-ports).
+pub fn assigned_view(list: &[GuestFunction]) -> Vec<String> {
+    let own = |f: &GuestFunction| {
+        let chipset = ["0000:00:00.", "0000:00:01.", "0000:00:1f."]
+            .iter()
+            .any(|p| f.bdf.starts_with(p));
+        let bridge = f.class.starts_with("0x0604");
+        chipset || bridge
+    };
     let mut keys: Vec<String> = list
         .iter()
-        .filter(|f| !(f.bdf.starts_with("0000:00:00.") || f.bdf.starts_with("0000:00:01.")))
+        .filter(|f| !own(f))
         .map(GuestFunction::key)
         .collect();
     keys.sort();

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use lab::outcome::Depth;
+use lab::outcome::{Backend, Depth};
 use lab::plan::Policy;
 use lab::RuleId;
 use serde::Deserialize;
@@ -28,8 +28,15 @@ struct ScenarioFile {
     /// Functions bound to vfio-pci by hand before the run (managed='no').
     #[serde(default)]
     manual_detach: Vec<lab::PciAddress>,
+    /// The backends the suite runs this scenario under (default: mflab).
+    #[serde(default = "default_backends")]
+    backends: Vec<Backend>,
     #[serde(default)]
     expect: Expect,
+}
+
+fn default_backends() -> Vec<Backend> {
+    vec![Backend::Mflab]
 }
 
 /// What must hold. Absent keys are not checked, except: no rule error, no
@@ -54,6 +61,36 @@ pub struct Expect {
     pub l2_guest: Option<Vec<String>>,
     /// A text the failure must contain (e.g. "is not viable").
     pub error: Option<String>,
+    /// Where libvirt's truth differs: these keys replace the ones above
+    /// when the backend is libvirt (libvirt ignores `assigned=`, puts
+    /// hostdevs behind its own root ports, lets QEMU find a non-viable group).
+    pub libvirt: Option<Box<Expect>>,
+}
+
+impl Expect {
+    /// The expectations for one backend: the common ones, with the
+    /// backend's own table laid over them key by key.
+    pub fn for_backend(&self, backend: Backend) -> Expect {
+        if backend != Backend::Libvirt {
+            return Expect {
+                libvirt: None,
+                ..self.clone()
+            };
+        }
+        let over = self.libvirt.as_deref().cloned().unwrap_or_default();
+        Expect {
+            rules: over.rules.or_else(|| self.rules.clone()),
+            // The plan is mflab's own; libvirt has none to compare.
+            plan: over.plan,
+            l1_during: over.l1_during.or_else(|| self.l1_during.clone()),
+            l1_after: over.l1_after.or_else(|| self.l1_after.clone()),
+            restored: over.restored.or(self.restored),
+            l2_qmp: over.l2_qmp.or_else(|| self.l2_qmp.clone()),
+            l2_guest: over.l2_guest.or_else(|| self.l2_guest.clone()),
+            error: over.error.or_else(|| self.error.clone()),
+            libvirt: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -67,6 +104,7 @@ pub struct Scenario {
     pub xml: String,
     pub kill_l2: bool,
     pub manual_detach: Vec<lab::PciAddress>,
+    pub backends: Vec<Backend>,
     pub expect: Expect,
 }
 
@@ -143,6 +181,7 @@ pub fn load(path: &Path, known_topologies: &[&str]) -> Result<Scenario, String> 
         xml,
         kill_l2: file.kill_l2,
         manual_detach: file.manual_detach,
+        backends: file.backends,
         expect: file.expect,
     })
 }
@@ -231,6 +270,25 @@ mod tests {
             "depth = \"rules\"\nxml = '<a/>'\n[expect]\nrules = [\"R99\"]\n",
         );
         assert!(load(&p, &[]).unwrap_err().contains("R99"));
+    }
+
+    #[test]
+    fn libvirt_expectations_override_key_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "s.toml", "topology = \"gpu-audio\"\nxml = '<a/>'\nbackends = [\"mflab\", \"libvirt\"]\n[expect]\nrules = [\"R11\"]\nl2_guest = []\n[expect.libvirt]\nrules = []\nerror = \"is not viable\"\n");
+        let s = load(&p, &["gpu-audio"]).unwrap();
+        assert_eq!(s.backends, [Backend::Mflab, Backend::Libvirt]);
+        let m = s.expect.for_backend(Backend::Mflab);
+        assert_eq!(
+            (m.rules.as_deref(), m.error.as_deref()),
+            (Some(&[RuleId::R11][..]), None)
+        );
+        let l = s.expect.for_backend(Backend::Libvirt);
+        assert_eq!(
+            (l.rules.as_deref(), l.error.as_deref()),
+            (Some(&[][..]), Some("is not viable"))
+        );
+        assert_eq!(l.l2_guest, Some(vec![]));
     }
 
     #[test]

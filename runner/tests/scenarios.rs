@@ -23,13 +23,32 @@ fn main() -> std::process::ExitCode {
         "the suite has shrunk: {} scenarios",
         files.len()
     );
-    let trials = files
-        .into_iter()
-        .map(|f| {
-            let name = format!("scenario::{}", f.file_stem().unwrap().to_string_lossy());
-            Trial::test(name, move || run(&f))
-        })
-        .collect();
+    let mut trials = Vec::new();
+    for f in files {
+        let stem = f.file_stem().unwrap().to_string_lossy().into_owned();
+        // A scenario runs under each backend it declares (default mflab);
+        // the libvirt runs are `scenario::<name>::libvirt`.
+        let value: toml::Value =
+            toml::from_str(&std::fs::read_to_string(&f).unwrap()).expect("scenario is TOML");
+        let backends: Vec<String> = value
+            .get("backends")
+            .and_then(|b| b.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|b| b.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_else(|| vec!["mflab".into()]);
+        for backend in backends {
+            let name = if backend == "mflab" {
+                format!("scenario::{stem}")
+            } else {
+                format!("scenario::{stem}::{backend}")
+            };
+            let file = f.clone();
+            trials.push(Trial::test(name, move || run(&file, &backend)));
+        }
+    }
     libtest_mimic::run(&args, trials).exit_code()
 }
 

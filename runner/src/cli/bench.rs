@@ -12,7 +12,7 @@ use super::Outcome;
 use crate::accel::{probe, AccelChoice};
 use crate::images::{cache_dir, floor_initramfs, prepare_l1, L1Images};
 use crate::l1::{boot, L1Config, WorkDir, QEMU};
-use crate::run::run_scenario;
+use crate::run::{run_scenario, RunOptions};
 use crate::scenario::{discover, load};
 use crate::topology::{self, BUILTIN};
 use crate::vm::QemuProcess;
@@ -128,7 +128,7 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         s.expect = Default::default();
         let times: Vec<f64> = (0..args.runs)
             .map(|_| {
-                run_scenario(&s, &images, &accel, false)
+                run_scenario(&s, &images, &accel, &RunOptions::default())
                     .elapsed
                     .as_secs_f64()
             })
@@ -145,7 +145,7 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         let t = Instant::now();
         let failed = scenarios
             .iter()
-            .filter(|s| !run_scenario(s, &images, &accel, false).passed())
+            .filter(|s| !run_scenario(s, &images, &accel, &RunOptions::default()).passed())
             .count();
         println!(
             "suite: {} scenarios, {failed} failed, wall time {:.1} s (1 job)",

@@ -21,6 +21,10 @@ pub struct BootArgs {
     shell: bool,
     #[arg(long, value_enum, default_value_t)]
     format: Format,
+    /// Run this shell script in L1 (as root, in the host-root chroot, the work
+    /// directory at /mflab) instead of the self-check: for trying things by hand.
+    #[arg(long, conflicts_with = "shell")]
+    script: Option<std::path::PathBuf>,
     /// Keep the work directory (serial log, command line) even on success.
     #[arg(long)]
     keep: bool,
@@ -63,7 +67,21 @@ pub fn run(args: BootArgs) -> Outcome {
         memory_mib: 2048,
         interactive: args.shell,
     };
-    let script = if args.shell { SHELL } else { SELF_CHECK };
+    let custom = match &args.script {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(format!("{text}\n{SELF_CHECK}")),
+            Err(e) => {
+                eprintln!("mflab: {}: {e}", path.display());
+                return Outcome::UsageOrIo;
+            }
+        },
+        None => None,
+    };
+    let script = match (&custom, args.shell) {
+        (Some(text), _) => text.as_str(),
+        (None, true) => SHELL,
+        (None, false) => SELF_CHECK,
+    };
     let result = boot(&config, script, Duration::from_secs(args.timeout));
     if crate::interrupt::interrupted() {
         eprintln!("mflab: interrupted; QEMU stopped, work directory removed");

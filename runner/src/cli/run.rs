@@ -4,14 +4,14 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use lab::outcome::Depth;
+use lab::outcome::{Backend, Depth};
 use lab::plan::Policy;
 
 use super::plan::PolicyArg;
 use super::{Format, Outcome};
 use crate::accel::probe;
 use crate::images::prepare_l1;
-use crate::run::{describe_l2, run_scenario, ScenarioReport};
+use crate::run::{describe_l2, run_scenario, RunOptions, ScenarioReport};
 use crate::scenario::{discover, load, Expect, Scenario};
 use crate::topology::BUILTIN;
 
@@ -23,6 +23,16 @@ pub struct RunArgs {
     /// Keep every work directory (failed ones are always kept).
     #[arg(long)]
     keep: bool,
+    /// Who carries the domain out in L1: mflab's own logic, a real libvirt
+    /// daemon, or both side by side (with a table of their differences).
+    /// Without it, each scenario runs under the backends it lists
+    /// (`backends = […]`, default mflab).
+    #[arg(long, value_enum)]
+    backend: Option<BackendArg>,
+    /// A directory with another libvirt build's libvirtd and virsh (seen from L1,
+    /// which shares the host's root).
+    #[arg(long)]
+    libvirt_bin: Option<PathBuf>,
     /// Write a JUnit XML report for CI dashboards.
     #[arg(long)]
     junit: Option<PathBuf>,
@@ -40,6 +50,23 @@ pub struct RunArgs {
     /// The depth for --xml: rules, plan, qmp or guest.
     #[arg(long, default_value = "guest", value_parser = parse_depth)]
     depth: Depth,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendArg {
+    Mflab,
+    Libvirt,
+    Both,
+}
+
+impl BackendArg {
+    fn backends(self) -> Vec<Backend> {
+        match self {
+            BackendArg::Mflab => vec![Backend::Mflab],
+            BackendArg::Libvirt => vec![Backend::Libvirt],
+            BackendArg::Both => vec![Backend::Mflab, Backend::Libvirt],
+        }
+    }
 }
 
 fn parse_depth(s: &str) -> Result<Depth, String> {
@@ -91,19 +118,44 @@ pub fn run(args: RunArgs) -> Outcome {
     };
     let accel = probe();
     let mut reports = Vec::new();
+    let mut pairs = Vec::new();
     for s in &scenarios {
-        let report = match &images {
-            Some(images) => run_scenario(s, images, &accel, args.keep),
-            None => run_scenario_without_vm(s),
-        };
-        if crate::interrupt::interrupted() {
-            eprintln!("mflab: interrupted during {}; {} of {} scenarios had finished; QEMU stopped, work directories removed", s.name, reports.len(), scenarios.len());
-            return Outcome::Interrupted;
+        let mut this = Vec::new();
+        let backends = args
+            .backend
+            .map_or_else(|| s.backends.clone(), BackendArg::backends);
+        for backend in backends.iter().copied() {
+            if backend == Backend::Libvirt && s.depth == Depth::Rules {
+                continue; // no VM at this depth; libvirt's static verdict is `mflab check --backend libvirt`
+            }
+            let options = RunOptions {
+                backend,
+                libvirt_bin: args.libvirt_bin.clone(),
+                keep: args.keep,
+            };
+            let report = match &images {
+                Some(images) => run_scenario(s, images, &accel, &options),
+                None => run_scenario_without_vm(s),
+            };
+            if crate::interrupt::interrupted() {
+                eprintln!("mflab: interrupted during {}; {} of {} scenarios had finished; QEMU stopped, work directories removed", s.name, reports.len(), scenarios.len());
+                return Outcome::Interrupted;
+            }
+            if args.format == Format::Text {
+                print_report(s, &report, args.xml.is_some(), backends.len() > 1);
+            }
+            this.push(reports.len());
+            reports.push(report);
         }
-        if args.format == Format::Text {
-            print_report(s, &report, args.xml.is_some());
+        if let [a, b] = this[..] {
+            pairs.push((a, b));
         }
-        reports.push(report);
+    }
+    if args.format == Format::Text && !pairs.is_empty() {
+        print!(
+            "{}",
+            crate::compare_backends::side_by_side(&reports, &pairs)
+        );
     }
     if let Some(path) = &args.junit {
         if let Err(e) = std::fs::write(path, junit(&reports)) {
@@ -137,7 +189,7 @@ pub fn run(args: RunArgs) -> Outcome {
 fn run_scenario_without_vm(s: &Scenario) -> ScenarioReport {
     // Rules depth never touches the images; the accelerator is irrelevant.
     let images = crate::images::L1Images::none();
-    run_scenario(s, &images, &probe(), false)
+    run_scenario(s, &images, &probe(), &RunOptions::default())
 }
 
 /// `--xml FILE`: a scenario whose only expectation is that nothing fails.
@@ -161,16 +213,22 @@ fn bare_xml_scenario(xml: &PathBuf, args: &RunArgs) -> Result<Scenario, String> 
         xml: text,
         kill_l2: false,
         manual_detach: vec![],
+        backends: vec![Backend::Mflab],
         expect: Expect::default(),
     })
 }
 
-fn print_report(s: &Scenario, r: &ScenarioReport, bare: bool) {
+fn print_report(s: &Scenario, r: &ScenarioReport, bare: bool, tag_backend: bool) {
     let verdict = if r.passed() { "PASS" } else { "FAIL" };
+    let name = if tag_backend {
+        format!("{} [{}]", r.name, r.backend)
+    } else {
+        r.name.clone()
+    };
     if !bare {
         println!(
             "{verdict} {} ({}, {:.1}s){}",
-            r.name,
+            name,
             r.depth,
             r.elapsed.as_secs_f64(),
             if s.description.is_empty() {
@@ -215,6 +273,7 @@ fn json_object(r: &ScenarioReport) -> serde_json::Value {
     });
     serde_json::json!({
         "scenario": r.name,
+        "backend": r.backend,
         "passed": r.passed(),
         "plan": o.plan,
         "l1_during": o.l1_during,
@@ -237,7 +296,8 @@ fn junit(reports: &[ScenarioReport]) -> String {
     let mut s = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"mflab\" tests=\"{}\" failures=\"{failed}\" time=\"{total:.3}\">\n", reports.len());
     for r in reports {
         s.push_str(&format!(
-            "    <testcase classname=\"scenario\" name=\"{}\" time=\"{:.3}\">\n",
+            "    <testcase classname=\"scenario.{}\" name=\"{}\" time=\"{:.3}\">\n",
+            r.backend,
             escape(&r.name),
             r.elapsed.as_secs_f64()
         ));

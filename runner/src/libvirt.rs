@@ -1,0 +1,254 @@
+//! libvirt as the system under test, inside L1: a private libvirtd (no
+//! systemd, no D-Bus, state on tmpfs, a qemu.conf fit for a lab), driven
+//! with `virsh`, whose errors are kept word for word.
+//!
+//! What it took to start Debian's libvirt 9.0 this way is in LAB-NOTES.md:
+//! writable /var and /etc/libvirt, a `libvirt-qemu` user in /etc/passwd,
+//! and qemu.conf with root, no security driver, no cgroups, no namespaces
+//! and `stdio_handler = "file"` (else it needs virtlogd).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lab::device_text::DeviceText;
+
+const URI: &str = "qemu:///system";
+const SOCKET: &str = "/run/libvirt/libvirt-sock";
+pub const DOMAIN_NAME: &str = "mflab-l2";
+
+const QEMU_CONF: &str = r#"# Written by mflab for a lab VM: no confinement, no cgroups, no virtlogd.
+user = "root"
+group = "root"
+dynamic_ownership = 0
+security_driver = "none"
+stdio_handler = "file"
+cgroup_controllers = [ ]
+namespaces = [ ]
+"#;
+
+/// A libvirtd started for one run; killed when dropped.
+pub struct Libvirtd {
+    child: Child,
+    virsh: PathBuf,
+}
+
+/// What one virsh call said.
+pub struct VirshOutput {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl VirshOutput {
+    /// libvirt's own words, without virsh's "error: " prefixes and blank lines.
+    pub fn error_text(&self) -> String {
+        self.stderr
+            .lines()
+            .map(|l| l.trim().trim_start_matches("error: "))
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" / ")
+    }
+}
+
+fn sh(cmd: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl Libvirtd {
+    /// Prepares L1's writable places and starts `libvirtd` from `bin_dir`
+    /// (default: /usr/sbin and /usr/bin of the shared host root).
+    pub fn start(work: &Path, bin_dir: Option<&Path>) -> Result<Libvirtd, String> {
+        let (libvirtd, virsh) = match bin_dir {
+            Some(dir) => (dir.join("libvirtd"), dir.join("virsh")),
+            None => (
+                PathBuf::from("/usr/sbin/libvirtd"),
+                PathBuf::from("/usr/bin/virsh"),
+            ),
+        };
+        if !libvirtd.exists() {
+            return Err(format!("{} not found: install libvirt-daemon and libvirt-daemon-driver-qemu on the host (L1 shares its root), or give --libvirt-bin", libvirtd.display()));
+        }
+        // L1's /var and /etc are the host's, read-only: put tmpfs where libvirt writes.
+        sh("mount", &["-t", "tmpfs", "tmpfs", "/var"])?;
+        std::os::unix::fs::symlink("/run", "/var/run").map_err(|e| e.to_string())?;
+        std::os::unix::fs::symlink("/run/lock", "/var/lock").map_err(|e| e.to_string())?;
+        for d in [
+            "/var/lib/libvirt/qemu",
+            "/var/cache/libvirt",
+            "/var/log/libvirt",
+            "/run/libvirt",
+        ] {
+            std::fs::create_dir_all(d).map_err(|e| format!("{d}: {e}"))?;
+        }
+        sh("mount", &["-t", "tmpfs", "tmpfs", "/etc/libvirt"])?;
+        std::fs::create_dir_all("/etc/libvirt/qemu").map_err(|e| e.to_string())?;
+        std::fs::write("/etc/libvirt/qemu.conf", QEMU_CONF).map_err(|e| e.to_string())?;
+        std::fs::write("/etc/libvirt/libvirtd.conf", "log_outputs = \"3:stderr\"\n")
+            .map_err(|e| e.to_string())?;
+        // libvirt looks the qemu user up even when told to run QEMU as root.
+        add_line(
+            "/etc/passwd",
+            "libvirt-qemu:",
+            "libvirt-qemu:x:64055:64055:libvirt qemu:/var/lib/libvirt:/usr/sbin/nologin",
+        )?;
+        add_line("/etc/group", "libvirt-qemu:", "libvirt-qemu:x:64055:")?;
+        add_line("/etc/group", "kvm:", "kvm:x:64056:")?;
+
+        let log = std::fs::File::create(work.join("libvirtd.log")).map_err(|e| e.to_string())?;
+        let child = Command::new(&libvirtd)
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("{}: {e}", libvirtd.display()))?;
+        let mut daemon = Libvirtd { child, virsh };
+        let start = Instant::now();
+        while !Path::new(SOCKET).exists() {
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                return Err(format!("libvirtd exited ({status}); see libvirtd.log"));
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                return Err(
+                    "libvirtd did not open its socket within 60 s; see libvirtd.log".into(),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(daemon)
+    }
+
+    pub fn virsh(&self, args: &[&str]) -> VirshOutput {
+        match Command::new(&self.virsh)
+            .arg("-c")
+            .arg(URI)
+            .args(args)
+            .output()
+        {
+            Ok(out) => VirshOutput {
+                ok: out.status.success(),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            },
+            Err(e) => VirshOutput {
+                ok: false,
+                stdout: String::new(),
+                stderr: format!("error: {}: {e}", self.virsh.display()),
+            },
+        }
+    }
+
+    /// The domain's state word (`running`, `paused`, `shut off`).
+    pub fn domstate(&self) -> String {
+        self.virsh(&["domstate", DOMAIN_NAME])
+            .stdout
+            .trim()
+            .to_string()
+    }
+
+    /// Waits until the domain is shut off; false at the deadline.
+    pub fn wait_shut_off(&self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.domstate() == "shut off" {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+}
+
+impl Drop for Libvirtd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Appends `line` to a read-only file of the shared root by binding a copy over it.
+fn add_line(file: &str, prefix: &str, line: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+    if text.lines().any(|l| l.starts_with(prefix)) {
+        return Ok(());
+    }
+    let copy = format!(
+        "/run/mflab-{}",
+        file.trim_start_matches('/').replace('/', "-")
+    );
+    std::fs::write(&copy, format!("{text}{line}\n")).map_err(|e| format!("{copy}: {e}"))?;
+    sh("mount", &["--bind", &copy, file])
+}
+
+/// The bootable L2 domain around the user's devices: L2's kernel and
+/// initramfs, a serial log, no balloon. `type` is kvm when L1 has KVM.
+pub fn l2_domain(
+    devices: &[DeviceText],
+    kvm: bool,
+    kernel: &Path,
+    initrd: &Path,
+    serial: &Path,
+) -> String {
+    let mut xml = format!(
+        "<domain type='{}'>\n  <name>{DOMAIN_NAME}</name>\n  <memory unit='MiB'>256</memory>\n  <vcpu>1</vcpu>\n  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n    <kernel>{}</kernel>\n    <initrd>{}</initrd>\n    <cmdline>console=ttyS0 quiet loglevel=3 panic=-1</cmdline>\n  </os>\n  <features><acpi/></features>\n  <cpu mode='{}'/>\n  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n  <devices>\n    <serial type='file'><source path='{}'/><target port='0'/></serial>\n    <memballoon model='none'/>\n    <controller type='usb' model='none'/>\n",
+        if kvm { "kvm" } else { "qemu" },
+        kernel.display(),
+        initrd.display(),
+        if kvm { "host-passthrough" } else { "host-model" },
+        serial.display(),
+    );
+    for d in devices {
+        xml.push_str("    ");
+        xml.push_str(&d.text);
+        xml.push('\n');
+    }
+    xml.push_str("  </devices>\n</domain>\n");
+    xml
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_l2_domain_carries_the_users_devices_verbatim() {
+        let devices = lab::device_text::device_texts("<hostdev mode='subsystem' type='pci' managed='yes'><source><address slot='0x06' function='0x1'/></source><address type='unassigned'/></hostdev>");
+        let xml = l2_domain(
+            &devices,
+            true,
+            Path::new("/l2/vmlinux"),
+            Path::new("/l2/initrd"),
+            Path::new("/mflab/l2-serial.log"),
+        );
+        assert!(xml.contains("<domain type='kvm'>"));
+        assert!(xml.contains(&devices[0].text));
+        assert!(xml.contains("<kernel>/l2/vmlinux</kernel>"));
+        let checked = lab::check::check_text("d.xml", &xml);
+        assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+        assert_eq!(checked.domain.devices.len(), 3);
+    }
+
+    #[test]
+    fn virsh_errors_lose_only_their_prefixes() {
+        let out = VirshOutput {
+            ok: false,
+            stdout: String::new(),
+            stderr: "error: Failed to start domain 'mflab-l2'\nerror: internal error: qemu unexpectedly closed the monitor: vfio 0000:00:06.0: group 3 is not viable\n\n".into(),
+        };
+        assert_eq!(out.error_text(), "Failed to start domain 'mflab-l2' / internal error: qemu unexpectedly closed the monitor: vfio 0000:00:06.0: group 3 is not viable");
+    }
+}

@@ -1,0 +1,133 @@
+//! The agent's run with libvirt as the backend (in L1): the same steps as
+//! mflab's own, carried out by libvirtd, observed from outside:
+//! 1. L1's view; start libvirtd;
+//! 2. wrap the user's hostdevs, word for word, in a bootable L2 domain;
+//! 3. `define`, `start --paused` (libvirt's own detach), drivers during,
+//!    `query-pci` through libvirt's monitor pass-through;
+//! 4. `resume`, wait for L2 to power off, read its report;
+//! 5. `undefine`; L1's view after libvirt's own reattach.
+
+use std::path::Path;
+use std::time::Duration;
+
+use lab::bind::Sysfs;
+use lab::device_text::device_texts;
+use lab::inner::{guest_report_complete, parse_guest_report, qmp_view};
+use lab::outcome::{function_rows, Depth, RunOutcome, RunRequest};
+
+use crate::accel::{decide, gather, Accel};
+use crate::agent::{finish, manual_detach, SYSFS};
+use crate::libvirt::{l2_domain, Libvirtd, DOMAIN_NAME};
+
+pub fn run_with_libvirt(req: &RunRequest, work: &Path) -> RunOutcome {
+    let sysfs = Path::new(SYSFS);
+    let mut out = RunOutcome::default();
+    if let Err(e) = manual_detach(req, &Sysfs::new(SYSFS), work) {
+        out.error = Some(e);
+        return finish(out, sysfs);
+    }
+    out.l1_before = function_rows(sysfs).unwrap_or_default();
+    if let Err(e) = steps(req, work, &mut out) {
+        out.error = Some(e);
+    }
+    finish(out, sysfs)
+}
+
+fn steps(req: &RunRequest, work: &Path, out: &mut RunOutcome) -> Result<(), String> {
+    let hostdevs: Vec<_> = device_texts(&req.xml)
+        .into_iter()
+        .filter(|d| d.element == "hostdev")
+        .collect();
+    if hostdevs.is_empty() {
+        return Err("the XML has no <hostdev> for libvirt to carry out".into());
+    }
+    let daemon = Libvirtd::start(work, req.libvirt_bin.as_deref())?;
+    let kvm = decide(&gather(Path::new("/"))).accel == Accel::Kvm;
+    out.l2_accel = if kvm { "kvm".into() } else { "tcg".into() };
+    let serial = work.join("l2-serial.log");
+    let xml = l2_domain(&hostdevs, kvm, &req.l2_kernel, &req.l2_initrd, &serial);
+    let domain_file = work.join("l2-domain.xml");
+    std::fs::write(&domain_file, &xml).map_err(|e| e.to_string())?;
+
+    let defined = daemon.virsh(&["define", &domain_file.to_string_lossy()]);
+    if !defined.ok {
+        return Err(defined.error_text());
+    }
+    let result = run_defined(req, &daemon, &serial, out);
+    // Whatever happened: the domain goes away (libvirt reattaches on stop).
+    if daemon.domstate() != "shut off" {
+        daemon.virsh(&["destroy", DOMAIN_NAME]);
+    }
+    daemon.virsh(&["undefine", DOMAIN_NAME]);
+    result
+}
+
+fn query_pci(daemon: &Libvirtd) -> Result<Vec<lab::outcome::GuestFunction>, String> {
+    let pci = daemon.virsh(&[
+        "qemu-monitor-command",
+        DOMAIN_NAME,
+        r#"{"execute":"query-pci"}"#,
+    ]);
+    if !pci.ok {
+        return Ok(Vec::new()); // the domain stopped meanwhile
+    }
+    let reply: serde_json::Value =
+        serde_json::from_str(&pci.stdout).map_err(|e| format!("query-pci: {e}"))?;
+    let buses: Vec<qapi::qmp::PciInfo> =
+        serde_json::from_value(reply["return"].clone()).map_err(|e| format!("query-pci: {e}"))?;
+    Ok(qmp_view(&buses))
+}
+
+fn run_defined(
+    req: &RunRequest,
+    daemon: &Libvirtd,
+    serial: &Path,
+    out: &mut RunOutcome,
+) -> Result<(), String> {
+    if req.depth == Depth::Plan {
+        return Ok(()); // libvirt has no "plan": define is its static verdict
+    }
+    let started = daemon.virsh(&["start", "--paused", DOMAIN_NAME]);
+    if !started.ok {
+        return Err(started.error_text());
+    }
+    out.l1_during = function_rows(Path::new(SYSFS)).unwrap_or_default();
+    // libvirt puts each hostdev behind a pcie-root-port. Before the firmware
+    // numbers those buses, query-pci cannot list what is behind them, so at
+    // guest depth the view is taken once L2 runs and the buses have numbers.
+    if req.depth == Depth::Qmp {
+        out.l2_qmp = query_pci(daemon)?;
+        return Ok(());
+    }
+    let resumed = daemon.virsh(&["resume", DOMAIN_NAME]);
+    if !resumed.ok {
+        return Err(resumed.error_text());
+    }
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(30) && daemon.domstate() == "running" {
+        let view = query_pci(daemon)?;
+        let numbered = !view.iter().any(|f| f.class.starts_with("0x0604"))
+            || view.iter().any(|f| !f.bdf.starts_with("0000:00:"));
+        out.l2_qmp = view;
+        if numbered {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if req.kill_l2 {
+        std::thread::sleep(Duration::from_millis(500));
+        daemon.virsh(&["destroy", DOMAIN_NAME]);
+        return Err("L2 was destroyed while running (kill_l2)".into());
+    }
+    let timeout = Duration::from_secs(if out.l2_accel == "kvm" { 120 } else { 300 });
+    let powered_off = daemon.wait_shut_off(timeout);
+    let report = std::fs::read_to_string(serial).unwrap_or_default();
+    out.l2_guest = parse_guest_report(&report);
+    if !powered_off {
+        return Err(format!("L2 did not power off within {timeout:?}"));
+    }
+    if !guest_report_complete(&report) {
+        return Err("L2 powered off without finishing its report (see l2-serial.log)".into());
+    }
+    Ok(())
+}
