@@ -81,6 +81,9 @@ fn shorten(s: &str, n: usize) -> String {
     }
 }
 
+/// One line of the table: a label and how to read it off an outcome.
+type Row = (&'static str, fn(&RunOutcome) -> String);
+
 pub fn side_by_side(reports: &[ScenarioReport], pairs: &[(usize, usize)]) -> String {
     let mut s = String::from("\nmflab vs libvirt, side by side (differences marked with *):\n");
     for &(a, b) in pairs {
@@ -91,7 +94,7 @@ pub fn side_by_side(reports: &[ScenarioReport], pairs: &[(usize, usize)]) -> Str
             pass(m),
             pass(l)
         ));
-        let rows: [(&str, fn(&RunOutcome) -> String); 4] = [
+        let rows: [Row; 4] = [
             ("verdict", verdict),
             ("failure", error),
             ("L2 saw", l2_ids),

@@ -52,9 +52,9 @@ fn main() -> std::process::ExitCode {
     libtest_mimic::run(&args, trials).exit_code()
 }
 
-fn run(file: &Path) -> Result<(), Failed> {
+fn run(file: &Path, backend: &str) -> Result<(), Failed> {
     let out = Command::new(env!("CARGO_BIN_EXE_mflab"))
-        .arg("run")
+        .args(["run", "--backend", backend])
         .arg(file)
         .output()?;
     if out.status.success() {
