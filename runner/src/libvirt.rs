@@ -203,13 +203,31 @@ pub fn l2_domain(
     initrd: &Path,
     serial: &Path,
 ) -> String {
+    l2_domain_with(devices, kvm, kernel, initrd, serial, true)
+}
+
+/// `lab_devices`: the lab's serial log, and no balloon or USB controller
+/// (L2 needs none). A static verdict on the user's own devices leaves them
+/// out, so that only the user's devices meet libvirt's checks.
+pub fn l2_domain_with(
+    devices: &[DeviceText],
+    kvm: bool,
+    kernel: &Path,
+    initrd: &Path,
+    serial: &Path,
+    lab_devices: bool,
+) -> String {
     let mut xml = format!(
-        "<domain type='{}'>\n  <name>{DOMAIN_NAME}</name>\n  <memory unit='MiB'>256</memory>\n  <vcpu>1</vcpu>\n  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n    <kernel>{}</kernel>\n    <initrd>{}</initrd>\n    <cmdline>console=ttyS0 quiet loglevel=3 panic=-1</cmdline>\n  </os>\n  <features><acpi/></features>\n  <cpu mode='{}'/>\n  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n  <devices>\n    <serial type='file'><source path='{}'/><target port='0'/></serial>\n    <memballoon model='none'/>\n    <controller type='usb' model='none'/>\n",
+        "<domain type='{}'>\n  <name>{DOMAIN_NAME}</name>\n  <memory unit='MiB'>256</memory>\n  <vcpu>1</vcpu>\n  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n    <kernel>{}</kernel>\n    <initrd>{}</initrd>\n    <cmdline>console=ttyS0 quiet loglevel=3 panic=-1</cmdline>\n  </os>\n  <features><acpi/></features>\n  <cpu mode='{}'/>\n  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n  <devices>\n{}",
         if kvm { "kvm" } else { "qemu" },
         kernel.display(),
         initrd.display(),
         if kvm { "host-passthrough" } else { "host-model" },
-        serial.display(),
+        if lab_devices {
+            format!("    <serial type='file'><source path='{}'/><target port='0'/></serial>\n    <memballoon model='none'/>\n    <controller type='usb' model='none'/>\n", serial.display())
+        } else {
+            String::new()
+        },
     );
     for d in devices {
         xml.push_str("    ");
@@ -239,7 +257,11 @@ mod tests {
         assert!(xml.contains("<kernel>/l2/vmlinux</kernel>"));
         let checked = lab::check::check_text("d.xml", &xml);
         assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
-        assert_eq!(checked.domain.devices.len(), 3);
+        assert_eq!(
+            checked.domain.devices.len(),
+            4,
+            "serial, balloon, usb controller, the hostdev"
+        );
     }
 
     #[test]

@@ -131,3 +131,76 @@ fn run_defined(
     }
     Ok(())
 }
+
+/// One file for libvirt's static verdict.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct CheckItem {
+    pub file: String,
+    pub xml: String,
+}
+
+/// What `virsh define` said of it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LibvirtVerdict {
+    pub file: String,
+    pub accepted: bool,
+    /// libvirt's words when it refused, word for word.
+    pub message: Option<String>,
+}
+
+/// `virsh define` then `undefine` for each file, its devices wrapped in
+/// the lab's L2 domain (XML that is not well-formed goes in as it is, so
+/// that libvirt's own parser speaks).
+pub fn check_with_libvirt(
+    items: &[CheckItem],
+    work: &Path,
+    libvirt_bin: Option<&Path>,
+) -> Result<Vec<LibvirtVerdict>, String> {
+    let daemon = Libvirtd::start(work, libvirt_bin)?;
+    let mut verdicts = Vec::new();
+    for item in items {
+        let well_formed = !lab::check::check_text(&item.file, &item.xml)
+            .diagnostics
+            .iter()
+            .any(|d| d.rule == lab::RuleId::Xml);
+        let devices = if well_formed {
+            device_texts(&item.xml)
+        } else {
+            let raw = item.xml.trim_start();
+            let raw = if raw.starts_with("<?xml") {
+                raw.split_once("?>").map_or(raw, |(_, rest)| rest)
+            } else {
+                raw
+            };
+            vec![lab::device_text::DeviceText {
+                element: "raw".into(),
+                text: raw.to_string(),
+            }]
+        };
+        let xml = crate::libvirt::l2_domain_with(
+            &devices,
+            false,
+            Path::new("/l2/vmlinux"),
+            Path::new("/l2/initrd"),
+            &work.join("check-serial.log"),
+            false,
+        );
+        let file = work.join("check-domain.xml");
+        std::fs::write(&file, xml).map_err(|e| e.to_string())?;
+        let defined = daemon.virsh(&["define", &file.to_string_lossy()]);
+        if defined.ok {
+            daemon.virsh(&["undefine", DOMAIN_NAME]);
+        }
+        verdicts.push(LibvirtVerdict {
+            file: item.file.clone(),
+            accepted: defined.ok,
+            message: (!defined.ok).then(|| {
+                defined
+                    .error_text()
+                    .trim_start_matches("Failed to define domain from /mflab/check-domain.xml / ")
+                    .to_string()
+            }),
+        });
+    }
+    Ok(verdicts)
+}

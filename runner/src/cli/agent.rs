@@ -22,6 +22,15 @@ enum AgentCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// libvirt's static verdict (define, undefine) on each file of a request.
+    LibvirtCheck {
+        #[arg(long)]
+        request: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        libvirt_bin: Option<PathBuf>,
+    },
     /// Run one scenario request: check, plan, bind, L2, teardown.
     Run {
         #[arg(long)]
@@ -46,6 +55,21 @@ pub fn run(args: AgentArgs) -> Outcome {
                 let work = out.parent().map(PathBuf::from).unwrap_or_default();
                 write_json(&out, &crate::agent::run_in_l1(&req, &work))
             }),
+        AgentCommand::LibvirtCheck {
+            request,
+            out,
+            libvirt_bin,
+        } => std::fs::read_to_string(&request)
+            .map_err(|e| format!("{}: {e}", request.display()))
+            .and_then(|t| {
+                serde_json::from_str::<Vec<crate::libvirt_run::CheckItem>>(&t)
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|items| {
+                let work = out.parent().map(PathBuf::from).unwrap_or_default();
+                crate::libvirt_run::check_with_libvirt(&items, &work, libvirt_bin.as_deref())
+            })
+            .and_then(|verdicts| write_json(&out, &verdicts)),
     };
     match written {
         Ok(()) => Outcome::Clean,

@@ -13,23 +13,52 @@ pub struct CheckArgs {
     /// Output format: text for people (FILE:LINE:COL: error[R3]: …), json for tools.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
+    /// mflab: the static rules. libvirt: also the verdict of a real libvirt
+    /// daemon (define, then undefine; started in a lab VM), beside mflab's.
+    #[arg(long, value_enum, default_value_t = CheckBackend::Mflab)]
+    backend: CheckBackend,
+    /// Another libvirt build's directory (libvirtd and virsh), for --backend libvirt.
+    #[arg(long)]
+    libvirt_bin: Option<PathBuf>,
     /// Domain XML files: a whole <domain>, a <devices> element, or device elements.
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckBackend {
+    Mflab,
+    Libvirt,
+}
+
 pub fn run(args: CheckArgs) -> Outcome {
     let mut all: Vec<Diagnostic> = Vec::new();
     let mut io_failed = false;
+    let mut items = Vec::new();
     for path in &args.files {
         let name = path.display().to_string();
         match std::fs::read_to_string(path) {
-            Ok(text) => all.extend(check_text(&name, &text).diagnostics),
+            Ok(text) => {
+                all.extend(check_text(&name, &text).diagnostics);
+                items.push(crate::libvirt_run::CheckItem {
+                    file: name,
+                    xml: text,
+                });
+            }
             Err(e) => {
                 eprintln!("mflab: cannot read {name}: {e}");
                 io_failed = true;
             }
         }
+    }
+    if args.backend == CheckBackend::Libvirt {
+        return super::check_libvirt::run(
+            &items,
+            &all,
+            args.format,
+            args.libvirt_bin.as_deref(),
+            io_failed,
+        );
     }
     print_diagnostics(&all, args.format);
     if io_failed {

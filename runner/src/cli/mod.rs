@@ -8,6 +8,7 @@ pub mod agent;
 mod bench;
 mod boot;
 mod check;
+mod check_libvirt;
 mod images;
 mod plan;
 mod restore;

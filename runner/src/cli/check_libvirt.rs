@@ -1,0 +1,134 @@
+//! `mflab check --backend libvirt`: mflab's rules beside the verdict of a
+//! real libvirt daemon. libvirt runs inside a lab VM (L1), so the host's
+//! own libvirt, if any, is never touched.
+
+use std::path::Path;
+use std::time::Duration;
+
+use lab::Diagnostic;
+
+use super::{Format, Outcome};
+use crate::accel::probe;
+use crate::images::prepare_l1;
+use crate::l1::{boot, tail, L1Config, WorkDir, SERIAL_LOG};
+use crate::libvirt_run::{CheckItem, LibvirtVerdict};
+
+pub fn run(
+    items: &[CheckItem],
+    mflab: &[Diagnostic],
+    format: Format,
+    libvirt_bin: Option<&Path>,
+    io_failed: bool,
+) -> Outcome {
+    let verdicts = match libvirt_verdicts(items, libvirt_bin) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("mflab: libvirt check: {e}");
+            return Outcome::UsageOrIo;
+        }
+    };
+    let rules_of = |file: &str| -> Vec<String> {
+        mflab
+            .iter()
+            .filter(|d| d.file == file && d.is_error())
+            .map(|d| d.rule.to_string())
+            .collect()
+    };
+    match format {
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = verdicts
+                .iter()
+                .map(|v| {
+                    serde_json::json!({
+                        "file": v.file,
+                        "mflab": mflab.iter().filter(|d| d.file == v.file).collect::<Vec<_>>(),
+                        "libvirt": { "accepted": v.accepted, "message": v.message },
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rows).expect("rows serialize")
+            );
+        }
+        Format::Text => {
+            for v in &verdicts {
+                let rules = rules_of(&v.file);
+                let mflab_says = if rules.is_empty() {
+                    "accepted".to_string()
+                } else {
+                    format!("rejected ({})", rules.join(", "))
+                };
+                let libvirt_says = match &v.message {
+                    None => "accepted".to_string(),
+                    Some(m) => format!("rejected: {m}"),
+                };
+                let mark = if rules.is_empty() == v.accepted {
+                    " "
+                } else {
+                    "*"
+                };
+                println!(
+                    "{mark} {}\n    mflab:   {mflab_says}\n    libvirt: {libvirt_says}",
+                    v.file
+                );
+            }
+            let differ = verdicts
+                .iter()
+                .filter(|v| rules_of(&v.file).is_empty() != v.accepted)
+                .count();
+            println!(
+                "{} files, {differ} where mflab and libvirt disagree (marked *)",
+                verdicts.len()
+            );
+        }
+    }
+    if io_failed {
+        Outcome::UsageOrIo
+    } else if mflab.iter().any(Diagnostic::is_error) || verdicts.iter().any(|v| !v.accepted) {
+        Outcome::RuleErrors
+    } else {
+        Outcome::Clean
+    }
+}
+
+fn libvirt_verdicts(
+    items: &[CheckItem],
+    libvirt_bin: Option<&Path>,
+) -> Result<Vec<LibvirtVerdict>, String> {
+    let images = prepare_l1().map_err(|e| e.to_string())?;
+    let accel = probe();
+    let topology = crate::topology::load("gpu-audio").map_err(|e| e.to_string())?;
+    let work = WorkDir::new("mflab-check-").map_err(|e| e.to_string())?;
+    std::fs::write(
+        work.path().join("check-request.json"),
+        serde_json::to_string(items).expect("items serialize"),
+    )
+    .map_err(|e| e.to_string())?;
+    let bin = libvirt_bin
+        .map(|b| format!(" --libvirt-bin {}", b.display()))
+        .unwrap_or_default();
+    let script = format!("exec /mflab/mflab agent libvirt-check --request /mflab/check-request.json --out /mflab/check-result.json{bin}\n");
+    let config = L1Config {
+        topology: &topology,
+        images: &images,
+        accel: &accel,
+        work_dir: work.path(),
+        memory_mib: 2048,
+        interactive: false,
+    };
+    let booted = boot(&config, &script, Duration::from_secs(600));
+    let result = std::fs::read_to_string(work.path().join("check-result.json"));
+    match (booted, result) {
+        (Ok(_), Ok(text)) => serde_json::from_str(&text).map_err(|e| e.to_string()),
+        (booted, _) => {
+            let why = booted
+                .err()
+                .map_or("the agent wrote no verdicts".to_string(), |e| e.to_string());
+            let serial = tail(&work.path().join(SERIAL_LOG), 15);
+            let libvirtd = tail(&work.path().join("libvirtd.log"), 10);
+            let kept = work.keep();
+            Err(format!("{why}\n--- L1 serial ---\n{serial}\n--- libvirtd.log ---\n{libvirtd}\nwork directory kept: {}", kept.display()))
+        }
+    }
+}
