@@ -25,6 +25,12 @@ use clap::{Parser, Subcommand, ValueEnum};
     about = "A lab for partial assignment of multifunction PCI devices"
 )]
 pub struct Cli {
+    /// The kernel L1 and L2 boot (a vmlinuz); default: Debian's linux-image-amd64.
+    #[arg(long, global = true, env = "MFLAB_KERNEL", requires = "modules")]
+    kernel: Option<std::path::PathBuf>,
+    /// That kernel's modules directory (lib/modules/<version>, uncompressed .ko files).
+    #[arg(long, global = true, env = "MFLAB_MODULES", requires = "kernel")]
+    modules: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -80,6 +86,11 @@ impl From<Outcome> for ExitCode {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    // The image code reads the environment; flags and variables are one.
+    if let (Some(kernel), Some(modules)) = (&cli.kernel, &cli.modules) {
+        std::env::set_var("MFLAB_KERNEL", kernel);
+        std::env::set_var("MFLAB_MODULES", modules);
+    }
     match cli.command {
         Command::Check(args) => check::run(args).into(),
         Command::Plan(args) => plan::run(args).into(),

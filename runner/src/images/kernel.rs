@@ -22,6 +22,12 @@ pub fn find_kernel() -> Result<KernelSource, ImageError> {
     let modules = std::env::var_os("MFLAB_MODULES").map(PathBuf::from);
     match (kernel, modules) {
         (Some(vmlinuz), Some(modules)) => {
+            if !vmlinuz.is_file() {
+                return Err(ImageError::Kernel(format!("kernel {} is not a file; give a vmlinuz (bzImage)", vmlinuz.display())));
+            }
+            if !modules.is_dir() {
+                return Err(ImageError::Kernel(format!("modules {} is not a directory; give the kernel's lib/modules/<version>", modules.display())));
+            }
             let version = modules.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             Ok(KernelSource {
                 vmlinuz,
