@@ -185,3 +185,87 @@ pub fn finish(mut out: RunOutcome, sysfs: &Path) -> RunOutcome {
     });
     out
 }
+
+/// `mflab agent serve`: one L1 for many scenarios. Waits for
+/// `request-N.json` in `dir`, runs it in `dir/sN/`, writes `result-N.json`
+/// with a health verdict: every function back on the driver it had when
+/// L1 booted, and no L2 left. An unhealthy L1 stops serving (and powers
+/// off), so the runner boots a fresh one: no scenario sees another's leftovers.
+pub fn serve(dir: &Path) -> Result<(), String> {
+    let boot_rows = function_rows(Path::new(SYSFS)).map_err(|e| e.to_string())?;
+    for n in 1.. {
+        let request = dir.join(format!("request-{n}.json"));
+        loop {
+            if request.exists() {
+                break;
+            }
+            if dir.join("stop").exists() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let text =
+            std::fs::read_to_string(&request).map_err(|e| format!("{}: {e}", request.display()))?;
+        let req: RunRequest =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", request.display()))?;
+        let work = dir.join(format!("s{n}"));
+        std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+        let outcome = run_in_l1(&req, &work);
+        let health = health(&boot_rows);
+        let result = ServedResult {
+            outcome,
+            healthy: health.is_ok(),
+            why: health.err(),
+        };
+        let tmp = dir.join(format!(".result-{n}.tmp"));
+        std::fs::write(
+            &tmp,
+            serde_json::to_string(&result).expect("result serializes"),
+        )
+        .map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, dir.join(format!("result-{n}.json"))).map_err(|e| e.to_string())?;
+        if !result.healthy {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// What `serve` answers for one request.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct ServedResult {
+    pub outcome: RunOutcome,
+    pub healthy: bool,
+    pub why: Option<String>,
+}
+
+fn health(boot_rows: &[lab::outcome::FunctionRow]) -> Result<(), String> {
+    let now = function_rows(Path::new(SYSFS)).map_err(|e| e.to_string())?;
+    for b in boot_rows {
+        let driver = now
+            .iter()
+            .find(|r| r.bdf == b.bdf)
+            .and_then(|r| r.driver.clone());
+        if driver != b.driver {
+            return Err(format!(
+                "{} is on {} (was {} at boot)",
+                b.bdf,
+                driver.as_deref().unwrap_or("no driver"),
+                b.driver.as_deref().unwrap_or("no driver")
+            ));
+        }
+    }
+    for entry in std::fs::read_dir("/proc")
+        .map_err(|e| e.to_string())?
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.starts_with("qemu-system") {
+            return Err(format!(
+                "an L2 QEMU is still running (pid {})",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    Ok(())
+}

@@ -109,8 +109,8 @@ impl WorkDir {
         &self.path
     }
 
-    /// Keeps the directory on disk and returns its path.
-    pub fn keep(mut self) -> PathBuf {
+    /// Keeps the directory on disk (it is not removed on drop) and returns its path.
+    pub fn keep(&mut self) -> PathBuf {
         if let Some(dir) = self.dir.take() {
             let _ = dir.keep();
         }
@@ -140,16 +140,8 @@ pub const READY_FILE: &str = "ready";
 /// power-off. The mflab binary is copied into the work directory, so L1
 /// runs exactly this build whatever path it lives at.
 pub fn boot(c: &L1Config, agent_script: &str, timeout: Duration) -> Result<BootOutcome, BootError> {
-    let exe = std::env::current_exe()?;
-    std::fs::copy(&exe, c.work_dir.join("mflab"))?;
-    std::fs::write(
-        c.work_dir.join("agent.sh"),
-        format!(": > /mflab/{READY_FILE}\n{agent_script}"),
-    )?;
-    let args = l1_args(c);
-    std::fs::write(c.work_dir.join(CMDLINE_FILE), shell_line(QEMU, &args))?;
     let start = Instant::now();
-    let process = QemuProcess::spawn(QEMU, &args, &c.work_dir.join("l1-qemu.log"), c.interactive)?;
+    let process = start_l1(c, agent_script)?;
     let ready_file = c.work_dir.join(READY_FILE);
     let mut ready = None;
     process.wait(timeout, || {
@@ -161,6 +153,25 @@ pub fn boot(c: &L1Config, agent_script: &str, timeout: Duration) -> Result<BootO
         elapsed: start.elapsed(),
         ready,
     })
+}
+
+/// Starts L1 with `agent_script` and returns at once; the caller owns the
+/// process (killed when dropped).
+pub fn start_l1(c: &L1Config, agent_script: &str) -> Result<QemuProcess, BootError> {
+    let exe = std::env::current_exe()?;
+    std::fs::copy(&exe, c.work_dir.join("mflab"))?;
+    std::fs::write(
+        c.work_dir.join("agent.sh"),
+        format!(": > /mflab/{READY_FILE}\n{agent_script}"),
+    )?;
+    let args = l1_args(c);
+    std::fs::write(c.work_dir.join(CMDLINE_FILE), shell_line(QEMU, &args))?;
+    Ok(QemuProcess::spawn(
+        QEMU,
+        &args,
+        &c.work_dir.join("l1-qemu.log"),
+        c.interactive,
+    )?)
 }
 
 /// The command line as one shell-quoted line, to paste and rerun.

@@ -82,31 +82,11 @@ impl Libvirtd {
         if !libvirtd.exists() {
             return Err(format!("{} not found: install libvirt-daemon and libvirt-daemon-driver-qemu on the host (L1 shares its root), or give --libvirt-bin", libvirtd.display()));
         }
-        // L1's /var and /etc are the host's, read-only: put tmpfs where libvirt writes.
-        sh("mount", &["-t", "tmpfs", "tmpfs", "/var"])?;
-        std::os::unix::fs::symlink("/run", "/var/run").map_err(|e| e.to_string())?;
-        std::os::unix::fs::symlink("/run/lock", "/var/lock").map_err(|e| e.to_string())?;
-        for d in [
-            "/var/lib/libvirt/qemu",
-            "/var/cache/libvirt",
-            "/var/log/libvirt",
-            "/run/libvirt",
-        ] {
-            std::fs::create_dir_all(d).map_err(|e| format!("{d}: {e}"))?;
+        // A shared L1 prepares once; the daemon itself is new for every run.
+        if !Path::new(PREPARED).exists() {
+            prepare_l1_for_libvirt()?;
         }
-        sh("mount", &["-t", "tmpfs", "tmpfs", "/etc/libvirt"])?;
-        std::fs::create_dir_all("/etc/libvirt/qemu").map_err(|e| e.to_string())?;
-        std::fs::write("/etc/libvirt/qemu.conf", QEMU_CONF).map_err(|e| e.to_string())?;
-        std::fs::write("/etc/libvirt/libvirtd.conf", "log_outputs = \"3:stderr\"\n")
-            .map_err(|e| e.to_string())?;
-        // libvirt looks the qemu user up even when told to run QEMU as root.
-        add_line(
-            "/etc/passwd",
-            "libvirt-qemu:",
-            "libvirt-qemu:x:64055:64055:libvirt qemu:/var/lib/libvirt:/usr/sbin/nologin",
-        )?;
-        add_line("/etc/group", "libvirt-qemu:", "libvirt-qemu:x:64055:")?;
-        add_line("/etc/group", "kvm:", "kvm:x:64056:")?;
+        let _ = std::fs::remove_file(SOCKET);
 
         let log = std::fs::File::create(work.join("libvirtd.log")).map_err(|e| e.to_string())?;
         let child = Command::new(&libvirtd)
@@ -178,6 +158,39 @@ impl Drop for Libvirtd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+const PREPARED: &str = "/run/mflab-libvirt-prepared";
+
+/// L1's /var and /etc are the host's, read-only: tmpfs where libvirt writes,
+/// its configuration, and the user it looks up.
+fn prepare_l1_for_libvirt() -> Result<(), String> {
+    sh("mount", &["-t", "tmpfs", "tmpfs", "/var"])?;
+    std::os::unix::fs::symlink("/run", "/var/run").map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink("/run/lock", "/var/lock").map_err(|e| e.to_string())?;
+    for d in [
+        "/var/lib/libvirt/qemu",
+        "/var/cache/libvirt",
+        "/var/log/libvirt",
+        "/run/libvirt",
+    ] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{d}: {e}"))?;
+    }
+    sh("mount", &["-t", "tmpfs", "tmpfs", "/etc/libvirt"])?;
+    std::fs::create_dir_all("/etc/libvirt/qemu").map_err(|e| e.to_string())?;
+    std::fs::write("/etc/libvirt/qemu.conf", QEMU_CONF).map_err(|e| e.to_string())?;
+    std::fs::write("/etc/libvirt/libvirtd.conf", "log_outputs = \"3:stderr\"\n")
+        .map_err(|e| e.to_string())?;
+    // libvirt looks the qemu user up even when told to run QEMU as root.
+    add_line(
+        "/etc/passwd",
+        "libvirt-qemu:",
+        "libvirt-qemu:x:64055:64055:libvirt qemu:/var/lib/libvirt:/usr/sbin/nologin",
+    )?;
+    add_line("/etc/group", "libvirt-qemu:", "libvirt-qemu:x:64055:")?;
+    add_line("/etc/group", "kvm:", "kvm:x:64056:")?;
+
+    std::fs::write(PREPARED, "").map_err(|e| e.to_string())
 }
 
 /// Appends `line` to a read-only file of the shared root by binding a copy over it.

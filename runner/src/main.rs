@@ -11,6 +11,7 @@ mod libvirt;
 mod libvirt_run;
 mod run;
 mod scenario;
+mod shared_l1;
 mod topology;
 mod vm;
 

@@ -11,11 +11,14 @@ use crate::accel::AccelChoice;
 use crate::images::L1Images;
 use crate::l1::{boot, tail, L1Config, WorkDir, SERIAL_LOG};
 use crate::scenario::{Expect, Scenario};
+use crate::shared_l1::L1Pool;
 use crate::topology;
 
 /// What one scenario did and whether it held.
 pub struct ScenarioReport {
     pub name: String,
+    /// What the lab had to do beside the scenario (a retry on a fresh L1).
+    pub notes: Vec<String>,
     pub backend: Backend,
     pub depth: Depth,
     pub elapsed: Duration,
@@ -43,12 +46,16 @@ pub struct RunOptions {
     pub keep: bool,
 }
 
+/// Runs one scenario. With a pool, on the pool's shared L1 for the
+/// scenario's topology; without, on an L1 of its own.
 pub fn run_scenario(
     s: &Scenario,
     images: &L1Images,
     accel: &AccelChoice,
     options: &RunOptions,
+    mut pool: Option<&mut L1Pool>,
 ) -> ScenarioReport {
+    let mut notes = Vec::new();
     let keep = options.keep;
     let start = Instant::now();
     let (outcome, work) = if s.depth == Depth::Rules {
@@ -64,7 +71,24 @@ pub fn run_scenario(
         };
         (outcome, None)
     } else {
-        match run_in_vm(s, images, accel, options) {
+        let first = run_in_vm(s, images, accel, options, pool.as_mut().map(|p| &mut **p));
+        // No outcome from L1 means the lab failed, not the system under test
+        // (seen: QEMU 7.2's TCG segfaulting under nested SVM): once more on a
+        // fresh L1, and say so.
+        let attempt = match first {
+            Err((e, w)) if !crate::interrupt::interrupted() => {
+                let kept = w
+                    .map(|mut w| w.keep().display().to_string())
+                    .unwrap_or_else(|| "(none)".into());
+                notes.push(format!(
+                    "L1 failed ({}); ran again on a fresh L1 (first attempt kept in {kept})",
+                    e.lines().next().unwrap_or_default()
+                ));
+                run_in_vm(s, images, accel, options, pool)
+            }
+            other => other,
+        };
+        match attempt {
             Ok((o, w)) => (o, Some(w)),
             Err((e, w)) => {
                 let outcome = RunOutcome {
@@ -86,13 +110,14 @@ pub fn run_scenario(
     }
     let kept = match work {
         // An interrupted run is not a failure to keep: its directory goes.
-        Some(w) if (keep || !mismatches.is_empty()) && !crate::interrupt::interrupted() => {
+        Some(mut w) if (keep || !mismatches.is_empty()) && !crate::interrupt::interrupted() => {
             Some(w.keep())
         }
         _ => None,
     };
     ScenarioReport {
         name: s.name.clone(),
+        notes,
         backend: options.backend,
         depth: s.depth,
         elapsed: start.elapsed(),
@@ -109,6 +134,7 @@ fn run_in_vm(
     images: &L1Images,
     accel: &AccelChoice,
     options: &RunOptions,
+    pool: Option<&mut L1Pool>,
 ) -> VmResult {
     let topology = topology::load(&s.topology).map_err(|e| (e.to_string(), None))?;
     let work = WorkDir::new("mflab-run-").map_err(|e| (e.to_string(), None))?;
@@ -132,6 +158,26 @@ fn run_in_vm(
     ) {
         return fail(e.to_string(), work);
     }
+    if let Some(pool) = pool {
+        return match pool.run(
+            &s.topology,
+            images,
+            accel,
+            &request,
+            Duration::from_secs(600),
+        ) {
+            Ok(served) => {
+                gather_into(&served.dir, &work);
+                Ok((served.outcome, work))
+            }
+            Err((e, l1_dir)) => {
+                if let Some(dir) = l1_dir {
+                    gather_into(&dir, &work);
+                }
+                fail(format!("L1: {e}"), work)
+            }
+        };
+    }
     let config = L1Config {
         topology: &topology,
         images,
@@ -153,6 +199,29 @@ fn run_in_vm(
             format!("the agent left no readable result.json ({e})"),
             work,
         ),
+    }
+}
+
+/// Copies a scenario's files (and the shared L1's serial log and command
+/// line, from the directory above) into the scenario's own work directory,
+/// so that a kept directory holds everything about that one scenario.
+fn gather_into(from: &std::path::Path, work: &WorkDir) {
+    let parent = from.parent();
+    let shared = [
+        crate::l1::SERIAL_LOG,
+        crate::l1::CMDLINE_FILE,
+        "l1-qemu.log",
+    ];
+    let files = std::fs::read_dir(from)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path());
+    let l1_files = shared.iter().filter_map(|f| parent.map(|p| p.join(f)));
+    for path in files.chain(l1_files) {
+        if let Some(name) = path.file_name() {
+            let _ = std::fs::copy(&path, work.path().join(name));
+        }
     }
 }
 

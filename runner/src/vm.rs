@@ -58,6 +58,17 @@ impl QemuProcess {
         Ok(QemuProcess { child: Some(child) })
     }
 
+    /// Whether QEMU has exited (reaping it if so).
+    pub fn exited(&mut self) -> bool {
+        match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(_))) | Some(Err(_)) | None => {
+                self.child = None;
+                true
+            }
+            Some(Ok(None)) => false,
+        }
+    }
+
     /// Waits for QEMU to exit; kills it at the deadline. `tick` is called
     /// every few milliseconds meanwhile (to notice a stage being reached).
     pub fn wait(

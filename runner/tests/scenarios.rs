@@ -1,12 +1,27 @@
 //! The regression suite: every `scenarios/*.toml` is its own test,
-//! `scenario::<name>`, run through `mflab run FILE` (so filtering and
-//! `--list` work). VM scenarios boot real L1s and L2s; when QEMU or the
-//! kernel is missing they fail, they never skip.
+//! `scenario::<name>` (and `scenario::<name>::libvirt` for each scenario
+//! that lists the libvirt backend), so that filtering and `--list` work.
+//!
+//! The selected scenarios run in one `mflab run --format json`, the way a
+//! user runs the suite: one L1 per topology shared by its scenarios. Each
+//! trial then reports its own scenario. VM scenarios boot real L1s and
+//! L2s; when QEMU or the kernel is missing they fail, they never skip.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use libtest_mimic::{Arguments, Failed, Trial};
+
+struct Run {
+    file: PathBuf,
+    backend: String,
+    name: String,
+}
+
+type Results = Result<BTreeMap<(String, String), serde_json::Value>, String>;
+static RESULTS: OnceLock<Results> = OnceLock::new();
 
 fn main() -> std::process::ExitCode {
     let args = Arguments::from_args();
@@ -23,11 +38,10 @@ fn main() -> std::process::ExitCode {
         "the suite has shrunk: {} scenarios",
         files.len()
     );
-    let mut trials = Vec::new();
+
+    let mut runs = Vec::new();
     for f in files {
         let stem = f.file_stem().unwrap().to_string_lossy().into_owned();
-        // A scenario runs under each backend it declares (default mflab);
-        // the libvirt runs are `scenario::<name>::libvirt`.
         let value: toml::Value =
             toml::from_str(&std::fs::read_to_string(&f).unwrap()).expect("scenario is TOML");
         let backends: Vec<String> = value
@@ -45,27 +59,99 @@ fn main() -> std::process::ExitCode {
             } else {
                 format!("scenario::{stem}::{backend}")
             };
-            let file = f.clone();
-            trials.push(Trial::test(name, move || run(&file, &backend)));
+            runs.push(Run {
+                file: f.clone(),
+                backend,
+                name,
+            });
         }
     }
+    // What libtest-mimic will run: the same filter rules (substring, or --exact; --skip).
+    let selected: Vec<&Run> = runs
+        .iter()
+        .filter(|r| is_selected(&args, &r.name))
+        .collect();
+    let selected_files: Vec<PathBuf> = {
+        let mut f: Vec<PathBuf> = selected.iter().map(|r| r.file.clone()).collect();
+        f.dedup();
+        f
+    };
+    let trials = runs
+        .iter()
+        .map(|r| {
+            let files = selected_files.clone();
+            let key = (
+                r.file.file_stem().unwrap().to_string_lossy().into_owned(),
+                r.backend.clone(),
+            );
+            Trial::test(r.name.clone(), move || check(&files, &key))
+        })
+        .collect();
     libtest_mimic::run(&args, trials).exit_code()
 }
 
-fn run(file: &Path, backend: &str) -> Result<(), Failed> {
-    let out = Command::new(env!("CARGO_BIN_EXE_mflab"))
-        .args(["run", "--backend", backend])
-        .arg(file)
-        .output()?;
-    if out.status.success() {
+fn is_selected(args: &Arguments, name: &str) -> bool {
+    if args.list {
+        return false;
+    }
+    let matches = |f: &String| {
+        if args.exact {
+            name == f
+        } else {
+            name.contains(f.as_str())
+        }
+    };
+    args.filter.as_ref().is_none_or(matches) && !args.skip.iter().any(matches)
+}
+
+/// Runs every selected scenario once, under the backends each declares.
+fn results(files: &[PathBuf]) -> &'static Results {
+    RESULTS.get_or_init(|| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mflab"))
+            .args(["run", "--format", "json"])
+            .args(files)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let reports: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).map_err(|e| {
+            format!(
+                "mflab run printed no JSON ({e}); stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        Ok(reports
+            .into_iter()
+            .map(|r| {
+                (
+                    (
+                        r["scenario"].as_str().unwrap_or_default().to_string(),
+                        r["backend"].as_str().unwrap_or_default().to_string(),
+                    ),
+                    r,
+                )
+            })
+            .collect())
+    })
+}
+
+fn check(files: &[PathBuf], key: &(String, String)) -> Result<(), Failed> {
+    let all = results(files).as_ref().map_err(|e| e.clone())?;
+    let report = all
+        .get(key)
+        .ok_or_else(|| format!("mflab run reported nothing for {key:?}"))?;
+    if report["passed"].as_bool() == Some(true) {
         return Ok(());
     }
+    let mismatches: Vec<&str> = report["mismatches"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.as_str())
+        .collect();
     Err(format!(
-        "mflab run {} exited with {}\n{}{}",
-        file.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        "{}\nfailure: {}\nwork directory: {}",
+        mismatches.join("\n"),
+        report["error"].as_str().unwrap_or("none"),
+        report["work_dir"].as_str().unwrap_or("(removed)")
     )
     .into())
 }

@@ -31,6 +31,11 @@ enum AgentCommand {
         #[arg(long)]
         libvirt_bin: Option<PathBuf>,
     },
+    /// Serve scenario requests from a directory until told to stop (one L1, many scenarios).
+    Serve {
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Run one scenario request: check, plan, bind, L2, teardown.
     Run {
         #[arg(long)]
@@ -55,6 +60,7 @@ pub fn run(args: AgentArgs) -> Outcome {
                 let work = out.parent().map(PathBuf::from).unwrap_or_default();
                 write_json(&out, &crate::agent::run_in_l1(&req, &work))
             }),
+        AgentCommand::Serve { dir } => crate::agent::serve(&dir),
         AgentCommand::LibvirtCheck {
             request,
             out,

@@ -128,7 +128,7 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         s.expect = Default::default();
         let times: Vec<f64> = (0..args.runs)
             .map(|_| {
-                run_scenario(&s, &images, &accel, &RunOptions::default())
+                run_scenario(&s, &images, &accel, &RunOptions::default(), None)
                     .elapsed
                     .as_secs_f64()
             })
@@ -145,7 +145,7 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         let t = Instant::now();
         let failed = scenarios
             .iter()
-            .filter(|s| !run_scenario(s, &images, &accel, &RunOptions::default()).passed())
+            .filter(|s| !run_scenario(s, &images, &accel, &RunOptions::default(), None).passed())
             .count();
         println!(
             "suite: {} scenarios, {failed} failed, wall time {:.1} s (1 job)",

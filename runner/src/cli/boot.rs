@@ -150,7 +150,7 @@ pub fn run(args: BootArgs) -> Outcome {
     }
 }
 
-fn report_kept(work: WorkDir, keep: bool, ok: bool) -> Outcome {
+fn report_kept(mut work: WorkDir, keep: bool, ok: bool) -> Outcome {
     if keep {
         eprintln!("mflab: work directory kept: {}", work.keep().display());
     }

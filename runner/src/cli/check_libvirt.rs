@@ -99,7 +99,7 @@ fn libvirt_verdicts(
     let images = prepare_l1().map_err(|e| e.to_string())?;
     let accel = probe();
     let topology = crate::topology::load("gpu-audio").map_err(|e| e.to_string())?;
-    let work = WorkDir::new("mflab-check-").map_err(|e| e.to_string())?;
+    let mut work = WorkDir::new("mflab-check-").map_err(|e| e.to_string())?;
     std::fs::write(
         work.path().join("check-request.json"),
         serde_json::to_string(items).expect("items serialize"),

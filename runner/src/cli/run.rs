@@ -13,6 +13,7 @@ use crate::accel::probe;
 use crate::images::prepare_l1;
 use crate::run::{describe_l2, run_scenario, RunOptions, ScenarioReport};
 use crate::scenario::{discover, load, Expect, Scenario};
+use crate::shared_l1::L1Pool;
 use crate::topology::BUILTIN;
 
 #[derive(Args)]
@@ -33,6 +34,15 @@ pub struct RunArgs {
     /// which shares the host's root).
     #[arg(long)]
     libvirt_bin: Option<PathBuf>,
+    /// Independent L1s run side by side (default: from cores and memory).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Boot a fresh L1 for every scenario instead of sharing one per topology.
+    #[arg(long)]
+    fresh_l1: bool,
+    /// Run in an order shuffled with this seed (results must not depend on order).
+    #[arg(long)]
+    shuffle: Option<u64>,
     /// Write a JUnit XML report for CI dashboards.
     #[arg(long)]
     junit: Option<PathBuf>,
@@ -66,6 +76,32 @@ impl BackendArg {
             BackendArg::Libvirt => vec![Backend::Libvirt],
             BackendArg::Both => vec![Backend::Mflab, Backend::Libvirt],
         }
+    }
+}
+
+/// One L1 per 2 cores and per 4 GiB of memory (an L1 takes 2 vCPUs, 2 GiB
+/// plus QEMU's own), at least one.
+fn default_jobs() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(4, |kib| kib / (1024 * 1024));
+    (cores / 2).min(mem_gib as usize / 4).max(1)
+}
+
+/// A small deterministic shuffle (xorshift), so a seed reproduces an order.
+fn shuffle<T>(items: &mut [T], seed: u64) {
+    let mut x = seed.max(1);
+    for i in (1..items.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        items.swap(i, (x % (i as u64 + 1)) as usize);
     }
 }
 
@@ -117,39 +153,111 @@ pub fn run(args: RunArgs) -> Outcome {
         None
     };
     let accel = probe();
-    let mut reports = Vec::new();
-    let mut pairs = Vec::new();
-    for s in &scenarios {
-        let mut this = Vec::new();
-        let backends = args
+    // Every (scenario, backend) to run, in order; `--shuffle` reorders them.
+    let mut items: Vec<(usize, Backend)> = Vec::new();
+    for (i, s) in scenarios.iter().enumerate() {
+        for backend in args
             .backend
-            .map_or_else(|| s.backends.clone(), BackendArg::backends);
-        for backend in backends.iter().copied() {
-            if backend == Backend::Libvirt && s.depth == Depth::Rules {
-                continue; // no VM at this depth; libvirt's static verdict is `mflab check --backend libvirt`
+            .map_or_else(|| s.backends.clone(), BackendArg::backends)
+        {
+            // No VM at rules depth: libvirt's static verdict is `mflab check --backend libvirt`.
+            if !(backend == Backend::Libvirt && s.depth == Depth::Rules) {
+                items.push((i, backend));
             }
-            let options = RunOptions {
-                backend,
-                libvirt_bin: args.libvirt_bin.clone(),
-                keep: args.keep,
-            };
-            let report = match &images {
-                Some(images) => run_scenario(s, images, &accel, &options),
-                None => run_scenario_without_vm(s),
-            };
-            if crate::interrupt::interrupted() {
-                eprintln!("mflab: interrupted during {}; {} of {} scenarios had finished; QEMU stopped, work directories removed", s.name, reports.len(), scenarios.len());
-                return Outcome::Interrupted;
-            }
-            if args.format == Format::Text {
-                print_report(s, &report, args.xml.is_some(), backends.len() > 1);
-            }
-            this.push(reports.len());
-            reports.push(report);
         }
-        if let [a, b] = this[..] {
-            pairs.push((a, b));
+    }
+    if let Some(seed) = args.shuffle {
+        shuffle(&mut items, seed);
+    }
+    let tag_backend = items.iter().any(|(_, b)| *b == Backend::Libvirt);
+    let jobs = args.jobs.unwrap_or_else(default_jobs).max(1);
+    let queue = std::sync::Mutex::new(
+        items
+            .iter()
+            .copied()
+            .enumerate()
+            .collect::<std::collections::VecDeque<_>>(),
+    );
+    let done: std::sync::Mutex<Vec<Option<ScenarioReport>>> =
+        std::sync::Mutex::new((0..items.len()).map(|_| None).collect());
+    let boots = std::sync::atomic::AtomicU32::new(0);
+    let wall = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                // Each worker has its own L1s, one per topology.
+                let mut pool = L1Pool::default();
+                loop {
+                    let next = queue.lock().expect("queue").pop_front();
+                    let Some((slot, (i, backend))) = next else {
+                        break;
+                    };
+                    if crate::interrupt::interrupted() {
+                        break;
+                    }
+                    let s = &scenarios[i];
+                    let options = RunOptions {
+                        backend,
+                        libvirt_bin: args.libvirt_bin.clone(),
+                        keep: args.keep,
+                    };
+                    let report = match &images {
+                        Some(images) => run_scenario(
+                            s,
+                            images,
+                            &accel,
+                            &options,
+                            (!args.fresh_l1).then_some(&mut pool),
+                        ),
+                        None => run_scenario_without_vm(s),
+                    };
+                    if crate::interrupt::interrupted() {
+                        break;
+                    }
+                    if args.format == Format::Text {
+                        print_report(s, &report, args.xml.is_some(), tag_backend);
+                    }
+                    done.lock().expect("results")[slot] = Some(report);
+                }
+                boots.fetch_add(pool.boots, std::sync::atomic::Ordering::SeqCst);
+            });
         }
+    });
+    let done = done.into_inner().expect("results");
+    if crate::interrupt::interrupted() {
+        let finished = done.iter().filter(|r| r.is_some()).count();
+        eprintln!("mflab: interrupted; {finished} of {} runs had finished; QEMU stopped, work directories removed", items.len());
+        return Outcome::Interrupted;
+    }
+    // Reports back in scenario order, so that output and JUnit do not depend on --jobs or --shuffle.
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&k| (items[k].0, items[k].1 == Backend::Libvirt));
+    let mut slots: Vec<Option<ScenarioReport>> = done;
+    let reports: Vec<ScenarioReport> = order.iter().filter_map(|&k| slots[k].take()).collect();
+    let mut pairs = Vec::new();
+    for (k, r) in reports.iter().enumerate() {
+        if r.backend == Backend::Libvirt
+            && k > 0
+            && reports[k - 1].name == r.name
+            && reports[k - 1].backend == Backend::Mflab
+        {
+            pairs.push((k - 1, k));
+        }
+    }
+    if args.format == Format::Text && args.xml.is_none() {
+        let shared = if args.fresh_l1 {
+            "one L1 per scenario".to_string()
+        } else {
+            format!(
+                "{} L1 boot(s) shared",
+                boots.load(std::sync::atomic::Ordering::SeqCst)
+            )
+        };
+        eprintln!(
+            "mflab: {} run(s) in {:.1}s wall, {jobs} job(s), {shared}",
+            reports.len(),
+            wall.elapsed().as_secs_f64()
+        );
     }
     if args.format == Format::Text && !pairs.is_empty() {
         print!(
@@ -189,7 +297,7 @@ pub fn run(args: RunArgs) -> Outcome {
 fn run_scenario_without_vm(s: &Scenario) -> ScenarioReport {
     // Rules depth never touches the images; the accelerator is irrelevant.
     let images = crate::images::L1Images::none();
-    run_scenario(s, &images, &probe(), &RunOptions::default())
+    run_scenario(s, &images, &probe(), &RunOptions::default(), None)
 }
 
 /// `--xml FILE`: a scenario whose only expectation is that nothing fails.
@@ -238,6 +346,9 @@ fn print_report(s: &Scenario, r: &ScenarioReport, bare: bool, tag_backend: bool)
             }
         );
     }
+    for n in &r.notes {
+        println!("    note: {n}");
+    }
     for d in &r.outcome.diagnostics {
         println!("    {}", d.to_string().replace('\n', "\n    "));
     }
@@ -283,6 +394,7 @@ fn json_object(r: &ScenarioReport) -> serde_json::Value {
         "error": error,
         "restored": o.restored,
         "mismatches": r.mismatches,
+        "notes": r.notes,
         "seconds": r.elapsed.as_secs_f64(),
         "timings": o.timings,
         "work_dir": r.kept,
