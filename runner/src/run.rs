@@ -71,7 +71,7 @@ pub fn run_scenario(
         };
         (outcome, None)
     } else {
-        let first = run_in_vm(s, images, accel, options, pool.as_mut().map(|p| &mut **p));
+        let first = run_in_vm(s, images, accel, options, pool.as_deref_mut());
         // No outcome from L1 means the lab failed, not the system under test
         // (seen: QEMU 7.2's TCG segfaulting under nested SVM): once more on a
         // fresh L1, and say so.
