@@ -202,7 +202,8 @@ pub fn serve(dir: &Path) -> Result<(), String> {
             if dir.join("stop").exists() {
                 return Ok(());
             }
-            std::thread::sleep(Duration::from_millis(10));
+            // Each look is a 9p round trip under emulation: not too often.
+            std::thread::sleep(Duration::from_millis(25));
         }
         let text =
             std::fs::read_to_string(&request).map_err(|e| format!("{}: {e}", request.display()))?;

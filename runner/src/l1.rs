@@ -24,6 +24,25 @@ pub struct L1Config<'a> {
     pub interactive: bool,
 }
 
+impl<'a> L1Config<'a> {
+    /// The usual L1: 2 GiB, its serial console to a log file.
+    pub fn new(
+        topology: &'a Topology,
+        images: &'a L1Images,
+        accel: &'a AccelChoice,
+        work_dir: &'a Path,
+    ) -> Self {
+        L1Config {
+            topology,
+            images,
+            accel,
+            work_dir,
+            memory_mib: 2048,
+            interactive: false,
+        }
+    }
+}
+
 /// L1's QEMU arguments: q35, the topology (IOMMU first), the host root
 /// over 9p read-only, the work directory over 9p read-write.
 pub fn l1_args(c: &L1Config) -> Vec<String> {

@@ -178,14 +178,7 @@ fn run_in_vm(
             }
         };
     }
-    let config = L1Config {
-        topology: &topology,
-        images,
-        accel,
-        work_dir: work.path(),
-        memory_mib: 2048,
-        interactive: false,
-    };
+    let config = L1Config::new(&topology, images, accel, work.path());
     if let Err(e) = boot(&config, AGENT_SCRIPT, Duration::from_secs(600)) {
         return fail(format!("L1: {e}"), work);
     }

@@ -40,14 +40,7 @@ impl SharedL1 {
     ) -> Result<SharedL1, String> {
         let topology = topology::load(topology_name).map_err(|e| e.to_string())?;
         let work = WorkDir::new("mflab-l1-").map_err(|e| e.to_string())?;
-        let config = L1Config {
-            topology: &topology,
-            images,
-            accel,
-            work_dir: work.path(),
-            memory_mib: 2048,
-            interactive: false,
-        };
+        let config = L1Config::new(&topology, images, accel, work.path());
         let mut process = start_l1(&config, SERVE).map_err(|e| e.to_string())?;
         let start = Instant::now();
         while !work.path().join(READY_FILE).exists() {
@@ -124,7 +117,7 @@ impl Drop for SharedL1 {
     }
 }
 
-/// The L1s of one worker, by topology.
+/// The L1 of one worker (kept by topology; one at a time).
 #[derive(Default)]
 pub struct L1Pool {
     l1s: HashMap<String, SharedL1>,
@@ -143,6 +136,8 @@ impl L1Pool {
         request: &RunRequest,
         timeout: Duration,
     ) -> Result<Served, (String, Option<PathBuf>)> {
+        // One L1 at a time per worker: an idle L1 still costs a TCG core.
+        self.l1s.retain(|name, _| name == topology_name);
         if !self.l1s.contains_key(topology_name) {
             let l1 = SharedL1::start(topology_name, images, accel).map_err(|e| (e, None))?;
             self.boots += 1;

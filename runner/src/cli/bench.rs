@@ -201,14 +201,7 @@ fn floor_boot(
 fn l1_boot(images: &L1Images, accel: &AccelChoice) -> Result<(f64, f64), String> {
     let topology = topology::load("gpu-audio").map_err(|e| e.to_string())?;
     let work = WorkDir::new("mflab-bench-").map_err(|e| e.to_string())?;
-    let config = L1Config {
-        topology: &topology,
-        images,
-        accel,
-        work_dir: work.path(),
-        memory_mib: 2048,
-        interactive: false,
-    };
+    let config = L1Config::new(&topology, images, accel, work.path());
     let t = Instant::now();
     let outcome = boot(&config, "true\n", Duration::from_secs(180)).map_err(|e| e.to_string())?;
     let ready = outcome.ready.ok_or("the agent never became ready")?;

@@ -60,12 +60,8 @@ pub fn run(args: BootArgs) -> Outcome {
         }
     };
     let config = L1Config {
-        topology: &topology,
-        images: &images,
-        accel: &accel,
-        work_dir: work.path(),
-        memory_mib: 2048,
         interactive: args.shell,
+        ..L1Config::new(&topology, &images, &accel, work.path())
     };
     let custom = match &args.script {
         Some(path) => match std::fs::read_to_string(path) {

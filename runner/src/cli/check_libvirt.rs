@@ -109,14 +109,7 @@ fn libvirt_verdicts(
         .map(|b| format!(" --libvirt-bin {}", b.display()))
         .unwrap_or_default();
     let script = format!("exec /mflab/mflab agent libvirt-check --request /mflab/check-request.json --out /mflab/check-result.json{bin}\n");
-    let config = L1Config {
-        topology: &topology,
-        images: &images,
-        accel: &accel,
-        work_dir: work.path(),
-        memory_mib: 2048,
-        interactive: false,
-    };
+    let config = L1Config::new(&topology, &images, &accel, work.path());
     let booted = boot(&config, &script, Duration::from_secs(600));
     let result = std::fs::read_to_string(work.path().join("check-result.json"));
     match (booted, result) {

@@ -166,8 +166,10 @@ pub fn run(args: RunArgs) -> Outcome {
             }
         }
     }
-    if let Some(seed) = args.shuffle {
-        shuffle(&mut items, seed);
+    match args.shuffle {
+        Some(seed) => shuffle(&mut items, seed),
+        // Scenarios of one topology one after the other, so a shared L1 serves them in a row.
+        None => items.sort_by_key(|&(i, _)| scenarios[i].topology.clone()),
     }
     let tag_backend = items.iter().any(|(_, b)| *b == Backend::Libvirt);
     let jobs = args.jobs.unwrap_or_else(default_jobs).max(1);
