@@ -67,7 +67,9 @@ fn debian_kernel() -> Result<KernelSource, ImageError> {
     }
     let package = debian_kernel_package()?;
     let dir = kernels.join(&package);
-    let download = kernels.join("download");
+    // Per process, so that two runners starting at once do not collide;
+    // the unpacked tree is renamed into place, and the first one wins.
+    let download = kernels.join(format!("download.{}", std::process::id()));
     std::fs::create_dir_all(&download).map_err(io_err(&download))?;
     tracing::info!("downloading {package}");
     let status = Command::new("apt-get")
@@ -89,7 +91,7 @@ fn debian_kernel() -> Result<KernelSource, ImageError> {
                 .is_some_and(|n| n.to_string_lossy().starts_with(&package))
         })
         .ok_or_else(|| ImageError::Kernel(format!("apt-get download left no {package}*.deb")))?;
-    let partial = kernels.join(format!("{package}.partial"));
+    let partial = kernels.join(format!("{package}.{}.partial", std::process::id()));
     let _ = std::fs::remove_dir_all(&partial);
     let status = Command::new("dpkg-deb")
         .arg("-x")
@@ -103,8 +105,10 @@ fn debian_kernel() -> Result<KernelSource, ImageError> {
             deb.display()
         )));
     }
-    std::fs::rename(&partial, &dir).map_err(io_err(&dir))?;
-    let _ = std::fs::remove_file(&deb);
+    if std::fs::rename(&partial, &dir).is_err() && dir.is_dir() {
+        let _ = std::fs::remove_dir_all(&partial); // another runner was first
+    }
+    let _ = std::fs::remove_dir_all(&download);
     unpacked_kernel(&kernels)?
         .ok_or_else(|| ImageError::Kernel(format!("{} holds no boot/vmlinuz-*", dir.display())))
 }
