@@ -8,7 +8,7 @@ use super::{Format, Outcome};
 use crate::accel::probe;
 use crate::images::prepare_l1;
 use crate::l1::{boot, shell_line, tail, L1Config, WorkDir, QEMU, SERIAL_LOG};
-use crate::topology::{builtin_names, load};
+use crate::topology::load;
 use lab::outcome::FunctionRow;
 
 #[derive(Args)]
@@ -139,7 +139,6 @@ pub fn run(args: BootArgs) -> Outcome {
                 "--- command line ---\n{}",
                 shell_line(QEMU, &crate::l1::l1_args(&config))
             );
-            let _ = builtin_names;
             report_kept(work, true, false);
             Outcome::RuleErrors
         }
