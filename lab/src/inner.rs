@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::outcome::GuestFunction;
 use crate::plan::Plan;
+use crate::qemu_cmdline::DirectBoot;
 use crate::qmp::QmpSession;
 
 /// Everything L2's command line depends on.
@@ -32,35 +33,26 @@ pub struct L2Config {
 
 pub fn l2_args(c: &L2Config) -> Vec<String> {
     let cpu = if c.accel == "kvm" { "host" } else { "max" };
-    [
-        "-S",
-        "-machine",
-        &format!("pc,accel={}", c.accel),
-        "-cpu",
-        cpu,
-        "-m",
-        &c.memory_mib.to_string(),
-        "-smp",
-        "1",
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-no-reboot",
-        "-kernel",
-        &c.kernel.display().to_string(),
-        "-initrd",
-        &c.initrd.display().to_string(),
-        "-append",
-        "console=ttyS0 quiet loglevel=3 panic=-1 nokaslr tsc=reliable",
-        "-serial",
-        &format!("file:{}", c.serial_log.display()),
-        "-qmp",
-        &format!("unix:{},server=on,wait=off", c.qmp_socket.display()),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    let mut args = vec!["-S".to_string()];
+    args.extend(
+        DirectBoot {
+            machine: &format!("pc,accel={}", c.accel),
+            cpu,
+            memory_mib: c.memory_mib,
+            smp: 1,
+            kernel: &c.kernel,
+            initrd: &c.initrd,
+            append: "console=ttyS0 quiet loglevel=3 panic=-1 nokaslr tsc=reliable",
+        }
+        .args(),
+    );
+    args.extend([
+        "-serial".to_string(),
+        format!("file:{}", c.serial_log.display()),
+        "-qmp".to_string(),
+        format!("unix:{},server=on,wait=off", c.qmp_socket.display()),
+    ]);
+    args
 }
 
 /// The `device_add` arguments for each assigned function, in realize order.

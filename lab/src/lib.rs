@@ -20,6 +20,7 @@ pub mod inner;
 pub mod outcome;
 pub mod pci_address;
 pub mod plan;
+pub mod qemu_cmdline;
 pub mod qmp;
 pub mod rules;
 pub mod source;

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use lab::qemu_cmdline::DirectBoot;
+
 use crate::accel::{Accel, AccelChoice};
 use crate::images::L1Images;
 use crate::topology::{IommuModel, Topology};
@@ -60,32 +62,17 @@ pub fn l1_args(c: &L1Config) -> Vec<String> {
     } else {
         format!("file:{}", c.work_dir.join(SERIAL_LOG).display())
     };
-    let mut args: Vec<String> = [
-        "-machine",
-        &format!("q35,accel={accel}"),
-        "-cpu",
-        &c.accel.cpu,
-        "-m",
-        &c.memory_mib.to_string(),
-        "-smp",
-        "2",
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-no-reboot",
-        "-kernel",
-        &c.images.boot_kernel.display().to_string(),
-        "-initrd",
-        &c.images.initramfs.display().to_string(),
-        "-append",
-        &format!("console=ttyS0 {iommu_cmdline} panic=-1 quiet loglevel=4"),
-        "-serial",
-        &serial,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args = DirectBoot {
+        machine: &format!("q35,accel={accel}"),
+        cpu: &c.accel.cpu,
+        memory_mib: c.memory_mib,
+        smp: 2,
+        kernel: &c.images.boot_kernel,
+        initrd: &c.images.initramfs,
+        append: &format!("console=ttyS0 {iommu_cmdline} panic=-1 quiet loglevel=4"),
+    }
+    .args();
+    args.extend(["-serial".to_string(), serial]);
     args.extend(c.topology.device_args());
     args.extend(
         [

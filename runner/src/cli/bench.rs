@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use lab::outcome::Depth;
+use lab::qemu_cmdline::DirectBoot;
 
 use super::Outcome;
 use crate::accel::{probe, AccelChoice};
@@ -186,28 +187,16 @@ fn floor_boot(
     } else {
         "tcg"
     };
-    let args: Vec<String> = [
-        "-machine",
-        &format!("q35,accel={accel_name}"),
-        "-cpu",
-        &accel.cpu,
-        "-m",
-        "1024",
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-no-reboot",
-        "-kernel",
-        &kernel.display().to_string(),
-        "-initrd",
-        &initrd.display().to_string(),
-        "-append",
-        "console=ttyS0 quiet panic=-1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = DirectBoot {
+        machine: &format!("q35,accel={accel_name}"),
+        cpu: &accel.cpu,
+        memory_mib: 1024,
+        smp: 1,
+        kernel,
+        initrd: &initrd,
+        append: "console=ttyS0 quiet panic=-1",
+    }
+    .args();
     let work = WorkDir::new("mflab-bench-").map_err(|e| e.to_string())?;
     let t = Instant::now();
     QemuProcess::spawn(QEMU, &args, &work.path().join("qemu.log"), false)

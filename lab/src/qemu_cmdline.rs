@@ -1,0 +1,72 @@
+//! The part of a QEMU command line that every lab VM shares: a headless
+//! machine with no default devices that boots a kernel directly.
+
+use std::path::Path;
+
+/// What a direct-kernel boot needs.
+pub struct DirectBoot<'a> {
+    /// `-machine` value, e.g. `q35,accel=tcg`.
+    pub machine: &'a str,
+    pub cpu: &'a str,
+    pub memory_mib: u32,
+    pub smp: u32,
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    pub append: &'a str,
+}
+
+impl DirectBoot<'_> {
+    /// `-machine … -cpu … -m … -smp … -nodefaults -no-user-config -display
+    /// none -no-reboot -kernel … -initrd … -append …`, in that order.
+    pub fn args(&self) -> Vec<String> {
+        [
+            "-machine",
+            self.machine,
+            "-cpu",
+            self.cpu,
+            "-m",
+            &self.memory_mib.to_string(),
+            "-smp",
+            &self.smp.to_string(),
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-kernel",
+            &self.kernel.display().to_string(),
+            "-initrd",
+            &self.initrd.display().to_string(),
+            "-append",
+            self.append,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_direct_boot_is_headless_with_no_default_devices() {
+        let args = DirectBoot {
+            machine: "q35,accel=tcg",
+            cpu: "max",
+            memory_mib: 1024,
+            smp: 2,
+            kernel: Path::new("/k"),
+            initrd: Path::new("/i"),
+            append: "console=ttyS0",
+        }
+        .args();
+        assert_eq!(args[..2], ["-machine", "q35,accel=tcg"]);
+        assert!(args.windows(2).any(|w| w == ["-display", "none"]));
+        assert!(
+            args.contains(&"-nodefaults".to_string()) && args.contains(&"-no-reboot".to_string())
+        );
+        assert_eq!(args[args.len() - 2..], ["-append", "console=ttyS0"]);
+    }
+}
