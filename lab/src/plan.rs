@@ -88,6 +88,19 @@ pub enum Fate {
 }
 
 impl Plan {
+    /// A plan that only moves these functions to vfio-pci and gives nothing
+    /// to a guest: an administrator's manual detach (`virsh nodedev-detach`).
+    pub fn detach_only(functions: Vec<PciAddress>) -> Plan {
+        Plan {
+            detach: functions,
+            assign: vec![],
+            unassigned: vec![],
+            restore: vec![],
+            groups: vec![],
+            warnings: vec![],
+        }
+    }
+
     /// The order to realize assigned functions in: within a guest slot,
     /// function 0 last, because QEMU checks the slot when function 0 appears.
     pub fn realize_order(&self) -> Vec<&Assign> {

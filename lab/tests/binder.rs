@@ -9,7 +9,7 @@ use std::io;
 use std::path::Path;
 
 use lab::bind::{detach, restore_with, BindError, DriverControl};
-use lab::plan::{Plan, Restore};
+use lab::plan::Plan;
 use lab::PciAddress;
 
 #[derive(Clone, Default)]
@@ -111,21 +111,9 @@ impl DriverControl for SimulatedKernel {
     }
 }
 
-fn plan_detaching(functions: &[&str], kernel: &SimulatedKernel) -> Plan {
-    Plan {
-        detach: functions.iter().map(|f| a(f)).collect(),
-        assign: vec![],
-        unassigned: vec![],
-        restore: functions
-            .iter()
-            .map(|f| Restore {
-                host: a(f),
-                driver: kernel.driver(a(f)),
-            })
-            .collect(),
-        groups: vec![],
-        warnings: vec![],
-    }
+/// The binder reads only `detach`; the journal records the drivers itself.
+fn plan_detaching(functions: &[&str]) -> Plan {
+    Plan::detach_only(functions.iter().map(|f| a(f)).collect())
 }
 
 #[test]
@@ -137,7 +125,7 @@ fn detach_then_reattach_gives_back_exactly_the_original_drivers() {
         ("0000:00:06.1", Some("snd_hda_intel")),
         ("0000:00:06.2", None),
     ]);
-    let plan = plan_detaching(&["0000:00:06.0", "0000:00:06.1", "0000:00:06.2"], &k);
+    let plan = plan_detaching(&["0000:00:06.0", "0000:00:06.1", "0000:00:06.2"]);
     let detached = detach(&plan, &k, Path::new("/sys"), &journal).unwrap();
     for f in ["0000:00:06.0", "0000:00:06.1", "0000:00:06.2"] {
         assert_eq!(
@@ -174,7 +162,7 @@ fn the_journal_is_on_disk_before_the_first_change() {
     *k.on_first_change.borrow_mut() = Some(Box::new(move || {
         *seen2.borrow_mut() = Some(std::fs::read_to_string(&path2).ok());
     }));
-    let plan = plan_detaching(&["0000:00:06.0"], &k);
+    let plan = plan_detaching(&["0000:00:06.0"]);
     let detached = detach(&plan, &k, Path::new("/sys"), &journal).unwrap();
     let text = seen
         .borrow()
@@ -198,7 +186,7 @@ fn a_failure_midway_rolls_back_what_was_changed() {
         ("0000:00:06.2", Some("e1000e")),
     ]);
     k.refuse = Some(a("0000:00:06.1"));
-    let plan = plan_detaching(&["0000:00:06.0", "0000:00:06.1", "0000:00:06.2"], &k);
+    let plan = plan_detaching(&["0000:00:06.0", "0000:00:06.1", "0000:00:06.2"]);
     let err = detach(&plan, &k, Path::new("/sys"), &journal)
         .err()
         .expect("detach must fail");
@@ -223,7 +211,7 @@ fn without_vfio_pci_nothing_is_touched() {
     let journal = dir.path().join("journal.json");
     let mut k = SimulatedKernel::with(&[("0000:00:06.0", Some("bochs-drm"))]);
     k.vfio_loaded = false;
-    let plan = plan_detaching(&["0000:00:06.0"], &k);
+    let plan = plan_detaching(&["0000:00:06.0"]);
     let err = detach(&plan, &k, Path::new("/sys"), &journal)
         .err()
         .unwrap();
@@ -240,7 +228,7 @@ fn a_killed_run_is_restored_from_its_journal() {
         ("0000:00:06.0", Some("bochs-drm")),
         ("0000:00:06.1", Some("snd_hda_intel")),
     ]);
-    let plan = plan_detaching(&["0000:00:06.0", "0000:00:06.1"], &k);
+    let plan = plan_detaching(&["0000:00:06.0", "0000:00:06.1"]);
     let detached = detach(&plan, &k, Path::new("/sys"), &journal).unwrap();
     std::mem::forget(detached); // the run is killed: no teardown
     assert_eq!(k.state("0000:00:06.1").0.as_deref(), Some("vfio-pci"));

@@ -153,14 +153,7 @@ pub fn manual_detach(req: &RunRequest, kernel: &Sysfs, work: &Path) -> Result<()
     if req.manual_detach.is_empty() {
         return Ok(());
     }
-    let by_hand = lab::plan::Plan {
-        detach: req.manual_detach.clone(),
-        assign: vec![],
-        unassigned: vec![],
-        restore: vec![],
-        groups: vec![],
-        warnings: vec![],
-    };
+    let by_hand = lab::plan::Plan::detach_only(req.manual_detach.clone());
     match detach(
         &by_hand,
         kernel,

@@ -13,6 +13,8 @@ use crate::images::prepare_l1;
 use crate::l1::{boot, tail, L1Config, WorkDir, SERIAL_LOG};
 use crate::libvirt_run::{CheckItem, LibvirtVerdict};
 
+const INTERRUPTED: &str = "interrupted";
+
 pub fn run(
     items: &[CheckItem],
     mflab: &[Diagnostic],
@@ -22,6 +24,10 @@ pub fn run(
 ) -> Outcome {
     let verdicts = match libvirt_verdicts(items, libvirt_bin) {
         Ok(v) => v,
+        Err(e) if e == INTERRUPTED => {
+            eprintln!("mflab: interrupted; QEMU stopped, work directory removed");
+            return Outcome::Interrupted;
+        }
         Err(e) => {
             eprintln!("mflab: libvirt check: {e}");
             return Outcome::UsageOrIo;
@@ -114,6 +120,8 @@ fn libvirt_verdicts(
     let result = std::fs::read_to_string(work.path().join("check-result.json"));
     match (booted, result) {
         (Ok(_), Ok(text)) => serde_json::from_str(&text).map_err(|e| e.to_string()),
+        // Ctrl-C: QEMU is gone; the work directory goes too.
+        _ if crate::interrupt::interrupted() => Err(INTERRUPTED.into()),
         (booted, _) => {
             let why = booted
                 .err()
