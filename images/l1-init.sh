@@ -7,9 +7,14 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 echo "mflab-l1: init at $(cut -d' ' -f1 /proc/uptime)s"
-for m in $(cat /etc/mflab/modules); do
-  insmod "/lib/modules/$m.ko" 2>/dev/null || echo "mflab-l1: insmod $m failed"
-done
+# One line per group of modules that share nothing: the groups load side
+# by side, each in order.
+while read -r group; do
+  (for m in $group; do
+    insmod "/lib/modules/$m.ko" 2>/dev/null || echo "mflab-l1: insmod $m failed"
+  done) &
+done < /etc/mflab/modules
+wait
 echo "mflab-l1: modules loaded at $(cut -d' ' -f1 /proc/uptime)s"
 
 mkdir -p /host /newroot
@@ -31,6 +36,10 @@ mount --bind /l2 /newroot/l2
 mount -t proc proc /newroot/proc
 mount -t sysfs sys /newroot/sys
 mount -t devtmpfs dev /newroot/dev
+# Huge pages set aside for L2's RAM (agent.rs says why): 72 x 2 MiB.
+echo 72 > /proc/sys/vm/nr_hugepages
+mkdir -p /newroot/dev/hugepages
+mount -t hugetlbfs hugetlbfs /newroot/dev/hugepages || echo "mflab-l1: no hugetlbfs"
 mount -t tmpfs tmpfs /newroot/tmp
 mount -t tmpfs tmpfs /newroot/run
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 work /newroot/mflab || echo "mflab-l1: no work share"

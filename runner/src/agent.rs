@@ -21,6 +21,39 @@ use crate::accel::{decide, gather, Accel};
 
 pub const SYSFS: &str = "/sys";
 
+/// L2's RAM: the least that boots the distribution kernel with room to
+/// spare. Every MiB is pinned and mapped through L1's IOMMU when the
+/// first function is added, so less is faster.
+const L2_MEMORY_MIB: u32 = 128;
+/// Where L1's init mounts the huge pages it sets aside for L2.
+const HUGEPAGES: &str = "/dev/hugepages";
+
+/// The hugetlbfs mount for an L2 of `memory_mib`, when L1 has enough free
+/// huge pages there. Measured under TCG: with 4 KiB pages the first QEMU
+/// start after an L2 ran took 2.7–4.3 s instead of 1.2 s (the memory an L2
+/// used comes back to whoever allocates next, probably with TCG's
+/// translated code to invalidate); with huge pages set aside at boot every
+/// L2 gets the same memory, and starts in 1.25–1.4 s.
+fn huge_pages_for(memory_mib: u32) -> Option<std::path::PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
+    mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(HUGEPAGES) && l.contains("hugetlbfs"))
+        .then_some(())?;
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(name))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let free_kib = field("HugePages_Free:")? * field("Hugepagesize:")?;
+    (free_kib >= u64::from(memory_mib) * 1024).then(|| HUGEPAGES.into())
+}
+
 pub fn run_in_l1(req: &RunRequest, work: &Path) -> RunOutcome {
     if req.backend == Backend::Libvirt {
         return crate::libvirt_run::run_with_libvirt(req, work);
@@ -95,7 +128,8 @@ pub fn run_in_l1(req: &RunRequest, work: &Path) -> RunOutcome {
             initrd: req.l2_initrd.clone(),
             serial_log: work.join("l2-serial.log"),
             qmp_socket: socket_path(Path::new("/run")),
-            memory_mib: 192,
+            memory_mib: L2_MEMORY_MIB,
+            mem_path: huge_pages_for(L2_MEMORY_MIB),
         };
         std::fs::write(
             work.join("l2-cmdline.txt"),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::modules::{index_modules, load_order};
+use super::modules::{index_modules, load_groups, without_signature, Module};
 use super::{cache_dir, io_err, ImageError, KernelSource, L1_INIT, L1_MODULES, L2_INIT};
 
 const BUSYBOX: &str = "/bin/busybox";
@@ -16,6 +16,10 @@ const APPLETS: &[&str] = &[
     "sh", "mount", "insmod", "cat", "cut", "mkdir", "ln", "readlink", "chroot", "poweroff", "sync",
     "echo", "sleep",
 ];
+
+/// Changes whenever what goes into an archive changes in a way the
+/// inputs below do not show (so an old cache entry is not reused).
+const ARCHIVE_LAYOUT: &str = "2: module groups, signatures cut off";
 
 pub fn wanted_modules(list: &str) -> Vec<String> {
     list.lines()
@@ -39,7 +43,7 @@ pub fn l1_initramfs(
     // Resolving module dependencies reads every wanted .ko: only when building.
     let modules = || {
         let index = index_modules(&kernel.modules)?;
-        load_order(&wanted_modules(L1_MODULES), &index, &kernel.modules)
+        load_groups(&wanted_modules(L1_MODULES), &index, &kernel.modules)
     };
     cached_initramfs("l1", kernel, L1_INIT, (L1_MODULES, &modules), &extra)
 }
@@ -62,7 +66,8 @@ pub fn l2_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageError
 
 /// Files added as they are: (source, path in the archive).
 type ExtraFiles<'a> = &'a [(PathBuf, &'a str)];
-type ModuleList = Vec<(String, PathBuf)>;
+/// Groups of modules that share nothing, each in load order.
+type ModuleList = Vec<Vec<Module>>;
 /// The wanted-modules text (part of the cache key) and how to resolve it
 /// into files in load order (only when building).
 type Modules<'a> = (&'a str, &'a dyn Fn() -> Result<ModuleList, ImageError>);
@@ -78,6 +83,7 @@ fn cached_initramfs(
     let busybox = std::fs::read(BUSYBOX)
         .map_err(|e| ImageError::Busybox(format!("{BUSYBOX}: {e}; install busybox-static")))?;
     let mut hash = Sha256::new();
+    hash.update(ARCHIVE_LAYOUT.as_bytes());
     hash.update(kernel.version.as_bytes());
     hash.update(init.as_bytes());
     hash.update(APPLETS.join(",").as_bytes());
@@ -147,7 +153,7 @@ fn write_archive(
     path: &Path,
     busybox: &[u8],
     init: &str,
-    modules: &[(String, PathBuf)],
+    modules: &[Vec<Module>],
     extra: ExtraFiles,
 ) -> Result<(), ImageError> {
     let write = || -> std::io::Result<()> {
@@ -175,14 +181,20 @@ fn write_archive(
             a.symlink(&format!("bin/{applet}"), "busybox")?;
         }
         a.file("init", true, init.as_bytes())?;
+        // One line per group: init loads the lines side by side.
         let mut list = String::new();
-        for (name, module) in modules {
-            a.file(
-                &format!("lib/modules/{name}.ko"),
-                false,
-                &std::fs::read(module)?,
-            )?;
-            list.push_str(name);
+        for group in modules {
+            let mut names = Vec::new();
+            for (name, module) in group {
+                let ko = std::fs::read(module)?;
+                a.file(
+                    &format!("lib/modules/{name}.ko"),
+                    false,
+                    without_signature(&ko),
+                )?;
+                names.push(name.as_str());
+            }
+            list.push_str(&names.join(" "));
             list.push('\n');
         }
         a.file("etc/mflab/modules", false, list.as_bytes())?;

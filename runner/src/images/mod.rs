@@ -2,6 +2,7 @@
 //! Rust, cached by content under the user's cache directory.
 
 mod cache;
+mod elf_compact;
 mod initramfs;
 mod kernel;
 mod modules;

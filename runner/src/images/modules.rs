@@ -48,18 +48,66 @@ pub fn module_depends(ko: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// The wanted modules with their dependencies, each after what it needs.
-pub fn load_order(
+/// A module's name and file.
+pub type Module = (String, PathBuf);
+
+/// The wanted modules with their dependencies, each after what it needs,
+/// in groups that share no module: L1's init loads the groups side by side
+/// (one vCPU each), each group in order.
+pub fn load_groups(
     wanted: &[String],
     index: &BTreeMap<String, PathBuf>,
     tree: &Path,
-) -> Result<Vec<(String, PathBuf)>, ImageError> {
-    let mut order = Vec::new();
-    let mut seen = HashSet::new();
+) -> Result<Vec<Vec<Module>>, ImageError> {
+    let mut groups: Vec<Vec<Module>> = Vec::new();
     for name in wanted {
-        visit(&normalize(name), index, tree, &mut seen, &mut order)?;
+        let mut closure = Vec::new();
+        visit(
+            &normalize(name),
+            index,
+            tree,
+            &mut HashSet::new(),
+            &mut closure,
+        )?;
+        let shares = |g: &Vec<Module>| g.iter().any(|m| closure.contains(m));
+        // Groups are disjoint and each in load order, so any concatenation
+        // of them is too; what the closure adds comes after what it needs.
+        let mut merged: Vec<Module> = Vec::new();
+        for group in groups.extract_if(.., |g| shares(g)) {
+            merged.extend(group);
+        }
+        for m in closure {
+            if !merged.contains(&m) {
+                merged.push(m);
+            }
+        }
+        groups.push(merged);
     }
-    Ok(order)
+    Ok(groups)
+}
+
+/// The trailer of a signed module (`scripts/sign-file`).
+const SIGNATURE_MARKER: &[u8] = b"~Module signature appended~\n";
+
+/// The module without its appended signature. Checking a signature costs
+/// a SHA-256 of the whole module and an RSA verify, emulated instruction
+/// by instruction under TCG; a kernel that does not enforce signatures
+/// loads the module either way (and notes the taint once).
+pub fn without_signature(ko: &[u8]) -> &[u8] {
+    let Some(body) = ko.strip_suffix(SIGNATURE_MARKER) else {
+        return ko;
+    };
+    // struct module_signature: algo, hash, id_type, signer_len, key_id_len,
+    // 3 pad bytes, then sig_len big-endian; the signature precedes it.
+    let Some(info) = body.len().checked_sub(12).map(|at| &body[at..]) else {
+        return ko;
+    };
+    let signer_and_key = info[3] as usize + info[4] as usize;
+    let sig_len = u32::from_be_bytes([info[8], info[9], info[10], info[11]]) as usize;
+    match (body.len() - 12).checked_sub(sig_len + signer_and_key) {
+        Some(end) => &ko[..end],
+        None => ko,
+    }
 }
 
 fn visit(
@@ -95,18 +143,55 @@ mod tests {
     }
 
     #[test]
-    fn dependencies_come_first() {
+    fn dependencies_come_first_in_groups_that_share_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.ko"), b"\0depends=b-mod,c\0").unwrap();
-        std::fs::write(dir.path().join("b-mod.ko"), b"\0depends=c\0").unwrap();
-        std::fs::write(dir.path().join("c.ko"), b"\0depends=\0").unwrap();
+        for (name, deps) in [
+            ("a", "b-mod,c"),
+            ("b-mod", "c"),
+            ("c", ""),
+            ("d", ""),
+            ("e", "c"),
+        ] {
+            std::fs::write(
+                dir.path().join(format!("{name}.ko")),
+                format!("\0depends={deps}\0"),
+            )
+            .unwrap();
+        }
         let index = index_modules(dir.path()).unwrap();
-        let order: Vec<String> = load_order(&["a".into()], &index, dir.path())
-            .unwrap()
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
-        assert_eq!(order, ["c", "b_mod", "a"]);
-        assert!(load_order(&["nope".into()], &index, dir.path()).is_err());
+        let names = |wanted: &[&str]| -> Vec<Vec<String>> {
+            let wanted: Vec<String> = wanted.iter().map(|s| s.to_string()).collect();
+            load_groups(&wanted, &index, dir.path())
+                .unwrap()
+                .into_iter()
+                .map(|g| g.into_iter().map(|(n, _)| n).collect())
+                .collect()
+        };
+        assert_eq!(names(&["a"]), [["c", "b_mod", "a"]]);
+        assert_eq!(names(&["d", "a"]), [vec!["d"], vec!["c", "b_mod", "a"]]);
+        // e shares c with a: one group, c loaded once, before both.
+        assert_eq!(
+            names(&["a", "d", "e"]),
+            [vec!["d"], vec!["c", "b_mod", "a", "e"]]
+        );
+        let wanted = ["nope".to_string()];
+        assert!(load_groups(&wanted, &index, dir.path()).is_err());
+    }
+
+    #[test]
+    fn an_appended_signature_is_cut_off() {
+        let mut signed = b"\x7fELF module body".to_vec();
+        let signature = [0xab; 7];
+        signed.extend(signature);
+        signed.extend([0, 0, 2, 0, 0, 0, 0, 0]); // PKCS#7: no signer, no key id
+        signed.extend((signature.len() as u32).to_be_bytes());
+        signed.extend(SIGNATURE_MARKER);
+        assert_eq!(without_signature(&signed), b"\x7fELF module body");
+        assert_eq!(without_signature(b"unsigned"), b"unsigned");
+        // A marker with a length that does not fit is left alone.
+        let mut bogus = vec![0u8; 8];
+        bogus.extend(1000u32.to_be_bytes());
+        bogus.extend(SIGNATURE_MARKER);
+        assert_eq!(without_signature(&bogus), &bogus[..]);
     }
 }

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use super::elf_compact::compact;
 use super::{cache_dir, io_err, ImageError, KernelSource};
 
 const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0x00];
@@ -23,7 +24,12 @@ pub fn pvh_vmlinux(kernel: &KernelSource) -> Result<Option<PathBuf>, ImageError>
         .ok()
         .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
-    let out = dir.join(format!("{}-{}-{stamp}.elf", kernel.version, meta.len()));
+    // "compact": the layout of `elf_compact`, so older caches are not reused.
+    let out = dir.join(format!(
+        "{}-{}-{stamp}.compact.elf",
+        kernel.version,
+        meta.len()
+    ));
     let no_pvh = out.with_extension("no-pvh");
     if out.exists() {
         return Ok(Some(out));
@@ -39,6 +45,10 @@ pub fn pvh_vmlinux(kernel: &KernelSource) -> Result<Option<PathBuf>, ImageError>
         .and_then(|at| unxz(&bz[at..]));
     match elf {
         Some(elf) if has_pvh_entry(&elf) => {
+            let elf = match compact(&elf) {
+                Some(small) if has_pvh_entry(&small) => small,
+                _ => elf,
+            };
             let tmp = out.with_extension(format!("tmp.{}", std::process::id()));
             std::fs::write(&tmp, &elf).map_err(io_err(&tmp))?;
             std::fs::rename(&tmp, &out).map_err(io_err(&out))?;
