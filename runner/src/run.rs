@@ -14,6 +14,10 @@ use crate::scenario::{Expect, Scenario};
 use crate::shared_l1::L1Pool;
 use crate::topology;
 
+/// The longest one scenario may take, L1's boot included: L2 itself is
+/// given 90 s inside L1 (nested KVM), the rest takes seconds.
+const SCENARIO_TIMEOUT: Duration = Duration::from_secs(240);
+
 /// What one scenario did and whether it held.
 pub struct ScenarioReport {
     pub name: String,
@@ -164,7 +168,7 @@ fn run_in_vm(
             images,
             accel,
             &request,
-            Duration::from_secs(600),
+            SCENARIO_TIMEOUT,
         ) {
             Ok(served) => {
                 gather_into(&served.dir, &work);
@@ -179,7 +183,7 @@ fn run_in_vm(
         };
     }
     let config = L1Config::new(&topology, images, accel, work.path());
-    if let Err(e) = boot(&config, AGENT_SCRIPT, Duration::from_secs(600)) {
+    if let Err(e) = boot(&config, AGENT_SCRIPT, SCENARIO_TIMEOUT) {
         return fail(format!("L1: {e}"), work);
     }
     let result = work.path().join("result.json");
