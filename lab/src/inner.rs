@@ -176,10 +176,43 @@ pub async fn run_inner_guest(
     let _ = child.kill().await;
     let _ = child.wait().await;
     if depth != InnerDepth::QmpOnly {
-        run.guest_view =
-            parse_guest_report(&std::fs::read_to_string(&c.serial_log).unwrap_or_default());
+        let serial = std::fs::read_to_string(&c.serial_log).unwrap_or_default();
+        run.guest_view = parse_guest_report(&serial);
+        let boot = run
+            .timings
+            .iter()
+            .find(|(k, _)| k == "l2-boot")
+            .map(|t| t.1);
+        if let Some(boot) = boot {
+            run.timings.extend(boot_stages(&serial, boot));
+        }
     }
     run
+}
+
+/// `l2-boot` (from `cont` to QEMU's exit) split by what L2's init printed:
+/// its kernel's uptime when init started and when the report was done.
+/// The rest is firmware and loading the kernel before, power-off after.
+pub fn boot_stages(serial: &str, boot_secs: f64) -> Vec<(String, f64)> {
+    let uptime = |marker: &str| -> Option<f64> {
+        serial
+            .lines()
+            .find_map(|l| l.trim_end_matches('\r').split(marker).nth(1))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let (Some(start), Some(done)) = (uptime("MFLAB-L2-START "), uptime("MFLAB-L2-DONE ")) else {
+        return Vec::new();
+    };
+    vec![
+        ("l2-boot-kernel".into(), start),
+        ("l2-boot-init".into(), done - start),
+        (
+            "l2-boot-firmware-and-exit".into(),
+            (boot_secs - done).max(0.0),
+        ),
+    ]
 }
 
 async fn drive(
@@ -298,6 +331,25 @@ mod tests {
         assert_eq!(rows[0].key(), "1234:1111@0000:00:05.0");
         assert_eq!(rows[0].driver, None);
         assert!(guest_report_complete(serial));
+    }
+
+    #[test]
+    fn l2_boot_is_split_by_the_uptimes_init_printed() {
+        let serial = "MFLAB-L2-START 2.25\r\nMFLAB-L2-PCI x\nMFLAB-L2-DONE 2.50\n[ 2.6] reboot\n";
+        let stages = boot_stages(serial, 3.5);
+        let names: Vec<&str> = stages.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "l2-boot-kernel",
+                "l2-boot-init",
+                "l2-boot-firmware-and-exit"
+            ]
+        );
+        assert!((stages[0].1 - 2.25).abs() < 1e-9);
+        assert!((stages[1].1 - 0.25).abs() < 1e-9);
+        assert!((stages[2].1 - 1.0).abs() < 1e-9);
+        assert!(boot_stages("MFLAB-L2-START 2.25\n", 3.5).is_empty());
     }
 
     #[test]

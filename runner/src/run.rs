@@ -163,13 +163,7 @@ fn run_in_vm(
         return fail(e.to_string(), work);
     }
     if let Some(pool) = pool {
-        return match pool.run(
-            &s.topology,
-            images,
-            accel,
-            &request,
-            SCENARIO_TIMEOUT,
-        ) {
+        return match pool.run(&s.topology, images, accel, &request, SCENARIO_TIMEOUT) {
             Ok(served) => {
                 gather_into(&served.dir, &work);
                 Ok((served.outcome, work))

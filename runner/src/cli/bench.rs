@@ -1,6 +1,7 @@
 //! `mflab bench`: where the time goes, in one run, as figures and ratios.
 //! Nothing here is asserted; tests never time anything.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -35,6 +36,15 @@ pub struct BenchArgs {
     scenario: PathBuf,
 }
 
+/// Between two measurements: stop if Ctrl-C or SIGTERM came (each
+/// measurement has already cleaned up after itself).
+fn checkpoint() -> Result<(), String> {
+    if crate::interrupt::interrupted() {
+        return Err("interrupted".into());
+    }
+    Ok(())
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
@@ -47,6 +57,7 @@ fn line(label: &str, secs: f64, floor: f64) {
 pub fn run(args: BenchArgs) -> Outcome {
     match bench(&args) {
         Ok(()) => Outcome::Clean,
+        Err(_) if crate::interrupt::interrupted() => Outcome::Interrupted,
         Err(e) => {
             eprintln!("mflab bench: {e}");
             Outcome::RuleErrors
@@ -84,17 +95,20 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
 
     let floor_bz = median(
         (0..args.runs)
-            .map(|_| floor_boot(&images, &images.kernel.vmlinuz, &accel))
+            .map(|_| {
+                checkpoint().and_then(|()| floor_boot(&images, &images.kernel.vmlinuz, &accel))
+            })
             .collect::<Result<Vec<_>, _>>()?,
     );
     let floor = median(
         (0..args.runs)
-            .map(|_| floor_boot(&images, &images.boot_kernel, &accel))
+            .map(|_| checkpoint().and_then(|()| floor_boot(&images, &images.boot_kernel, &accel)))
             .collect::<Result<Vec<_>, _>>()?,
     );
     let mut ready = Vec::new();
     let mut off = Vec::new();
     for _ in 0..args.runs {
+        checkpoint()?;
         let (r, o) = l1_boot(&images, &accel)?;
         ready.push(r);
         off.push(o);
@@ -137,6 +151,7 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     );
     let mut pool = L1Pool::default();
     for depth in [Depth::Rules, Depth::Plan, Depth::Qmp, Depth::Guest] {
+        checkpoint()?;
         let mut s = base.clone();
         s.depth = depth;
         s.expect = Default::default();
@@ -149,15 +164,23 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
             .collect();
         // The first run on the pool boots its L1; time the ones after.
         run_scenario(&s, &images, &accel, &RunOptions::default(), Some(&mut pool));
+        let mut stages: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         let shared: Vec<f64> = (0..args.runs)
             .map(|_| {
-                run_scenario(&s, &images, &accel, &RunOptions::default(), Some(&mut pool))
-                    .elapsed
-                    .as_secs_f64()
+                let run =
+                    run_scenario(&s, &images, &accel, &RunOptions::default(), Some(&mut pool));
+                for (stage, secs) in &run.outcome.timings {
+                    stages.entry(stage.clone()).or_default().push(*secs);
+                }
+                run.elapsed.as_secs_f64()
             })
             .collect();
         line(&format!("depth {depth}, its own L1"), median(fresh), floor);
         line(&format!("depth {depth}, shared L1"), median(shared), floor);
+        // Where a shared-L1 run's time goes, stage by stage (inside L1).
+        for (stage, secs) in stages {
+            println!("    {stage:<42} {:>7.2} s", median(secs));
+        }
     }
     drop(pool);
 
@@ -165,8 +188,12 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         let count = discover(&[PathBuf::from("scenarios")])?.len();
         println!("suite: {count} scenarios, mflab backend, shared L1s (`mflab run --backend mflab --jobs N`):");
         for jobs in [1, args.jobs.max(2)] {
+            checkpoint()?;
             let (secs, summary) = suite_wall(jobs)?;
-            println!("  {:<44} {secs:>7.2} s   {summary}", format!("--jobs {jobs}"));
+            println!(
+                "  {:<44} {secs:>7.2} s   {summary}",
+                format!("--jobs {jobs}")
+            );
         }
     }
     Ok(())
@@ -177,12 +204,30 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
 fn suite_wall(jobs: usize) -> Result<(f64, String), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let t = Instant::now();
-    let out = Command::new(exe)
+    let mut child = Command::new(exe)
         .args(["run", "--backend", "mflab", "--jobs", &jobs.to_string()])
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
         .map_err(|e| e.to_string())?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        text
+    });
+    // Passed on: the run unwinds (its QEMUs and work directories go) and exits.
+    while child.try_wait().map_err(|e| e.to_string())?.is_none() {
+        if crate::interrupt::interrupted() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = child.wait();
+            return Err("interrupted".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let secs = t.elapsed().as_secs_f64();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = reader.join().unwrap_or_default();
     let summary = stdout.lines().last().unwrap_or("no summary").to_string();
     Ok((secs, summary))
 }
