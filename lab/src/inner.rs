@@ -155,7 +155,7 @@ pub async fn run_inner_guest(
     let mut qmp = match QmpSession::connect(&c.qmp_socket, Duration::from_secs(30)).await {
         Ok(q) => q,
         Err(e) => {
-            let _ = child.kill().await;
+            reap(&mut child).await;
             run.error = Some(format!("{e}; QEMU said: {}", qemu_said()));
             return run;
         }
@@ -173,8 +173,15 @@ pub async fn run_inner_guest(
             format!("{e}; QEMU said: {said}")
         });
     }
-    let _ = child.kill().await;
-    let _ = child.wait().await;
+    if !reap(&mut child).await {
+        let stuck = format!(
+            "L2's QEMU did not exit within {REAP_TIMEOUT:?} of SIGKILL (stuck in L1's kernel)"
+        );
+        run.error = Some(match run.error.take() {
+            Some(first) => format!("{first}; {stuck}"),
+            None => stuck,
+        });
+    }
     if depth != InnerDepth::QmpOnly {
         let serial = std::fs::read_to_string(&c.serial_log).unwrap_or_default();
         run.guest_view = parse_guest_report(&serial);
@@ -215,6 +222,19 @@ pub fn boot_stages(serial: &str, boot_secs: f64) -> Vec<(String, f64)> {
     ]
 }
 
+/// How long a SIGKILLed L2 may take to be gone.
+const REAP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// SIGKILL and wait, but not forever: a QEMU whose vCPU thread is stuck in
+/// L1's kernel does not die, and the agent must still answer (the health
+/// check then finds the QEMU and retires this L1). True when it is gone.
+async fn reap(child: &mut tokio::process::Child) -> bool {
+    let _ = child.start_kill();
+    tokio::time::timeout(REAP_TIMEOUT, child.wait())
+        .await
+        .is_ok()
+}
+
 async fn drive(
     qmp: &mut QmpSession,
     child: &mut tokio::process::Child,
@@ -244,8 +264,7 @@ async fn drive(
         .map_err(|e| e.to_string())?;
     if depth == InnerDepth::BootAndKill {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let _ = child.start_kill();
-        let _ = child.wait().await;
+        reap(child).await;
         return Err("L2 was killed with SIGKILL while running (kill_l2)".into());
     }
     match tokio::time::timeout(timeout, child.wait()).await {

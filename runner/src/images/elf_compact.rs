@@ -11,19 +11,12 @@
 //! (loaders read program headers only). What lands in guest memory is
 //! byte for byte the same.
 
+use super::elf_fields::{u16_at, u32_at, u64_at};
+
 const PT_LOAD: u32 = 1;
 const PAGE: u64 = 4096;
 const EHDR_SIZE: usize = 0x40;
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
 fn put_u64(b: &mut [u8], at: usize, v: u64) {
     b[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }

@@ -3,6 +3,7 @@
 
 mod cache;
 mod elf_compact;
+mod elf_fields;
 mod initramfs;
 mod kernel;
 mod modules;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use super::elf_compact::compact;
+use super::elf_fields::{u16_at, u32_at, u64_at};
 use super::{cache_dir, io_err, ImageError, KernelSource};
 
 const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0x00];
@@ -80,16 +81,6 @@ fn unxz(stream: &[u8]) -> Option<Vec<u8>> {
     let out = child.wait_with_output().ok()?;
     let _ = writer.join();
     (out.status.success() && out.stdout.starts_with(b"\x7fELF")).then_some(out.stdout)
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
 
 /// Whether a 64-bit little-endian ELF carries a "Xen" note of type 18 in
