@@ -18,12 +18,14 @@ pub const CMDLINE_FILE: &str = "l1-cmdline.txt";
 
 /// Kernel parameters that skip what the lab does not need, each measured
 /// under TCG: the crypto self-tests at boot (about 0.3 s); write-protecting
-/// the kernel image and checking every page table for W+X (about 0.2 s).
+/// the kernel image and checking every page table for W+X (about 0.2 s);
+/// zeroing every page the kernel hands out (Debian's hardening default;
+/// L1 is a throwaway lab VM).
 /// And one for robustness: a CPU stuck in L1's kernel (seen once: L2's
 /// vCPU thread spinning in KVM under TCG's emulated SVM) panics L1 after
 /// about 20 s, so the scenario is retried on a fresh L1 at once instead of
 /// waiting for its timeout.
-const L1_TRIMS: &str = "cryptomgr.notests rodata=off softlockup_panic=1";
+const L1_TRIMS: &str = "cryptomgr.notests rodata=off init_on_alloc=0 softlockup_panic=1";
 
 /// Everything the command line depends on.
 pub struct L1Config<'a> {
