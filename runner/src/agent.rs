@@ -25,18 +25,20 @@ pub const SYSFS: &str = "/sys";
 /// spare. Every MiB is pinned and mapped through L1's IOMMU when the
 /// first function is added, so less is faster.
 const L2_MEMORY_MIB: u32 = 128;
-/// Where L1's init mounts the huge pages it sets aside for L2.
+/// Where L1's init mounts hugetlbfs for L2's RAM.
 const HUGEPAGES: &str = "/dev/hugepages";
 
 /// The hugetlbfs mount for an L2 of `memory_mib`, setting enough huge
 /// pages aside on first use (L1's init mounts it; `None` when the kernel
 /// cannot find the memory, and L2 then gets ordinary pages).
 ///
-/// Why: measured under TCG, with 4 KiB pages the first QEMU start after an
-/// L2 ran took 2.7–4.3 s instead of 1.2 s (the memory an L2 used comes
-/// back to whoever allocates next, probably with TCG's translated code to
-/// invalidate); with huge pages set aside, every L2 gets the same memory
-/// and QEMU starts in 1.25–1.4 s.
+/// Why, measured under TCG: the first writes into memory that held the
+/// previous L2 cost about 3 s (probably TCG invalidating the code it
+/// translated for L2 there). With 4 KiB pages whatever allocated next paid
+/// it (the next L2's QEMU start took 2.7–4.3 s instead of 1.2 s); with huge
+/// pages it is always `device_add` (the kernel zeroes the pages), L2 gets
+/// 2 MiB mappings in L1's nested page tables, and a guest scenario on a
+/// shared L1 went from 8.0–8.6 s to 7.5–8.0 s.
 fn huge_pages_for(memory_mib: u32) -> Option<std::path::PathBuf> {
     let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
     mounts
