@@ -265,7 +265,8 @@ async fn drive(
         .map_err(|e| e.to_string())?;
     if depth == InnerDepth::BootAndKill {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        reap(child).await;
+        // The caller reaps it (and says so if it does not die).
+        let _ = child.start_kill();
         return Err("L2 was killed with SIGKILL while running (kill_l2)".into());
     }
     match tokio::time::timeout(timeout, child.wait()).await {
