@@ -36,7 +36,7 @@ mount --bind /l2 /newroot/l2
 mount -t proc proc /newroot/proc
 mount -t sysfs sys /newroot/sys
 mount -t devtmpfs dev /newroot/dev
-# Where L2's RAM comes from (agent.rs says why). The agent sets the huge
+# Where L2's RAM comes from (l2_ram.rs says why). The agent sets the huge
 # pages aside when the first L2 needs them: doing it here cost 0.7 s of
 # every boot, plan-depth ones included.
 mkdir -p /newroot/dev/hugepages

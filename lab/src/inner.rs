@@ -29,8 +29,9 @@ pub struct L2Config {
     pub serial_log: PathBuf,
     pub qmp_socket: PathBuf,
     pub memory_mib: u32,
-    /// A hugetlbfs mount for L2's RAM, when L1 set huge pages aside.
-    pub mem_path: Option<PathBuf>,
+    /// A file (on hugetlbfs) that holds L2's RAM, mapped shared so that it
+    /// outlives this L2 and the next one can reuse it (runner's `l2_ram`).
+    pub ram_file: Option<PathBuf>,
 }
 
 /// L2's kernel command line. Every item was measured in L2 under nested
@@ -52,9 +53,21 @@ pub const L2_KERNEL_CMDLINE: &str =
 pub fn l2_args(c: &L2Config) -> Vec<String> {
     let cpu = if c.accel == "kvm" { "host" } else { "max" };
     let mut args = vec!["-S".to_string()];
+    let mut machine = format!("pc,accel={}", c.accel);
+    if let Some(path) = &c.ram_file {
+        machine.push_str(",memory-backend=l2-ram");
+        args.extend([
+            "-object".to_string(),
+            format!(
+                "memory-backend-file,id=l2-ram,size={}M,mem-path={},share=on",
+                c.memory_mib,
+                path.display()
+            ),
+        ]);
+    }
     args.extend(
         DirectBoot {
-            machine: &format!("pc,accel={}", c.accel),
+            machine: &machine,
             cpu,
             memory_mib: c.memory_mib,
             smp: 1,
@@ -64,9 +77,6 @@ pub fn l2_args(c: &L2Config) -> Vec<String> {
         }
         .args(),
     );
-    if let Some(path) = &c.mem_path {
-        args.extend(["-mem-path".to_string(), path.display().to_string()]);
-    }
     args.extend([
         "-serial".to_string(),
         format!("file:{}", c.serial_log.display()),

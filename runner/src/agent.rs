@@ -25,46 +25,6 @@ pub const SYSFS: &str = "/sys";
 /// spare. Every MiB is pinned and mapped through L1's IOMMU when the
 /// first function is added, so less is faster.
 const L2_MEMORY_MIB: u32 = 128;
-/// Where L1's init mounts hugetlbfs for L2's RAM.
-const HUGEPAGES: &str = "/dev/hugepages";
-
-/// The hugetlbfs mount for an L2 of `memory_mib`, setting enough huge
-/// pages aside on first use (L1's init mounts it; `None` when the kernel
-/// cannot find the memory, and L2 then gets ordinary pages).
-///
-/// Why, measured under TCG: the first writes into memory that held the
-/// previous L2 cost about 3 s (probably TCG invalidating the code it
-/// translated for L2 there). With 4 KiB pages whatever allocated next paid
-/// it (the next L2's QEMU start took 2.7–4.3 s instead of 1.2 s); with huge
-/// pages it is always `device_add` (the kernel zeroes the pages), L2 gets
-/// 2 MiB mappings in L1's nested page tables, and a guest scenario on a
-/// shared L1 went from 8.0–8.6 s to 7.5–8.0 s.
-fn huge_pages_for(memory_mib: u32) -> Option<std::path::PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
-    mounts
-        .lines()
-        .any(|l| l.split_whitespace().nth(1) == Some(HUGEPAGES) && l.contains("hugetlbfs"))
-        .then_some(())?;
-    let field = |name: &str| -> Option<u64> {
-        std::fs::read_to_string("/proc/meminfo")
-            .ok()?
-            .lines()
-            .find_map(|l| l.strip_prefix(name))?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    };
-    let page_kib = field("Hugepagesize:")?;
-    let needed = (u64::from(memory_mib) * 1024).div_ceil(page_kib);
-    let free = field("HugePages_Free:")?;
-    if free < needed {
-        let total = field("HugePages_Total:")? + needed - free;
-        std::fs::write("/proc/sys/vm/nr_hugepages", total.to_string()).ok()?;
-    }
-    (field("HugePages_Free:")? >= needed).then(|| HUGEPAGES.into())
-}
-
 pub fn run_in_l1(req: &RunRequest, work: &Path) -> RunOutcome {
     if req.backend == Backend::Libvirt {
         return crate::libvirt_run::run_with_libvirt(req, work);
@@ -140,7 +100,7 @@ pub fn run_in_l1(req: &RunRequest, work: &Path) -> RunOutcome {
             serial_log: work.join("l2-serial.log"),
             qmp_socket: socket_path(Path::new("/run")),
             memory_mib: L2_MEMORY_MIB,
-            mem_path: huge_pages_for(L2_MEMORY_MIB),
+            ram_file: crate::l2_ram::prepare(L2_MEMORY_MIB),
         };
         std::fs::write(
             work.join("l2-cmdline.txt"),
