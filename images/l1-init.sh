@@ -9,41 +9,69 @@ mount -t devtmpfs dev /dev
 echo "mflab-l1: init at $(cut -d' ' -f1 /proc/uptime)s"
 # One line per group of modules that share nothing: the groups load side
 # by side, each in order.
-while read -r group; do
-  (for m in $group; do
-    insmod "/lib/modules/$m.ko" 2>/dev/null || echo "mflab-l1: insmod $m failed"
-  done) &
-done < /etc/mflab/modules
-wait
+load_groups() {
+  while read -r group; do
+    (for m in $group; do
+      insmod "/lib/modules/$m.ko" 2>/dev/null || echo "mflab-l1: insmod $m failed"
+    done) &
+  done < "$1"
+  wait
+}
+load_groups /etc/mflab/modules
 echo "mflab-l1: modules loaded at $(cut -d' ' -f1 /proc/uptime)s"
 
-mkdir -p /host /newroot
-mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose host /host || { echo "mflab-l1: cannot mount the host root"; poweroff -f; }
+mkdir -p /newroot
 mount -t tmpfs -o mode=0755 tmpfs /newroot
+mkdir -p /newroot/run
+mount -t tmpfs tmpfs /newroot/run
+mkdir -p /newroot/run/mflab
+# Modules only an L2 needs load behind the agent (l1-late-modules.txt says
+# why); whatever starts an L2 waits for this file.
+(load_groups /etc/mflab/modules-late > /newroot/run/mflab/late-modules.log 2>&1
+ echo "mflab-l1: late modules loaded at $(cut -d' ' -f1 /proc/uptime)s"
+ mv /newroot/run/mflab/late-modules.log /newroot/run/mflab/late-modules) &
+
+mkdir -p /host
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose host /host || { echo "mflab-l1: cannot mount the host root"; poweroff -f; }
 # A skeleton root: the host's directories bound in, the kernel's own
-# proc/sys/dev and fresh tmpfs where writes happen.
+# proc/sys/dev and fresh tmpfs where writes happen. Every process costs
+# milliseconds under emulation, so the list is built with shell builtins
+# and carried out by three commands (a mount and a mkdir per directory
+# took 0.25 s).
+fstab=/etc/mflab/fstab
+links=""
+dirs="/newroot/proc /newroot/sys /newroot/dev /newroot/tmp /newroot/mflab /newroot/l2"
 for d in /host/*; do
   n=${d#/host/}
   case "$n" in
-    proc|sys|dev|run|tmp|mflab|l2) ;;
-    *) if [ -L "$d" ]; then ln -s "$(readlink "$d")" "/newroot/$n"
-       elif [ -d "$d" ]; then mkdir "/newroot/$n" && mount --bind "$d" "/newroot/$n"; fi ;;
+    proc|sys|dev|run|tmp|mflab|l2|*[[:space:]]*) ;;
+    *) if [ -L "$d" ]; then links="$links $d"
+       elif [ -d "$d" ]; then
+         dirs="$dirs /newroot/$n"
+         echo "$d /newroot/$n none bind 0 0" >> $fstab
+       fi ;;
   esac
 done
-mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/tmp /newroot/run /newroot/mflab /newroot/l2
-# L2's kernel and initramfs came in this initramfs: L1's RAM, not 9p.
-mount --bind /l2 /newroot/l2
-mount -t proc proc /newroot/proc
-mount -t sysfs sys /newroot/sys
-mount -t devtmpfs dev /newroot/dev
-# Where L2's RAM comes from (l2_ram.rs says why). The agent sets the huge
-# pages aside when the first L2 needs them: doing it here cost 0.7 s of
-# every boot, plan-depth ones included.
-mkdir -p /newroot/dev/hugepages
-mount -t hugetlbfs hugetlbfs /newroot/dev/hugepages || echo "mflab-l1: no hugetlbfs"
-mount -t tmpfs tmpfs /newroot/tmp
-mount -t tmpfs tmpfs /newroot/run
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 work /newroot/mflab || echo "mflab-l1: no work share"
+echo "proc /newroot/proc proc defaults 0 0
+sys /newroot/sys sysfs defaults 0 0
+dev /newroot/dev devtmpfs defaults 0 0
+tmpfs /newroot/tmp tmpfs defaults 0 0
+work /newroot/mflab 9p trans=virtio,version=9p2000.L,msize=512000 0 0" >> $fstab
+# Where L2's RAM comes from (l2_ram.rs says why); the agent sets the huge
+# pages aside when the first L2 needs them (doing it here cost 0.7 s of
+# every boot, plan-depth ones included). devtmpfs is one instance however
+# often it is mounted: the directory made here is the chroot's too.
+mkdir -p /dev/hugepages
+echo "hugetlbfs /newroot/dev/hugepages hugetlbfs defaults 0 0" >> $fstab
+[ -n "$links" ] && cp -d $links /newroot/
+mkdir $dirs
+mount -a -T $fstab || echo "mflab-l1: some mounts failed (above)"
+# L2's kernel and initramfs: the runner's files (paths from the kernel's
+# command line), read over 9p by the first L2 and from L1's page cache after.
+: > /newroot/l2/vmlinux
+: > /newroot/l2/initrd
+mount --bind "/host$mflab_l2_kernel" /newroot/l2/vmlinux || echo "mflab-l1: no L2 kernel at $mflab_l2_kernel"
+mount --bind "/host$mflab_l2_initrd" /newroot/l2/initrd || echo "mflab-l1: no L2 initramfs at $mflab_l2_initrd"
 echo "mflab-l1: agent starting at $(cut -d' ' -f1 /proc/uptime)s"
 chroot /newroot /bin/sh /mflab/agent.sh
 echo "mflab-l1: agent exited $? at $(cut -d' ' -f1 /proc/uptime)s"

@@ -86,7 +86,15 @@ pub fn run_in_l1(req: &RunRequest, work: &Path) -> RunOutcome {
     out.l1_during = rows(&mut out);
 
     // Step 3: the inner guest.
-    if req.depth >= Depth::Qmp {
+    let l2_can_start = req.depth >= Depth::Qmp
+        && match crate::l1_kvm::ready_for_l2() {
+            Ok(()) => true,
+            Err(e) => {
+                out.error = Some(e);
+                false
+            }
+        };
+    if l2_can_start {
         let choice = decide(&gather(Path::new("/")));
         out.l2_accel = match choice.accel {
             Accel::Kvm => "kvm".into(),

@@ -80,7 +80,10 @@ pub fn l1_args(c: &L1Config) -> Vec<String> {
         smp: 2,
         kernel: &c.images.boot_kernel,
         initrd: &c.images.initramfs,
-        append: &format!("console=ttyS0 {iommu_cmdline} {L1_TRIMS} panic=-1 quiet loglevel=4"),
+        append: &format!(
+            "console=ttyS0 {iommu_cmdline} {L1_TRIMS} panic=-1 quiet loglevel=4 {}",
+            l2_image_params(c.images)
+        ),
     }
     .args();
     args.extend(["-serial".to_string(), serial]);
@@ -103,6 +106,25 @@ pub fn l1_args(c: &L1Config) -> Vec<String> {
         .map(|s| s.to_string()),
     );
     args
+}
+
+/// Where L1's init finds L2's kernel and initramfs in the host's root:
+/// the kernel hands parameters it does not know to init as environment
+/// variables. Quoted when a path has spaces (the kernel strips the quotes).
+fn l2_image_params(images: &L1Images) -> String {
+    let param = |name: &str, path: &Path| {
+        let path = path.display().to_string();
+        if path.contains(char::is_whitespace) {
+            format!("{name}=\"{path}\"")
+        } else {
+            format!("{name}={path}")
+        }
+    };
+    format!(
+        "{} {}",
+        param("mflab_l2_kernel", &images.l2_kernel),
+        param("mflab_l2_initrd", &images.l2_initrd)
+    )
 }
 
 /// A work directory: removed at the end unless kept (a failed run, or
@@ -213,4 +235,20 @@ pub fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn l2_image_paths_reach_init_whole() {
+        let mut images = L1Images::none();
+        images.l2_kernel = "/root/.cache/mflab/vmlinux/k.elf".into();
+        images.l2_initrd = "/home/a user/l2.cpio".into();
+        assert_eq!(
+            l2_image_params(&images),
+            "mflab_l2_kernel=/root/.cache/mflab/vmlinux/k.elf mflab_l2_initrd=\"/home/a user/l2.cpio\""
+        );
+    }
 }

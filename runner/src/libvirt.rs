@@ -82,6 +82,7 @@ impl Libvirtd {
         if !libvirtd.exists() {
             return Err(format!("{} not found: install libvirt-daemon and libvirt-daemon-driver-qemu on the host (L1 shares its root), or give --libvirt-bin", libvirtd.display()));
         }
+        crate::l1_kvm::ready_for_l2()?;
         // A shared L1 prepares once; the daemon itself is new for every run.
         if !Path::new(PREPARED).exists() {
             prepare_l1_for_libvirt()?;

@@ -7,6 +7,7 @@ mod compare_backends;
 mod images;
 mod interrupt;
 mod l1;
+mod l1_kvm;
 mod l2_ram;
 mod libvirt;
 mod libvirt_run;

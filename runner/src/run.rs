@@ -143,7 +143,7 @@ fn run_in_vm(
     let topology = topology::load(&s.topology).map_err(|e| (e.to_string(), None))?;
     let work = WorkDir::new("mflab-run-").map_err(|e| (e.to_string(), None))?;
     let fail = |e: String, w: WorkDir| Err((e, Some(w)));
-    // L2's kernel and initramfs are in L1's initramfs, under /l2.
+    // L1's init binds L2's kernel and initramfs at /l2 (see l1.rs).
     let request = RunRequest {
         xml_name: s.xml_name.clone(),
         xml: s.xml.clone(),

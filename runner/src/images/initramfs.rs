@@ -7,19 +7,21 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::modules::{index_modules, load_groups, without_signature, Module};
-use super::{cache_dir, io_err, ImageError, KernelSource, L1_INIT, L1_MODULES, L2_INIT};
+use super::modules::{index_modules, load_groups, without_loaded, without_signature, Module};
+use super::{
+    cache_dir, io_err, ImageError, KernelSource, L1_INIT, L1_LATE_MODULES, L1_MODULES, L2_INIT,
+};
 
 const BUSYBOX: &str = "/bin/busybox";
 /// Applets the init script uses, linked to busybox.
 const APPLETS: &[&str] = &[
     "sh", "mount", "insmod", "cat", "cut", "mkdir", "ln", "readlink", "chroot", "poweroff", "sync",
-    "echo", "sleep",
+    "echo", "sleep", "mv", "cp",
 ];
 
 /// Changes whenever what goes into an archive changes in a way the
 /// inputs below do not show (so an old cache entry is not reused).
-const ARCHIVE_LAYOUT: &str = "2: module groups, signatures cut off";
+const ARCHIVE_LAYOUT: &str = "3: module groups, signatures cut off, late modules, no /l2";
 
 pub fn wanted_modules(list: &str) -> Vec<String> {
     list.lines()
@@ -29,56 +31,50 @@ pub fn wanted_modules(list: &str) -> Vec<String> {
         .collect()
 }
 
-/// L1's initramfs also carries L2's kernel and initramfs under /l2: read
-/// from L1's RAM they cost nothing, read over 9p under TCG they cost seconds.
-pub fn l1_initramfs(
-    kernel: &KernelSource,
-    l2_kernel: &Path,
-    l2_initrd: &Path,
-) -> Result<(PathBuf, bool), ImageError> {
-    let extra = [
-        (l2_kernel.to_path_buf(), "l2/vmlinux"),
-        (l2_initrd.to_path_buf(), "l2/initrd"),
-    ];
+/// L1's initramfs: busybox, init, and the modules, in two lists: those
+/// init loads before the agent starts, and those only an L2 needs, which
+/// load behind the agent (`images/l1-late-modules.txt` says why). L2's
+/// kernel and initramfs are not in it: 36 MB more to unpack cost every
+/// boot about 0.3 s; init binds them from the host's root instead, and
+/// the first L2 of an L1 reads them over 9p into L1's page cache.
+pub fn l1_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageError> {
     // Resolving module dependencies reads every wanted .ko: only when building.
     let modules = || {
         let index = index_modules(&kernel.modules)?;
-        load_groups(&wanted_modules(L1_MODULES), &index, &kernel.modules)
+        let now = load_groups(&wanted_modules(L1_MODULES), &index, &kernel.modules)?;
+        let late = load_groups(&wanted_modules(L1_LATE_MODULES), &index, &kernel.modules)?;
+        Ok((now.clone(), without_loaded(late, &now)))
     };
-    cached_initramfs("l1", kernel, L1_INIT, (L1_MODULES, &modules), &extra)
+    let wanted = format!("{L1_MODULES}\n[late]\n{L1_LATE_MODULES}");
+    cached_initramfs("l1", kernel, L1_INIT, (&wanted, &modules))
 }
 
 /// The floor: a bare kernel boot whose init powers off at once.
 pub fn floor_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageError> {
-    cached_initramfs(
-        "floor",
-        kernel,
-        "#!/bin/sh\n/bin/poweroff -f\n",
-        NO_MODULES,
-        &[],
-    )
+    cached_initramfs("floor", kernel, "#!/bin/sh\n/bin/poweroff -f\n", NO_MODULES)
 }
 
 /// L2 needs no module: its init only reads sysfs.
 pub fn l2_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageError> {
-    cached_initramfs("l2", kernel, L2_INIT, NO_MODULES, &[])
+    cached_initramfs("l2", kernel, L2_INIT, NO_MODULES)
 }
 
-/// Files added as they are: (source, path in the archive).
-type ExtraFiles<'a> = &'a [(PathBuf, &'a str)];
 /// Groups of modules that share nothing, each in load order.
 type ModuleList = Vec<Vec<Module>>;
 /// The wanted-modules text (part of the cache key) and how to resolve it
 /// into files in load order (only when building).
-type Modules<'a> = (&'a str, &'a dyn Fn() -> Result<ModuleList, ImageError>);
-const NO_MODULES: Modules = ("", &|| Ok(Vec::new()));
+/// Two lists: loaded before the agent starts, and loaded behind it.
+type Modules<'a> = (
+    &'a str,
+    &'a dyn Fn() -> Result<(ModuleList, ModuleList), ImageError>,
+);
+const NO_MODULES: Modules = ("", &|| Ok((Vec::new(), Vec::new())));
 
 fn cached_initramfs(
     kind: &str,
     kernel: &KernelSource,
     init: &str,
     modules: Modules,
-    extra: ExtraFiles,
 ) -> Result<(PathBuf, bool), ImageError> {
     let busybox = std::fs::read(BUSYBOX)
         .map_err(|e| ImageError::Busybox(format!("{BUSYBOX}: {e}; install busybox-static")))?;
@@ -90,11 +86,6 @@ fn cached_initramfs(
     hash.update(&busybox);
     hash.update(kernel.modules.to_string_lossy().as_bytes());
     hash.update(modules.0.as_bytes());
-    // Extra files are themselves named by content (or version, size and time).
-    for (path, name) in extra {
-        hash.update(name.as_bytes());
-        hash.update(path.to_string_lossy().as_bytes());
-    }
     let digest = format!("{:x}", hash.finalize());
     let dir = cache_dir().join("initramfs");
     let out = dir.join(format!("{kind}-{}-{}.cpio", kernel.version, &digest[..16]));
@@ -107,7 +98,8 @@ fn cached_initramfs(
         &digest[..16],
         std::process::id()
     ));
-    write_archive(&tmp, &busybox, init, &(modules.1)()?, extra)?;
+    let (now, late) = (modules.1)()?;
+    write_archive(&tmp, &busybox, init, &now, &late)?;
     std::fs::rename(&tmp, &out).map_err(io_err(&out))?;
     Ok((out, true))
 }
@@ -154,7 +146,7 @@ fn write_archive(
     busybox: &[u8],
     init: &str,
     modules: &[Vec<Module>],
-    extra: ExtraFiles,
+    late_modules: &[Vec<Module>],
 ) -> Result<(), ImageError> {
     let write = || -> std::io::Result<()> {
         let mut a = Archive {
@@ -182,27 +174,23 @@ fn write_archive(
         }
         a.file("init", true, init.as_bytes())?;
         // One line per group: init loads the lines side by side.
-        let mut list = String::new();
-        for group in modules {
-            let mut names = Vec::new();
-            for (name, module) in group {
-                let ko = std::fs::read(module)?;
-                a.file(
-                    &format!("lib/modules/{name}.ko"),
-                    false,
-                    without_signature(&ko),
-                )?;
-                names.push(name.as_str());
+        for (list_name, groups) in [("modules", modules), ("modules-late", late_modules)] {
+            let mut list = String::new();
+            for group in groups {
+                let mut names = Vec::new();
+                for (name, module) in group {
+                    let ko = std::fs::read(module)?;
+                    a.file(
+                        &format!("lib/modules/{name}.ko"),
+                        false,
+                        without_signature(&ko),
+                    )?;
+                    names.push(name.as_str());
+                }
+                list.push_str(&names.join(" "));
+                list.push('\n');
             }
-            list.push_str(&names.join(" "));
-            list.push('\n');
-        }
-        a.file("etc/mflab/modules", false, list.as_bytes())?;
-        if !extra.is_empty() {
-            a.dir("l2")?;
-        }
-        for (path, name) in extra {
-            a.file(name, false, &std::fs::read(path)?)?;
+            a.file(&format!("etc/mflab/{list_name}"), false, list.as_bytes())?;
         }
         a.finish()
     };

@@ -18,6 +18,7 @@ pub use kernel::{find_kernel, KernelSource};
 /// The recipe files, compiled in so the binary is the whole recipe.
 pub const L1_INIT: &str = include_str!("../../../images/l1-init.sh");
 pub const L1_MODULES: &str = include_str!("../../../images/l1-modules.txt");
+pub const L1_LATE_MODULES: &str = include_str!("../../../images/l1-late-modules.txt");
 pub const L2_INIT: &str = include_str!("../../../images/l2-init.sh");
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,10 @@ pub struct L1Images {
     /// What QEMU's -kernel gets: the PVH ELF when the kernel has one, else the bzImage.
     pub boot_kernel: PathBuf,
     pub initramfs: PathBuf,
+    /// L2's kernel and initramfs, as canonical host paths: L1's init binds
+    /// them at /l2/vmlinux and /l2/initrd from the host's root over 9p.
+    pub l2_kernel: PathBuf,
+    pub l2_initrd: PathBuf,
     /// Whether this call built the L1 initramfs (false: taken from the cache).
     pub built: bool,
 }
@@ -63,6 +68,8 @@ impl L1Images {
                 origin: "none".into(),
             },
             initramfs: PathBuf::new(),
+            l2_kernel: PathBuf::new(),
+            l2_initrd: PathBuf::new(),
             built: false,
         }
     }
@@ -78,8 +85,11 @@ pub fn prepare_l1() -> Result<L1Images, ImageError> {
         pvh::boot_image(&kernel)?
     };
     let (l2_initramfs, _) = initramfs::l2_initramfs(&kernel)?;
-    let (initramfs, built) = initramfs::l1_initramfs(&kernel, &boot_kernel, &l2_initramfs)?;
+    let (initramfs, built) = initramfs::l1_initramfs(&kernel)?;
+    let canonical = |p: &PathBuf| std::fs::canonicalize(p).map_err(io_err(p));
     Ok(L1Images {
+        l2_kernel: canonical(&boot_kernel)?,
+        l2_initrd: canonical(&l2_initramfs)?,
         boot_kernel,
         kernel,
         initramfs,

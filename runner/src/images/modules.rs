@@ -86,6 +86,20 @@ pub fn load_groups(
     Ok(groups)
 }
 
+/// `late` groups without the modules `now` loads already (a late module's
+/// dependencies may be there: kvm needs irqbypass, which vfio loads).
+pub fn without_loaded(late: Vec<Vec<Module>>, now: &[Vec<Module>]) -> Vec<Vec<Module>> {
+    late.into_iter()
+        .map(|group| {
+            group
+                .into_iter()
+                .filter(|m| !now.iter().flatten().any(|n| n == m))
+                .collect::<Vec<_>>()
+        })
+        .filter(|group| !group.is_empty())
+        .collect()
+}
+
 /// The trailer of a signed module (`scripts/sign-file`).
 const SIGNATURE_MARKER: &[u8] = b"~Module signature appended~\n";
 
@@ -176,6 +190,17 @@ mod tests {
         );
         let wanted = ["nope".to_string()];
         assert!(load_groups(&wanted, &index, dir.path()).is_err());
+    }
+
+    #[test]
+    fn late_groups_leave_out_what_loads_before_them() {
+        let m = |n: &str| (n.to_string(), PathBuf::from(format!("{n}.ko")));
+        let now = vec![vec![m("irqbypass"), m("vfio")], vec![m("virtio")]];
+        let late = vec![
+            vec![m("irqbypass"), m("kvm"), m("kvm_amd")],
+            vec![m("virtio")],
+        ];
+        assert_eq!(without_loaded(late, &now), [vec![m("kvm"), m("kvm_amd")]]);
     }
 
     #[test]
