@@ -54,6 +54,13 @@ fn steps(req: &RunRequest, work: &Path, out: &mut RunOutcome) -> Result<(), Stri
         return Err(defined.error_text());
     }
     let result = run_defined(req, &daemon, &serial, out);
+    // L2's QEMU log (its stderr, libvirt's command line) lives in L1's
+    // tmpfs: kept beside the serial log for whoever reads a failure.
+    std::fs::copy(
+        format!("/var/log/libvirt/qemu/{DOMAIN_NAME}.log"),
+        work.join("l2-qemu.log"),
+    )
+    .ok();
     // Whatever happened: the domain goes away (libvirt reattaches on stop).
     if daemon.domstate() != "shut off" {
         daemon.virsh(&["destroy", DOMAIN_NAME]);
