@@ -8,7 +8,8 @@
 //! site in `__apic_accept_irq`). With the idle VM present, libvirt's L2
 //! sometimes died before printing anything and twice L1's own kernel
 //! found its stack corrupted, 4 failures in 40 runs against none in 16
-//! without it. The lockup is rarer and a fresh L1 recovers from it.
+//! without it. The lockup is rarer, and L1 panics on it soon (`L1_TRIMS`)
+//! so that the scenario runs again on a fresh L1.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
