@@ -47,8 +47,19 @@ pub struct L2Config {
 /// - `init_on_alloc=0`: no zeroing of every page handed out (0.2 s).
 /// - `quiet loglevel=3`: every byte on the emulated UART costs exits.
 /// - `panic=-1`: a panic ends QEMU (`-no-reboot`) instead of hanging.
+/// - `maxcpus=1`: L2 has two vCPUs ([`L2_VCPUS`]) and boots one.
 pub const L2_KERNEL_CMDLINE: &str =
-    "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable pci=noearly cryptomgr.notests ipv6.disable=1 rodata=off init_on_alloc=0";
+    "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable pci=noearly cryptomgr.notests ipv6.disable=1 rodata=off init_on_alloc=0 maxcpus=1";
+
+/// L2's vCPUs: two, of which its kernel starts one (`maxcpus=1`). The
+/// other keeps its local APIC software-disabled as KVM created it, and so
+/// keeps KVM's `apic_sw_disabled` static key on for as long as this L2
+/// exists. With one vCPU the key went off a second after L2's kernel
+/// enabled its APIC, and KVM rewrote its own code while L2 was running
+/// it; under TCG that sometimes left L1's CPU spinning at the rewritten
+/// site (`__apic_accept_irq+0x72`) until the soft-lockup panic, about one
+/// L2 in 20 here. Now the key changes only while no L2 exists.
+pub const L2_VCPUS: u32 = 2;
 
 pub fn l2_args(c: &L2Config) -> Vec<String> {
     let cpu = if c.accel == "kvm" { "host" } else { "max" };
@@ -70,7 +81,7 @@ pub fn l2_args(c: &L2Config) -> Vec<String> {
             machine: &machine,
             cpu,
             memory_mib: c.memory_mib,
-            smp: 1,
+            smp: L2_VCPUS,
             kernel: &c.kernel,
             initrd: &c.initrd,
             append: L2_KERNEL_CMDLINE,

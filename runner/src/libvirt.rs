@@ -232,8 +232,10 @@ pub fn l2_domain_with(
     lab_devices: bool,
 ) -> String {
     let mut xml = format!(
-        "<domain type='{}'>\n  <name>{DOMAIN_NAME}</name>\n  <memory unit='MiB'>256</memory>\n  <vcpu>1</vcpu>\n  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n    <kernel>{}</kernel>\n    <initrd>{}</initrd>\n    <cmdline>{}</cmdline>\n  </os>\n  <features><acpi/></features>\n  <cpu mode='{}'/>\n  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n  <devices>\n{}",
+        "<domain type='{}'>\n  <name>{DOMAIN_NAME}</name>\n  <memory unit='MiB'>256</memory>\n  <vcpu>{}</vcpu>\n  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n    <kernel>{}</kernel>\n    <initrd>{}</initrd>\n    <cmdline>{}</cmdline>\n  </os>\n  <features><acpi/></features>\n  <cpu mode='{}'/>\n  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n  <devices>\n{}",
         if kvm { "kvm" } else { "qemu" },
+        // Two vCPUs, one booted: inner.rs says why.
+        lab::inner::L2_VCPUS,
         kernel.display(),
         initrd.display(),
         // The same trimmed command line as mflab's own L2 (inner.rs says why).

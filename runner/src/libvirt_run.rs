@@ -41,6 +41,8 @@ fn steps(req: &RunRequest, work: &Path, out: &mut RunOutcome) -> Result<(), Stri
     if hostdevs.is_empty() {
         return Err("the XML has no <hostdev> for libvirt to carry out".into());
     }
+    // mflab's own L2 leaves its RAM file for the next one: not for this one.
+    crate::l2_ram::give_back(work);
     let daemon = Libvirtd::start(work, req.libvirt_bin.as_deref())?;
     let kvm = decide(&gather(Path::new("/"))).accel == Accel::Kvm;
     out.l2_accel = if kvm { "kvm".into() } else { "tcg".into() };
