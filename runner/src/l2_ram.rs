@@ -72,8 +72,8 @@ fn wipe_from_device(ram: &Path, scratch: &Path) -> std::io::Result<()> {
         return Ok(());
     }
     let zeros_path = scratch.join("l2-ram-zeros");
-    File::create(&zeros_path)?.set_len(len as u64)?; // sparse: the host reads holes
     let result = (|| {
+        File::create(&zeros_path)?.set_len(len as u64)?; // sparse: the host reads holes
         let mut map = SharedMap::new(&file, len)?;
         let mut zeros = File::open(&zeros_path)?;
         for chunk in map.as_mut_slice().chunks_mut(WIPE_CHUNK) {
