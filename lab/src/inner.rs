@@ -354,6 +354,23 @@ pub fn guest_report_complete(serial: &str) -> bool {
     serial.contains("MFLAB-L2-DONE")
 }
 
+/// The error of a run whose L2 powered off before its report was done.
+pub const REPORT_CUT_SHORT: &str =
+    "L2 powered off without finishing its report (see l2-serial.log)";
+
+/// When an L2 that powered off never reached its init, the lab is to blame,
+/// not the devices under test: seen in CI under TCG's emulated SVM, an L2
+/// with nothing but `vfio-pci` functions that already booted fine elsewhere
+/// shut down 3 s after `cont` without one byte on its console (the kernel
+/// prints panics at this log level, so it was a reset, not a panic).
+/// Devices that really break L2 break it again on a retry, so the runner
+/// retries such a run on a fresh L1 and says so.
+pub fn lab_fault_of_cut_report(serial: &str) -> Option<String> {
+    (!serial.contains("MFLAB-L2-START")).then(|| {
+        "L2 reset before its init printed a line (nested virtualization under emulation)".into()
+    })
+}
+
 /// A short socket path: Unix sockets are limited to 108 bytes.
 pub fn socket_path(dir: &Path) -> PathBuf {
     dir.join("l2.qmp")
@@ -373,6 +390,9 @@ mod tests {
         assert_eq!(rows[0].key(), "1234:1111@0000:00:05.0");
         assert_eq!(rows[0].driver, None);
         assert!(guest_report_complete(serial));
+        assert!(lab_fault_of_cut_report("").is_some());
+        assert!(lab_fault_of_cut_report("[ 1.9] Kernel panic - not syncing\n").is_some());
+        assert!(lab_fault_of_cut_report("[ 0.5] x\nMFLAB-L2-START 2.1\n").is_none());
     }
 
     #[test]

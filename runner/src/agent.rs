@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use lab::bind::{detach, Sysfs};
 use lab::check::check_text;
 use lab::host::read_host_view;
-use lab::inner::{guest_report_complete, run_inner_guest, socket_path, InnerDepth, L2Config};
+use lab::inner::{
+    guest_report_complete, lab_fault_of_cut_report, run_inner_guest, socket_path, InnerDepth,
+    L2Config, REPORT_CUT_SHORT,
+};
 use lab::outcome::{function_rows, Backend, Depth, RunOutcome, RunRequest};
 use lab::plan::plan;
 
@@ -140,8 +143,8 @@ pub fn run_in_l1(req: &RunRequest, work: &Path) -> RunOutcome {
         if depth == InnerDepth::Boot && out.error.is_none() {
             let serial = std::fs::read_to_string(&config.serial_log).unwrap_or_default();
             if !guest_report_complete(&serial) {
-                out.error =
-                    Some("L2 powered off without finishing its report (see l2-serial.log)".into());
+                out.error = Some(REPORT_CUT_SHORT.into());
+                out.lab_fault = lab_fault_of_cut_report(&serial);
             }
         }
     }
@@ -218,7 +221,11 @@ pub fn serve(dir: &Path) -> Result<(), String> {
         let work = dir.join(format!("s{n}"));
         std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
         let outcome = run_in_l1(&req, &work);
-        let health = health(&boot_rows);
+        // After a lab fault L1's KVM is not trusted with the next scenario.
+        let health = match &outcome.lab_fault {
+            Some(fault) => Err(fault.clone()),
+            None => health(&boot_rows),
+        };
         let result = ServedResult {
             outcome,
             healthy: health.is_ok(),

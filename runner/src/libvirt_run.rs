@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use lab::bind::Sysfs;
 use lab::device_text::device_texts;
-use lab::inner::{guest_report_complete, parse_guest_report, qmp_view};
+use lab::inner::{
+    guest_report_complete, lab_fault_of_cut_report, parse_guest_report, qmp_view, REPORT_CUT_SHORT,
+};
 use lab::outcome::{function_rows, Depth, RunOutcome, RunRequest};
 
 use crate::accel::{decide, gather, Accel};
@@ -136,7 +138,8 @@ fn run_defined(
         return Err(format!("L2 did not power off within {timeout:?}"));
     }
     if !guest_report_complete(&report) {
-        return Err("L2 powered off without finishing its report (see l2-serial.log)".into());
+        out.lab_fault = lab_fault_of_cut_report(&report);
+        return Err(REPORT_CUT_SHORT.into());
     }
     Ok(())
 }

@@ -18,6 +18,9 @@ use crate::topology;
 /// given 90 s inside L1 (nested KVM), the rest takes seconds.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(240);
 
+/// Runs of one scenario at most when the lab fails (see `run_scenario`).
+const ATTEMPTS: usize = 3;
+
 /// What one scenario did and whether it held.
 pub struct ScenarioReport {
     pub name: String,
@@ -75,23 +78,28 @@ pub fn run_scenario(
         };
         (outcome, None)
     } else {
-        let first = run_in_vm(s, images, accel, options, pool.as_deref_mut());
-        // No outcome from L1 means the lab failed, not the system under test
-        // (seen: QEMU 7.2's TCG segfaulting under nested SVM): once more on a
-        // fresh L1, and say so.
-        let attempt = match first {
-            Err((e, w)) if !crate::interrupt::interrupted() => {
-                let kept = w
-                    .map(|mut w| w.keep().display().to_string())
-                    .unwrap_or_else(|| "(none)".into());
-                notes.push(format!(
-                    "L1 failed ({}); ran again on a fresh L1 (first attempt kept in {kept})",
-                    e.lines().next().unwrap_or_default()
-                ));
-                run_in_vm(s, images, accel, options, pool)
+        // No outcome from L1, or an outcome that blames the lab, means the
+        // lab failed, not the system under test (seen: QEMU 7.2's TCG
+        // segfaulting under nested SVM, L1's idle task finding its stack
+        // corrupted, an L2 reset before its init; once two in a row): again
+        // on a fresh L1, and say so.
+        let mut attempt = run_in_vm(s, images, accel, options, pool.as_deref_mut());
+        for _ in 1..ATTEMPTS {
+            let Some(fault) = lab_failure(&attempt) else {
+                break;
+            };
+            if crate::interrupt::interrupted() {
+                break;
             }
-            other => other,
-        };
+            let kept = match attempt {
+                Ok((_, mut w)) | Err((_, Some(mut w))) => w.keep().display().to_string(),
+                Err((_, None)) => "(none)".into(),
+            };
+            notes.push(format!(
+                "{fault}; ran again on a fresh L1 (that attempt kept in {kept})"
+            ));
+            attempt = run_in_vm(s, images, accel, options, pool.as_deref_mut());
+        }
         match attempt {
             Ok((o, w)) => (o, Some(w)),
             Err((e, w)) => {
@@ -132,6 +140,17 @@ pub fn run_scenario(
 }
 
 type VmResult = Result<(RunOutcome, WorkDir), (String, Option<WorkDir>)>;
+
+/// Why an attempt failed for the lab's sake, when it did.
+fn lab_failure(attempt: &VmResult) -> Option<String> {
+    match attempt {
+        Err((e, _)) => Some(format!(
+            "L1 failed ({})",
+            e.lines().next().unwrap_or_default()
+        )),
+        Ok((outcome, _)) => outcome.lab_fault.clone(),
+    }
+}
 
 fn run_in_vm(
     s: &Scenario,
@@ -364,4 +383,31 @@ pub fn describe_l2(o: &RunOutcome) -> Vec<String> {
         }
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_labs_own_failures_are_run_again() {
+        let work = || WorkDir::new("mflab-test-").expect("temp dir");
+        let no_l1: VmResult = Err(("L1: did not become ready\nserial...".into(), None));
+        assert_eq!(
+            lab_failure(&no_l1).as_deref(),
+            Some("L1 failed (L1: did not become ready)")
+        );
+        let silent_l2 = RunOutcome {
+            error: Some(lab::inner::REPORT_CUT_SHORT.into()),
+            lab_fault: lab::inner::lab_fault_of_cut_report(""),
+            ..Default::default()
+        };
+        assert!(lab_failure(&Ok((silent_l2, work()))).is_some());
+        // A failure of the system under test is the scenario's result.
+        let refused = RunOutcome {
+            error: Some("vfio 0000:00:06.1: group 7 is not viable".into()),
+            ..Default::default()
+        };
+        assert_eq!(lab_failure(&Ok((refused, work()))), None);
+    }
 }
