@@ -87,7 +87,26 @@ fn main() -> std::process::ExitCode {
             Trial::test(r.name.clone(), move || check(&files, &key))
         })
         .collect();
-    libtest_mimic::run(&args, trials).exit_code()
+    let conclusion = libtest_mimic::run(&args, trials);
+    print_lab_notes();
+    conclusion.exit_code()
+}
+
+/// A pass after a retry is still a pass, but a CI log should show what the
+/// lab had to do (a fresh L1 after its own failure) so that a rising rate
+/// is seen before it turns into failures.
+fn print_lab_notes() {
+    let Some(Ok(all)) = RESULTS.get() else {
+        return;
+    };
+    for ((scenario, backend), report) in all {
+        for note in report["notes"].as_array().into_iter().flatten() {
+            println!(
+                "lab note: {scenario} ({backend}): {}",
+                note.as_str().unwrap_or_default()
+            );
+        }
+    }
 }
 
 fn is_selected(args: &Arguments, name: &str) -> bool {
