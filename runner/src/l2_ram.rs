@@ -24,6 +24,8 @@
 //! as a real machine does after a warm reset. Every L2 boots the same
 //! kernel and initramfs, reports over its serial port into a log of its
 //! own, and neither firmware nor kernel read RAM they did not write.
+//! Another kind of VM (libvirt's L2) does not get the file: `give_back`
+//! wipes it and returns its pages first.
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -52,6 +54,9 @@ pub fn prepare(memory_mib: u32) -> Option<PathBuf> {
 /// other pages could meet them. A device write (a read from the 9p work
 /// share into the mapped pages) makes L0 drop them in one pass per range:
 /// 0.75 s, against 3 s for L1's CPU. `scratch` is a directory on that share.
+/// Later (CI, session 4) a libvirt L2 on a fresh L1, no mflab L2 before
+/// it, died the same way: the file was not the whole story. Such runs are
+/// now the lab's fault and run again (`lab::inner::lab_fault_of_cut_report`).
 pub fn give_back(scratch: &Path) {
     let path = Path::new(RAM_FILE);
     if !path.exists() {
