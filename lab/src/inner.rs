@@ -128,6 +128,10 @@ pub struct InnerRun {
     pub error: Option<String>,
     pub transcript: Vec<String>,
     pub timings: Vec<(String, f64)>,
+    /// Whether `cont` went through: L2's kernel was let run.
+    pub resumed: bool,
+    /// See `lab_fault_of_silent_guest`.
+    pub lab_fault: Option<String>,
 }
 
 /// How far to take L2.
@@ -207,6 +211,7 @@ pub async fn run_inner_guest(
     if depth != InnerDepth::QmpOnly {
         let serial = std::fs::read_to_string(&c.serial_log).unwrap_or_default();
         run.guest_view = parse_guest_report(&serial);
+        run.lab_fault = lab_fault_of_run(depth, run.resumed, &serial);
         let boot = run
             .timings
             .iter()
@@ -217,6 +222,15 @@ pub async fn run_inner_guest(
         }
     }
     run
+}
+
+/// A run's lab fault: only an L2 that was let run (not one refused its
+/// devices, nor one killed on purpose) and whose init never spoke.
+fn lab_fault_of_run(depth: InnerDepth, resumed: bool, serial: &str) -> Option<String> {
+    if depth != InnerDepth::Boot || !resumed || guest_report_complete(serial) {
+        return None;
+    }
+    lab_fault_of_silent_guest(serial)
 }
 
 /// `l2-boot` (from `cont` to QEMU's exit) split by what L2's init printed:
@@ -284,6 +298,7 @@ async fn drive(
     qmp.execute(&qapi::qmp::cont {})
         .await
         .map_err(|e| e.to_string())?;
+    run.resumed = true;
     if depth == InnerDepth::BootAndKill {
         tokio::time::sleep(Duration::from_millis(500)).await;
         // The caller reaps it (and says so if it does not die).
@@ -358,16 +373,18 @@ pub fn guest_report_complete(serial: &str) -> bool {
 pub const REPORT_CUT_SHORT: &str =
     "L2 powered off without finishing its report (see l2-serial.log)";
 
-/// When an L2 that powered off never reached its init, the lab is to blame,
-/// not the devices under test: seen in CI under TCG's emulated SVM, an L2
-/// with nothing but `vfio-pci` functions that already booted fine elsewhere
-/// shut down 3 s after `cont` without one byte on its console (the kernel
-/// prints panics at this log level, so it was a reset, not a panic).
-/// Devices that really break L2 break it again on a retry, so the runner
-/// retries such a run on a fresh L1 and says so.
-pub fn lab_fault_of_cut_report(serial: &str) -> Option<String> {
+/// When an L2 that was resumed never reached its init, the lab is to
+/// blame, not the devices under test. Seen under TCG's emulated SVM, with
+/// functions that had booted fine in the runs before: an L2 shut down 3 s
+/// after `cont` without one byte on its console (the kernel prints panics
+/// at this log level, so it was a reset), and an L2 silent until the 90 s
+/// timeout. Devices that really break L2 break it again on a retry, so the
+/// runner retries such a run on a fresh L1 and says so. `serial` is L2's
+/// console after it powered off or was killed.
+pub fn lab_fault_of_silent_guest(serial: &str) -> Option<String> {
     (!serial.contains("MFLAB-L2-START")).then(|| {
-        "L2 reset before its init printed a line (nested virtualization under emulation)".into()
+        "L2 was resumed but its init never printed a line (nested virtualization under emulation)"
+            .into()
     })
 }
 
@@ -390,9 +407,26 @@ mod tests {
         assert_eq!(rows[0].key(), "1234:1111@0000:00:05.0");
         assert_eq!(rows[0].driver, None);
         assert!(guest_report_complete(serial));
-        assert!(lab_fault_of_cut_report("").is_some());
-        assert!(lab_fault_of_cut_report("[ 1.9] Kernel panic - not syncing\n").is_some());
-        assert!(lab_fault_of_cut_report("[ 0.5] x\nMFLAB-L2-START 2.1\n").is_none());
+        assert!(lab_fault_of_silent_guest("").is_some());
+        assert!(lab_fault_of_silent_guest("[ 1.9] Kernel panic - not syncing\n").is_some());
+        assert!(lab_fault_of_silent_guest("[ 0.5] x\nMFLAB-L2-START 2.1\n").is_none());
+    }
+
+    #[test]
+    fn only_a_resumed_guest_that_never_spoke_is_the_labs_fault() {
+        use InnerDepth::*;
+        assert!(lab_fault_of_run(Boot, true, "").is_some());
+        assert!(
+            lab_fault_of_run(Boot, false, "").is_none(),
+            "device_add refused"
+        );
+        assert!(
+            lab_fault_of_run(BootAndKill, true, "").is_none(),
+            "killed on purpose"
+        );
+        assert!(lab_fault_of_run(QmpOnly, false, "").is_none());
+        // Init started: whatever went wrong after it is the scenario's.
+        assert!(lab_fault_of_run(Boot, true, "MFLAB-L2-START 2.2\n").is_none());
     }
 
     #[test]

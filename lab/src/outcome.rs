@@ -128,7 +128,7 @@ pub struct RunOutcome {
     /// Null, or the failure text (QEMU's or the binder's).
     pub error: Option<String>,
     /// Set when the failure is the lab's own, not the system's under test
-    /// (see `inner::lab_fault_of_cut_report`): the runner retries the run.
+    /// (see `inner::lab_fault_of_silent_guest`): the runner retries the run.
     #[serde(default)]
     pub lab_fault: Option<String>,
     /// Whether every function ended on the driver it had before the run.

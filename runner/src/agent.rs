@@ -14,8 +14,7 @@ use lab::bind::{detach, Sysfs};
 use lab::check::check_text;
 use lab::host::read_host_view;
 use lab::inner::{
-    guest_report_complete, lab_fault_of_cut_report, run_inner_guest, socket_path, InnerDepth,
-    L2Config, REPORT_CUT_SHORT,
+    guest_report_complete, run_inner_guest, socket_path, InnerDepth, L2Config, REPORT_CUT_SHORT,
 };
 use lab::outcome::{function_rows, Backend, Depth, RunOutcome, RunRequest};
 use lab::plan::plan;
@@ -140,11 +139,11 @@ pub fn run_in_l1(req: &RunRequest, work: &Path) -> RunOutcome {
         out.l2_qmp = inner.qmp_view;
         out.l2_guest = inner.guest_view;
         out.error = inner.error;
+        out.lab_fault = inner.lab_fault;
         if depth == InnerDepth::Boot && out.error.is_none() {
             let serial = std::fs::read_to_string(&config.serial_log).unwrap_or_default();
             if !guest_report_complete(&serial) {
                 out.error = Some(REPORT_CUT_SHORT.into());
-                out.lab_fault = lab_fault_of_cut_report(&serial);
             }
         }
     }

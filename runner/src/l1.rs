@@ -184,6 +184,21 @@ pub struct BootOutcome {
 /// Every agent script starts by creating this file: "agent ready".
 pub const READY_FILE: &str = "ready";
 
+/// How long L1 may take to reach its agent: 3-5 s as a rule here, 15 s on
+/// a loaded machine. Seen once: L1's kernel stalled before its init with
+/// CPU 0's timer gone quiet (RCU stall reports every 21 s, no panic: the
+/// sysctl that would panic applies only once init starts). Waiting the
+/// whole scenario timeout for such an L1 cost 4 minutes.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The error for an L1 that did not reach its agent in time.
+pub fn not_ready(work_dir: &Path) -> String {
+    format!(
+        "L1's agent was not ready within {READY_TIMEOUT:?}; serial log:\n{}",
+        tail(&work_dir.join(SERIAL_LOG), 15)
+    )
+}
+
 /// Boots L1 once with `agent_script` as what runs inside; waits for
 /// power-off. The mflab binary is copied into the work directory, so L1
 /// runs exactly this build whatever path it lives at.
@@ -195,6 +210,10 @@ pub fn boot(c: &L1Config, agent_script: &str, timeout: Duration) -> Result<BootO
     process.wait(timeout, || {
         if ready.is_none() && ready_file.exists() {
             ready = Some(start.elapsed());
+        }
+        match ready {
+            None if start.elapsed() > READY_TIMEOUT => Err(not_ready(c.work_dir)),
+            _ => Ok(()),
         }
     })?;
     Ok(BootOutcome {

@@ -56,7 +56,7 @@ pub fn prepare(memory_mib: u32) -> Option<PathBuf> {
 /// 0.75 s, against 3 s for L1's CPU. `scratch` is a directory on that share.
 /// Later (CI, session 4) a libvirt L2 on a fresh L1, no mflab L2 before
 /// it, died the same way: the file was not the whole story. Such runs are
-/// now the lab's fault and run again (`lab::inner::lab_fault_of_cut_report`).
+/// now the lab's fault and run again (`lab::inner::lab_fault_of_silent_guest`).
 pub fn give_back(scratch: &Path) {
     let path = Path::new(RAM_FILE);
     if !path.exists() {

@@ -13,7 +13,8 @@ use std::time::Duration;
 use lab::bind::Sysfs;
 use lab::device_text::device_texts;
 use lab::inner::{
-    guest_report_complete, lab_fault_of_cut_report, parse_guest_report, qmp_view, REPORT_CUT_SHORT,
+    guest_report_complete, lab_fault_of_silent_guest, parse_guest_report, qmp_view,
+    REPORT_CUT_SHORT,
 };
 use lab::outcome::{function_rows, Depth, RunOutcome, RunRequest};
 
@@ -134,11 +135,14 @@ fn run_defined(
     let powered_off = daemon.wait_shut_off(timeout);
     let report = std::fs::read_to_string(serial).unwrap_or_default();
     out.l2_guest = parse_guest_report(&report);
+    let complete = guest_report_complete(&report);
+    if !complete {
+        out.lab_fault = lab_fault_of_silent_guest(&report);
+    }
     if !powered_off {
         return Err(format!("L2 did not power off within {timeout:?}"));
     }
-    if !guest_report_complete(&report) {
-        out.lab_fault = lab_fault_of_cut_report(&report);
+    if !complete {
         return Err(REPORT_CUT_SHORT.into());
     }
     Ok(())

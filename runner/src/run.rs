@@ -399,7 +399,7 @@ mod tests {
         );
         let silent_l2 = RunOutcome {
             error: Some(lab::inner::REPORT_CUT_SHORT.into()),
-            lab_fault: lab::inner::lab_fault_of_cut_report(""),
+            lab_fault: lab::inner::lab_fault_of_silent_guest(""),
             ..Default::default()
         };
         assert!(lab_failure(&Ok((silent_l2, work()))).is_some());

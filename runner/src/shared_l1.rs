@@ -13,7 +13,9 @@ use lab::outcome::{RunOutcome, RunRequest};
 use crate::accel::AccelChoice;
 use crate::agent::ServedResult;
 use crate::images::L1Images;
-use crate::l1::{start_l1, tail, L1Config, WorkDir, READY_FILE, SERIAL_LOG};
+use crate::l1::{
+    not_ready, start_l1, tail, L1Config, WorkDir, READY_FILE, READY_TIMEOUT, SERIAL_LOG,
+};
 use crate::topology;
 use crate::vm::QemuProcess;
 
@@ -44,14 +46,14 @@ impl SharedL1 {
         let mut process = start_l1(&config, SERVE).map_err(|e| e.to_string())?;
         let start = Instant::now();
         while !work.path().join(READY_FILE).exists() {
-            if process.exited()
-                || start.elapsed() > Duration::from_secs(180)
-                || crate::interrupt::interrupted()
-            {
+            if process.exited() || crate::interrupt::interrupted() {
                 return Err(format!(
-                    "L1 ({topology_name}) did not become ready; serial log:\n{}",
+                    "L1 ({topology_name}) stopped before its agent was ready; serial log:\n{}",
                     tail(&work.path().join(SERIAL_LOG), 15)
                 ));
+            }
+            if start.elapsed() > READY_TIMEOUT {
+                return Err(format!("L1 ({topology_name}): {}", not_ready(work.path())));
             }
             std::thread::sleep(Duration::from_millis(10));
         }

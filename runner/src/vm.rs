@@ -21,6 +21,8 @@ pub enum VmError {
     Interrupted,
     #[error("waiting for QEMU: {0}")]
     Wait(std::io::Error),
+    #[error("{0}")]
+    Stalled(String),
 }
 
 impl QemuProcess {
@@ -70,11 +72,12 @@ impl QemuProcess {
     }
 
     /// Waits for QEMU to exit; kills it at the deadline. `tick` is called
-    /// every few milliseconds meanwhile (to notice a stage being reached).
+    /// every few milliseconds meanwhile (to notice a stage being reached);
+    /// when it says why the VM is stuck, QEMU is killed and that is the error.
     pub fn wait(
         mut self,
         timeout: Duration,
-        mut tick: impl FnMut(),
+        mut tick: impl FnMut() -> Result<(), String>,
     ) -> Result<ExitStatus, VmError> {
         let start = Instant::now();
         let child = self.child.as_mut().expect("child present until dropped");
@@ -89,7 +92,7 @@ impl QemuProcess {
             if crate::interrupt::interrupted() {
                 return Err(VmError::Interrupted);
             }
-            tick();
+            tick().map_err(VmError::Stalled)?;
             std::thread::sleep(Duration::from_millis(5));
         }
     }

@@ -257,7 +257,7 @@ fn floor_boot(
     let t = Instant::now();
     QemuProcess::spawn(QEMU, &args, &work.path().join("qemu.log"), false)
         .map_err(|e| e.to_string())?
-        .wait(Duration::from_secs(120), || {})
+        .wait(Duration::from_secs(120), || Ok(()))
         .map_err(|e| e.to_string())?;
     Ok(t.elapsed().as_secs_f64())
 }
