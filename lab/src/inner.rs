@@ -199,7 +199,8 @@ pub async fn run_inner_guest(
             format!("{e}; QEMU said: {said}")
         });
     }
-    if !reap(&mut child).await {
+    let reaped = reap(&mut child).await;
+    if !reaped {
         let stuck = format!(
             "L2's QEMU did not exit within {REAP_TIMEOUT:?} of SIGKILL (stuck in L1's kernel)"
         );
@@ -220,6 +221,10 @@ pub async fn run_inner_guest(
         if let Some(boot) = boot {
             run.timings.extend(boot_stages(&serial, boot));
         }
+    }
+    if !reaped {
+        // Whatever L2 did, a QEMU SIGKILL cannot end is L1's trouble.
+        run.lab_fault = run.error.clone();
     }
     run
 }

@@ -122,7 +122,9 @@ pub fn run_in_l1(req: &RunRequest, work: &Path) -> RunOutcome {
             (_, true) => InnerDepth::BootAndKill,
             _ => InnerDepth::Boot,
         };
-        let timeout = Duration::from_secs(if out.l2_accel == "kvm" { 90 } else { 300 });
+        // L2 powers off 4-8 s after `cont` here; 60 s is ample under load,
+        // and an L2 that never speaks is retried (a lab fault) sooner.
+        let timeout = Duration::from_secs(if out.l2_accel == "kvm" { 60 } else { 300 });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -38,7 +38,15 @@ pub struct VirshOutput {
     pub ok: bool,
     pub stdout: String,
     pub stderr: String,
+    /// The call did not return within [`VIRSH_TIMEOUT`] and was killed.
+    pub timed_out: bool,
 }
+
+/// The longest one virsh call may take. Seen under TCG: `virsh start`
+/// never returning (L2's QEMU stuck in L1's kernel before its monitor
+/// answered), and `destroy` waiting on a QEMU that SIGKILL could not end.
+/// A call takes well under 10 s here otherwise.
+pub const VIRSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl VirshOutput {
     /// libvirt's own words, without virsh's "error: " prefixes and blank lines.
@@ -114,21 +122,38 @@ impl Libvirtd {
     }
 
     pub fn virsh(&self, args: &[&str]) -> VirshOutput {
-        match Command::new(&self.virsh)
+        // coreutils' timeout: 124 when it stopped the call, 137 when the
+        // call also ignored SIGTERM and took the SIGKILL.
+        match Command::new("timeout")
+            .arg("--kill-after=5")
+            .arg(VIRSH_TIMEOUT.as_secs().to_string())
+            .arg(&self.virsh)
             .arg("-c")
             .arg(URI)
             .args(args)
             .output()
         {
-            Ok(out) => VirshOutput {
-                ok: out.status.success(),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            },
+            Ok(out) => {
+                let timed_out = matches!(out.status.code(), Some(124 | 137));
+                let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+                if timed_out {
+                    stderr.push_str(&format!(
+                        "error: virsh {} did not return within {VIRSH_TIMEOUT:?}\n",
+                        args.first().unwrap_or(&"")
+                    ));
+                }
+                VirshOutput {
+                    ok: out.status.success(),
+                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                    stderr,
+                    timed_out,
+                }
+            }
             Err(e) => VirshOutput {
                 ok: false,
                 stdout: String::new(),
-                stderr: format!("error: {}: {e}", self.virsh.display()),
+                stderr: format!("error: timeout {}: {e}", self.virsh.display()),
+                timed_out: false,
             },
         }
     }
@@ -288,6 +313,7 @@ mod tests {
             ok: false,
             stdout: String::new(),
             stderr: "error: Failed to start domain 'mflab-l2'\nerror: internal error: qemu unexpectedly closed the monitor: vfio 0000:00:06.0: group 3 is not viable\n\n".into(),
+            timed_out: false,
         };
         assert_eq!(out.error_text(), "Failed to start domain 'mflab-l2' / internal error: qemu unexpectedly closed the monitor: vfio 0000:00:06.0: group 3 is not viable");
     }

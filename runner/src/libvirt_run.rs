@@ -101,6 +101,7 @@ fn run_defined(
     }
     let started = daemon.virsh(&["start", "--paused", DOMAIN_NAME]);
     if !started.ok {
+        out.lab_fault = started.timed_out.then(|| started.error_text());
         return Err(started.error_text());
     }
     out.l1_during = function_rows(Path::new(SYSFS)).unwrap_or_default();
@@ -113,6 +114,7 @@ fn run_defined(
     }
     let resumed = daemon.virsh(&["resume", DOMAIN_NAME]);
     if !resumed.ok {
+        out.lab_fault = resumed.timed_out.then(|| resumed.error_text());
         return Err(resumed.error_text());
     }
     let start = std::time::Instant::now();
@@ -131,14 +133,21 @@ fn run_defined(
         daemon.virsh(&["destroy", DOMAIN_NAME]);
         return Err("L2 was destroyed while running (kill_l2)".into());
     }
-    let timeout = Duration::from_secs(if out.l2_accel == "kvm" { 120 } else { 300 });
+    // L2 powers off 5-10 s after `resume` here; 60 s is ample under load.
+    let timeout = Duration::from_secs(if out.l2_accel == "kvm" { 60 } else { 300 });
     let powered_off = daemon.wait_shut_off(timeout);
     let report = std::fs::read_to_string(serial).unwrap_or_default();
     out.l2_guest = parse_guest_report(&report);
     let complete = guest_report_complete(&report);
-    if !complete {
-        out.lab_fault = lab_fault_of_silent_guest(&report);
-    }
+    out.lab_fault = if complete {
+        // Seen: L2 printed its report and powered off, and libvirt could
+        // not end its QEMU ("Failed to terminate process … with SIGKILL"),
+        // a vCPU thread stuck in L1's kernel.
+        (!powered_off)
+            .then(|| "L2 reported, but its QEMU did not exit (stuck in L1's kernel)".into())
+    } else {
+        lab_fault_of_silent_guest(&report)
+    };
     if !powered_off {
         return Err(format!("L2 did not power off within {timeout:?}"));
     }

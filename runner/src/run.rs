@@ -15,7 +15,8 @@ use crate::shared_l1::L1Pool;
 use crate::topology;
 
 /// The longest one scenario may take, L1's boot included: L2 itself is
-/// given 90 s inside L1 (nested KVM), the rest takes seconds.
+/// given 60 s inside L1 (nested KVM), each virsh call 60 s, the rest takes
+/// seconds. The backstop for what those do not catch (a hung L1).
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// Runs of one scenario at most when the lab fails (see `run_scenario`).
