@@ -219,6 +219,9 @@ pub async fn run_inner_guest(
     if depth != InnerDepth::QmpOnly {
         let serial = std::fs::read_to_string(&c.serial_log).unwrap_or_default();
         run.guest_view = parse_guest_report(&serial);
+        if depth == InnerDepth::Boot && run.error.is_none() && !guest_report_complete(&serial) {
+            run.error = Some(REPORT_CUT_SHORT.into());
+        }
         run.lab_fault = lab_fault_of_run(depth, run.resumed, &serial);
         let boot = run
             .timings

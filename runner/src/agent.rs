@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 use lab::bind::{detach, Sysfs};
 use lab::check::check_text;
 use lab::host::read_host_view;
-use lab::inner::{
-    guest_report_complete, run_inner_guest, socket_path, InnerDepth, L2Config, REPORT_CUT_SHORT,
-};
+use lab::inner::{run_inner_guest, socket_path, InnerDepth, L2Config};
 use lab::outcome::{function_rows, Backend, Depth, RunOutcome, RunRequest};
 use lab::plan::plan;
 
@@ -142,12 +140,6 @@ pub fn run_in_l1(req: &RunRequest, work: &Path) -> RunOutcome {
         out.l2_guest = inner.guest_view;
         out.error = inner.error;
         out.lab_fault = inner.lab_fault;
-        if depth == InnerDepth::Boot && out.error.is_none() {
-            let serial = std::fs::read_to_string(&config.serial_log).unwrap_or_default();
-            if !guest_report_complete(&serial) {
-                out.error = Some(REPORT_CUT_SHORT.into());
-            }
-        }
     }
 
     // Step 4: teardown mirrors step 2.
