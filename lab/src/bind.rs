@@ -166,10 +166,6 @@ pub struct Detached {
 }
 
 impl Detached {
-    pub fn journal_path(&self) -> &Path {
-        &self.journal_path
-    }
-
     pub fn functions(&self) -> impl Iterator<Item = PciAddress> + '_ {
         self.journal.entries.iter().map(|e| e.host)
     }

@@ -13,8 +13,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::outcome::GuestFunction;
+use crate::accel::Accel;
+use crate::lab_fault::{of_mflab_l2, LabFault, MflabL2End};
 use crate::plan::Plan;
+use crate::protocol::guest_report::{boot_stages, guest_report_complete, parse_guest_report};
+use crate::protocol::{GuestFunction, Stage};
 use crate::qemu_cmdline::DirectBoot;
 use crate::qmp::QmpSession;
 
@@ -22,8 +25,7 @@ use crate::qmp::QmpSession;
 #[derive(Clone, Debug)]
 pub struct L2Config {
     pub qemu: String,
-    /// `kvm` or `tcg`.
-    pub accel: String,
+    pub accel: Accel,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub serial_log: PathBuf,
@@ -69,9 +71,9 @@ pub const L2_KERNEL_CMDLINE: &str =
 pub const L2_VCPUS: u32 = 2;
 
 pub fn l2_args(c: &L2Config) -> Vec<String> {
-    let cpu = if c.accel == "kvm" { "host" } else { "max" };
+    let cpu = c.accel.cpu_model();
     let mut args = vec!["-S".to_string()];
-    let mut machine = format!("pc,accel={}", c.accel);
+    let mut machine = format!("pc,accel={}", c.accel.qemu_name());
     if let Some(path) = &c.ram_file {
         machine.push_str(",memory-backend=l2-ram");
         args.extend([
@@ -134,11 +136,11 @@ pub struct InnerRun {
     /// The failure text, when L2 could not be given its functions or did not report.
     pub error: Option<String>,
     pub transcript: Vec<String>,
-    pub timings: Vec<(String, f64)>,
+    pub timings: Vec<(Stage, f64)>,
     /// Whether `cont` went through: L2's kernel was let run.
     pub resumed: bool,
-    /// See `lab_fault_of_silent_guest`.
-    pub lab_fault: Option<String>,
+    /// Decided by [`crate::lab_fault::of_mflab_l2`].
+    pub lab_fault: Option<LabFault>,
 }
 
 /// How far to take L2.
@@ -194,7 +196,7 @@ pub async fn run_inner_guest(
         }
     };
     run.timings
-        .push(("l2-qemu-start".into(), start.elapsed().as_secs_f64()));
+        .push((Stage::L2QemuStart, start.elapsed().as_secs_f64()));
 
     let result = drive(&mut qmp, &mut child, plan, depth, timeout, &mut run).await;
     run.transcript = std::mem::take(&mut qmp.transcript);
@@ -207,70 +209,41 @@ pub async fn run_inner_guest(
         });
     }
     let reaped = reap(&mut child).await;
-    if !reaped {
-        let stuck = format!(
-            "L2's QEMU did not exit within {REAP_TIMEOUT:?} of SIGKILL (stuck in L1's kernel)"
-        );
+    let stuck = (!reaped).then(|| {
+        format!("L2's QEMU did not exit within {REAP_TIMEOUT:?} of SIGKILL (stuck in L1's kernel)")
+    });
+    if let Some(stuck) = &stuck {
         run.error = Some(match run.error.take() {
             Some(first) => format!("{first}; {stuck}"),
-            None => stuck,
+            None => stuck.clone(),
         });
     }
+    let serial = if depth == InnerDepth::QmpOnly {
+        String::new()
+    } else {
+        std::fs::read_to_string(&c.serial_log).unwrap_or_default()
+    };
     if depth != InnerDepth::QmpOnly {
-        let serial = std::fs::read_to_string(&c.serial_log).unwrap_or_default();
         run.guest_view = parse_guest_report(&serial);
         if depth == InnerDepth::Boot && run.error.is_none() && !guest_report_complete(&serial) {
             run.error = Some(REPORT_CUT_SHORT.into());
         }
-        run.lab_fault = lab_fault_of_run(depth, run.resumed, &serial);
         let boot = run
             .timings
             .iter()
-            .find(|(k, _)| k == "l2-boot")
+            .find(|(k, _)| *k == Stage::L2Boot)
             .map(|t| t.1);
         if let Some(boot) = boot {
             run.timings.extend(boot_stages(&serial, boot));
         }
     }
-    if !reaped {
-        // Whatever L2 did, a QEMU SIGKILL cannot end is L1's trouble.
-        run.lab_fault = run.error.clone();
-    }
+    run.lab_fault = of_mflab_l2(&MflabL2End {
+        meant_to_report: depth == InnerDepth::Boot,
+        resumed: run.resumed,
+        stuck,
+        serial: &serial,
+    });
     run
-}
-
-/// A run's lab fault: only an L2 that was let run (not one refused its
-/// devices, nor one killed on purpose) and whose init never spoke.
-fn lab_fault_of_run(depth: InnerDepth, resumed: bool, serial: &str) -> Option<String> {
-    if depth != InnerDepth::Boot || !resumed || guest_report_complete(serial) {
-        return None;
-    }
-    lab_fault_of_silent_guest(serial)
-}
-
-/// `l2-boot` (from `cont` to QEMU's exit) split by what L2's init printed:
-/// its kernel's uptime when init started and when the report was done.
-/// The rest is firmware and loading the kernel before, power-off after.
-pub fn boot_stages(serial: &str, boot_secs: f64) -> Vec<(String, f64)> {
-    let uptime = |marker: &str| -> Option<f64> {
-        serial
-            .lines()
-            .find_map(|l| l.trim_end_matches('\r').split(marker).nth(1))?
-            .trim()
-            .parse()
-            .ok()
-    };
-    let (Some(start), Some(done)) = (uptime("MFLAB-L2-START "), uptime("MFLAB-L2-DONE ")) else {
-        return Vec::new();
-    };
-    vec![
-        ("l2-boot-kernel".into(), start),
-        ("l2-boot-init".into(), done - start),
-        (
-            "l2-boot-firmware-and-exit".into(),
-            (boot_secs - done).max(0.0),
-        ),
-    ]
 }
 
 /// How long a SIGKILLed L2 may take to be gone.
@@ -304,7 +277,7 @@ async fn drive(
         .map_err(|e| e.to_string())?;
     run.qmp_view = qmp_view(&pci);
     run.timings
-        .push(("l2-device-add".into(), t.elapsed().as_secs_f64()));
+        .push((Stage::L2DeviceAdd, t.elapsed().as_secs_f64()));
     if depth == InnerDepth::QmpOnly {
         let _ = qmp.execute(&qapi::qmp::quit {}).await;
         return Ok(());
@@ -322,8 +295,7 @@ async fn drive(
     }
     match tokio::time::timeout(timeout, child.wait()).await {
         Ok(_) => {
-            run.timings
-                .push(("l2-boot".into(), t.elapsed().as_secs_f64()));
+            run.timings.push((Stage::L2Boot, t.elapsed().as_secs_f64()));
             Ok(())
         }
         Err(_) => Err(format!("L2 did not power off within {timeout:?}")),
@@ -336,7 +308,7 @@ pub fn qmp_view(buses: &[qapi::qmp::PciInfo]) -> Vec<GuestFunction> {
     fn walk(devices: &[qapi::qmp::PciDeviceInfo], out: &mut Vec<GuestFunction>) {
         for d in devices {
             out.push(GuestFunction {
-                bdf: format!("0000:{:02x}:{:02x}.{:x}", d.bus, d.slot, d.function),
+                bdf: crate::PciAddress::new(0, d.bus as u8, d.slot as u8, d.function as u8),
                 vendor: format!("{:#06x}", d.id.vendor),
                 device: format!("{:#06x}", d.id.device),
                 class: format!("{:#06x}", d.class_info.class),
@@ -358,50 +330,9 @@ pub fn qmp_view(buses: &[qapi::qmp::PciInfo]) -> Vec<GuestFunction> {
     out
 }
 
-/// Lines `MFLAB-L2-PCI <bdf> <vendor> <device> <class> <driver|->` from L2's init.
-pub fn parse_guest_report(serial: &str) -> Vec<GuestFunction> {
-    serial
-        .lines()
-        .filter_map(|line| {
-            let rest = line.trim_end_matches('\r').split("MFLAB-L2-PCI ").nth(1)?;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let [bdf, vendor, device, class, driver] = f.as_slice() else {
-                return None;
-            };
-            Some(GuestFunction {
-                bdf: bdf.to_string(),
-                vendor: vendor.to_string(),
-                device: device.to_string(),
-                class: class.to_string(),
-                driver: (*driver != "-").then(|| driver.to_string()),
-            })
-        })
-        .collect()
-}
-
-/// Whether L2's init finished its report.
-pub fn guest_report_complete(serial: &str) -> bool {
-    serial.contains("MFLAB-L2-DONE")
-}
-
 /// The error of a run whose L2 powered off before its report was done.
 pub const REPORT_CUT_SHORT: &str =
     "L2 powered off without finishing its report (see l2-serial.log)";
-
-/// When an L2 that was resumed never reached its init, the lab is to
-/// blame, not the devices under test. Seen under TCG's emulated SVM, with
-/// functions that had booted fine in the runs before: an L2 shut down 3 s
-/// after `cont` without one byte on its console (the kernel prints panics
-/// at this log level, so it was a reset), and an L2 silent until the 90 s
-/// timeout. Devices that really break L2 break it again on a retry, so the
-/// runner retries such a run on a fresh L1 and says so. `serial` is L2's
-/// console after it powered off or was killed.
-pub fn lab_fault_of_silent_guest(serial: &str) -> Option<String> {
-    (!serial.contains("MFLAB-L2-START")).then(|| {
-        "L2 was resumed but its init never printed a line (nested virtualization under emulation)"
-            .into()
-    })
-}
 
 /// A short socket path: Unix sockets are limited to 108 bytes.
 pub fn socket_path(dir: &Path) -> PathBuf {
@@ -413,55 +344,6 @@ mod tests {
     use super::*;
     use crate::plan::Assign;
     use crate::PciAddress;
-
-    #[test]
-    fn the_guest_report_is_read_from_serial_noise() {
-        let serial = "[    0.5] random\r\nMFLAB-L2-PCI 0000:00:05.0 0x1234 0x1111 0x038000 -\r\nMFLAB-L2-PCI 0000:00:00.0 0x8086 0x1237 0x060000 -\nMFLAB-L2-DONE\n";
-        let rows = parse_guest_report(serial);
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].key(), "1234:1111@0000:00:05.0");
-        assert_eq!(rows[0].driver, None);
-        assert!(guest_report_complete(serial));
-        assert!(lab_fault_of_silent_guest("").is_some());
-        assert!(lab_fault_of_silent_guest("[ 1.9] Kernel panic - not syncing\n").is_some());
-        assert!(lab_fault_of_silent_guest("[ 0.5] x\nMFLAB-L2-START 2.1\n").is_none());
-    }
-
-    #[test]
-    fn only_a_resumed_guest_that_never_spoke_is_the_labs_fault() {
-        use InnerDepth::*;
-        assert!(lab_fault_of_run(Boot, true, "").is_some());
-        assert!(
-            lab_fault_of_run(Boot, false, "").is_none(),
-            "device_add refused"
-        );
-        assert!(
-            lab_fault_of_run(BootAndKill, true, "").is_none(),
-            "killed on purpose"
-        );
-        assert!(lab_fault_of_run(QmpOnly, false, "").is_none());
-        // Init started: whatever went wrong after it is the scenario's.
-        assert!(lab_fault_of_run(Boot, true, "MFLAB-L2-START 2.2\n").is_none());
-    }
-
-    #[test]
-    fn l2_boot_is_split_by_the_uptimes_init_printed() {
-        let serial = "MFLAB-L2-START 2.25\r\nMFLAB-L2-PCI x\nMFLAB-L2-DONE 2.50\n[ 2.6] reboot\n";
-        let stages = boot_stages(serial, 3.5);
-        let names: Vec<&str> = stages.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "l2-boot-kernel",
-                "l2-boot-init",
-                "l2-boot-firmware-and-exit"
-            ]
-        );
-        assert!((stages[0].1 - 2.25).abs() < 1e-9);
-        assert!((stages[1].1 - 0.25).abs() < 1e-9);
-        assert!((stages[2].1 - 1.0).abs() < 1e-9);
-        assert!(boot_stages("MFLAB-L2-START 2.25\n", 3.5).is_empty());
-    }
 
     #[test]
     fn function_0_of_a_shared_slot_is_added_last() {

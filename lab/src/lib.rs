@@ -7,8 +7,13 @@
 //! - [`check`] is the front door that does both for one file;
 //! - [`host`] reads the host's PCI view from a sysfs root;
 //! - [`plan`] decides detach/assign/unassigned/restore with R9–R13;
-//! - [`bind`] carries a plan out on sysfs, with a journal for undo.
+//! - [`bind`] carries a plan out on sysfs, with a journal for undo;
+//! - [`inner`] runs the inner guest (L2) over [`qmp`];
+//! - [`protocol`] is what passes between the runner and the agent in L1,
+//!   and [`lab_fault`] decides when a failure is the lab's own;
+//! - [`accel`] picks an accelerator from a machine's facts.
 
+pub mod accel;
 pub mod bind;
 pub mod check;
 pub mod device_text;
@@ -17,9 +22,10 @@ pub mod domain;
 pub mod domain_reader;
 pub mod host;
 pub mod inner;
-pub mod outcome;
+pub mod lab_fault;
 pub mod pci_address;
 pub mod plan;
+pub mod protocol;
 pub mod qemu_cmdline;
 pub mod qmp;
 pub mod rules;

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::diagnostic::{sort_diagnostics, Diagnostic, Pos, RuleId, Severity};
 use crate::domain::{Assignment, Device, Domain};
@@ -19,7 +19,7 @@ use crate::pci_address::PciAddress;
 use crate::rules::check_static;
 
 /// How to decide what leaves the host.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Policy {
     /// Partial assignment: declared functions are detached whether assigned
@@ -37,7 +37,8 @@ pub enum Policy {
 pub const FIRST_GUEST_SLOT: u8 = 0x05;
 pub const LAST_GUEST_SLOT: u8 = 0x1e;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Assign {
     pub host: PciAddress,
     pub guest: PciAddress,
@@ -55,7 +56,12 @@ pub struct Restore {
 
 /// What executing the domain means for the host. Lists are sorted by host
 /// address; [`Plan::realize_order`] gives the order QEMU needs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+///
+/// Its JSON (`mflab plan --format json`, a scenario's expected plan, the
+/// agent's outcome) holds the four lists; `multifunction`, the groups and
+/// the warnings are for the process that planned, and read back empty.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Plan {
     /// Functions this plan rebinds to vfio-pci (not those already there).
     pub detach: Vec<PciAddress>,
@@ -64,10 +70,10 @@ pub struct Plan {
     /// What teardown gives back: managed functions it detached, each to its driver.
     pub restore: Vec<Restore>,
     /// The IOMMU groups involved, for people reading the plan.
-    #[serde(skip)]
+    #[serde(skip, default)]
     pub groups: Vec<GroupPlan>,
     /// Warnings from the static rules (errors stop the plan).
-    #[serde(skip)]
+    #[serde(skip, default)]
     pub warnings: Vec<Diagnostic>,
 }
 

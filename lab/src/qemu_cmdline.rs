@@ -3,6 +3,27 @@
 
 use std::path::Path;
 
+/// The QEMU binary every level runs: the host's for L1, and inside L1 the
+/// same one (L1 shares the host's root) for L2.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// A command line as one shell-quoted line, to paste and rerun.
+pub fn shell_line(binary: &str, args: &[String]) -> String {
+    let quote = |s: &str| {
+        if s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ",.=/:_-+".contains(c))
+        {
+            s.to_string()
+        } else {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        }
+    };
+    std::iter::once(binary.to_string())
+        .chain(args.iter().map(|a| quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// What a direct-kernel boot needs.
 pub struct DirectBoot<'a> {
     /// `-machine` value, e.g. `q35,accel=tcg`.

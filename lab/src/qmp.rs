@@ -132,27 +132,6 @@ impl QmpSession {
                 .map_err(|e| QmpError::Reply(C::NAME.to_string(), e));
         }
     }
-
-    /// Waits for an event by name (one seen earlier counts).
-    pub async fn wait_event(&mut self, name: &str, timeout: Duration) -> Result<(), QmpError> {
-        if self.events.iter().any(|e| e == name) {
-            return Ok(());
-        }
-        let wait = async {
-            loop {
-                let message = self.read_message().await?;
-                if let Some(event) = message.get("event").and_then(Value::as_str) {
-                    self.events.push(event.to_string());
-                    if event == name {
-                        return Ok(());
-                    }
-                }
-            }
-        };
-        tokio::time::timeout(timeout, wait)
-            .await
-            .map_err(|_| QmpError::Timeout(format!("event {name}")))?
-    }
 }
 
 #[cfg(test)]

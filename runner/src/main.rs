@@ -1,21 +1,4 @@
-//! `mflab`: the runner (L0) and the command line.
-
-mod accel;
-mod agent;
-mod cli;
-mod compare_backends;
-mod images;
-mod interrupt;
-mod l1;
-mod l1_kvm;
-mod l2_ram;
-mod libvirt;
-mod libvirt_run;
-mod run;
-mod scenario;
-mod shared_l1;
-mod topology;
-mod vm;
+//! `mflab`: the runner (L0) and, inside the lab VM, the agent.
 
 use std::process::ExitCode;
 
@@ -29,7 +12,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = cli::Cli::parse();
-    interrupt::install();
-    cli::run(args)
+    let args = mflab::cli::Cli::parse();
+    mflab::interrupt::install();
+    mflab::cli::run(args)
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use lab::outcome::{function_rows, RunRequest};
+use lab::protocol::{function_rows, CheckItem, RunRequest};
 
 use super::Outcome;
 
@@ -58,22 +58,26 @@ pub fn run(args: AgentArgs) -> Outcome {
             })
             .and_then(|req| {
                 let work = out.parent().map(PathBuf::from).unwrap_or_default();
-                write_json(&out, &crate::agent::run_in_l1(&req, &work))
+                write_json(
+                    &out,
+                    &crate::lab_vm::serve::run_request(&req, &work, &|_| {}),
+                )
             }),
-        AgentCommand::Serve { dir } => crate::agent::serve(&dir),
+        AgentCommand::Serve { dir } => crate::lab_vm::serve::serve(&dir),
         AgentCommand::LibvirtCheck {
             request,
             out,
             libvirt_bin,
         } => std::fs::read_to_string(&request)
             .map_err(|e| format!("{}: {e}", request.display()))
-            .and_then(|t| {
-                serde_json::from_str::<Vec<crate::libvirt_run::CheckItem>>(&t)
-                    .map_err(|e| e.to_string())
-            })
+            .and_then(|t| serde_json::from_str::<Vec<CheckItem>>(&t).map_err(|e| e.to_string()))
             .and_then(|items| {
                 let work = out.parent().map(PathBuf::from).unwrap_or_default();
-                crate::libvirt_run::check_with_libvirt(&items, &work, libvirt_bin.as_deref())
+                crate::lab_vm::libvirt_check::check_with_libvirt(
+                    &items,
+                    &work,
+                    libvirt_bin.as_deref(),
+                )
             })
             .and_then(|verdicts| write_json(&out, &verdicts)),
     };

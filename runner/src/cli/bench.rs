@@ -7,18 +7,21 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use lab::outcome::Depth;
-use lab::qemu_cmdline::DirectBoot;
+use lab::accel::{probe, AccelChoice};
+use lab::protocol::{Depth, Stage};
+use lab::qemu_cmdline::{DirectBoot, QEMU};
 
 use super::Outcome;
-use crate::accel::{probe, AccelChoice};
-use crate::images::{cache_dir, floor_initramfs, prepare_l1, L1Images};
-use crate::l1::{boot, L1Config, WorkDir, QEMU};
-use crate::run::{run_scenario, RunOptions};
-use crate::scenario::{discover, load};
-use crate::shared_l1::L1Pool;
-use crate::topology::{self, BUILTIN};
-use crate::vm::QemuProcess;
+use crate::host::images::{cache_dir, floor_initramfs, prepare_l1, L1Images};
+use crate::host::l1::boot::boot;
+use crate::host::l1::cmdline::L1Config;
+use crate::host::l1::process::QemuProcess;
+use crate::host::l1::shared::L1Slot;
+use crate::host::progress::Quiet;
+use crate::host::scenario::{discover, load};
+use crate::host::suite::attempt::{run_scenario, RunOptions, Watch};
+use crate::host::topology::{self, BUILTIN};
+use crate::host::workdir::WorkDir;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -60,7 +63,7 @@ pub fn run(args: BenchArgs) -> Outcome {
         Err(_) if crate::interrupt::interrupted() => Outcome::Interrupted,
         Err(e) => {
             eprintln!("mflab bench: {e}");
-            Outcome::RuleErrors
+            Outcome::Failed
         }
     }
 }
@@ -149,7 +152,11 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         "one scenario ({}) per depth, its own L1 / on a shared L1 that is up:",
         base.name
     );
-    let mut pool = L1Pool::default();
+    let mut pool = L1Slot::default();
+    let quiet = Watch {
+        observer: &Quiet,
+        run: 0,
+    };
     for depth in [Depth::Rules, Depth::Plan, Depth::Qmp, Depth::Guest] {
         checkpoint()?;
         let mut s = base.clone();
@@ -157,20 +164,33 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         s.expect = Default::default();
         let fresh: Vec<f64> = (0..args.runs)
             .map(|_| {
-                run_scenario(&s, &images, &accel, &RunOptions::default(), None)
+                run_scenario(&s, &images, &accel, &RunOptions::default(), None, quiet)
                     .elapsed
                     .as_secs_f64()
             })
             .collect();
         // The first run on the pool boots its L1; time the ones after.
-        run_scenario(&s, &images, &accel, &RunOptions::default(), Some(&mut pool));
-        let mut stages: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        run_scenario(
+            &s,
+            &images,
+            &accel,
+            &RunOptions::default(),
+            Some(&mut pool),
+            quiet,
+        );
+        let mut stages: BTreeMap<Stage, Vec<f64>> = BTreeMap::new();
         let shared: Vec<f64> = (0..args.runs)
             .map(|_| {
-                let run =
-                    run_scenario(&s, &images, &accel, &RunOptions::default(), Some(&mut pool));
+                let run = run_scenario(
+                    &s,
+                    &images,
+                    &accel,
+                    &RunOptions::default(),
+                    Some(&mut pool),
+                    quiet,
+                );
                 for (stage, secs) in &run.outcome.timings {
-                    stages.entry(stage.clone()).or_default().push(*secs);
+                    stages.entry(*stage).or_default().push(*secs);
                 }
                 run.elapsed.as_secs_f64()
             })
@@ -179,7 +199,7 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         line(&format!("depth {depth}, shared L1"), median(shared), floor);
         // Where a shared-L1 run's time goes, stage by stage (inside L1).
         for (stage, secs) in stages {
-            println!("    {stage:<42} {:>7.2} s", median(secs));
+            println!("    {:<42} {:>7.2} s", stage.name(), median(secs));
         }
     }
     drop(pool);
@@ -238,13 +258,8 @@ fn floor_boot(
     accel: &AccelChoice,
 ) -> Result<f64, String> {
     let (initrd, _) = floor_initramfs(&images.kernel).map_err(|e| e.to_string())?;
-    let accel_name = if accel.accel == crate::accel::Accel::Kvm {
-        "kvm"
-    } else {
-        "tcg"
-    };
     let args = DirectBoot {
-        machine: &format!("q35,accel={accel_name}"),
+        machine: &format!("q35,accel={}", accel.accel),
         cpu: &accel.cpu,
         memory_mib: 1024,
         smp: 1,

@@ -5,11 +5,15 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{Format, Outcome};
-use crate::accel::probe;
-use crate::images::prepare_l1;
-use crate::l1::{boot, shell_line, tail, L1Config, WorkDir, QEMU, SERIAL_LOG};
-use crate::topology::load;
-use lab::outcome::FunctionRow;
+use crate::host::images::prepare_l1;
+use crate::host::l1::boot::{boot, tail};
+use crate::host::l1::cmdline::{l1_args, L1Config};
+use crate::host::topology::load;
+use crate::host::workdir::WorkDir;
+use lab::accel::probe;
+use lab::protocol::paths::L1_SERIAL_LOG as SERIAL_LOG;
+use lab::protocol::FunctionRow;
+use lab::qemu_cmdline::{shell_line, QEMU};
 
 #[derive(Args)]
 pub struct BootArgs {
@@ -137,10 +141,10 @@ pub fn run(args: BootArgs) -> Outcome {
             );
             eprintln!(
                 "--- command line ---\n{}",
-                shell_line(QEMU, &crate::l1::l1_args(&config))
+                shell_line(QEMU, &l1_args(&config))
             );
             report_kept(work, true, false);
-            Outcome::RuleErrors
+            Outcome::Failed
         }
     }
 }
@@ -152,6 +156,6 @@ fn report_kept(mut work: WorkDir, keep: bool, ok: bool) -> Outcome {
     if ok {
         Outcome::Clean
     } else {
-        Outcome::RuleErrors
+        Outcome::Failed
     }
 }

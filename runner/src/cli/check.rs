@@ -40,7 +40,7 @@ pub fn run(args: CheckArgs) -> Outcome {
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 all.extend(check_text(&name, &text).diagnostics);
-                items.push(crate::libvirt_run::CheckItem {
+                items.push(lab::protocol::CheckItem {
                     file: name,
                     xml: text,
                 });
@@ -64,7 +64,7 @@ pub fn run(args: CheckArgs) -> Outcome {
     if io_failed {
         Outcome::UsageOrIo
     } else if all.iter().any(Diagnostic::is_error) {
-        Outcome::RuleErrors
+        Outcome::Failed
     } else {
         Outcome::Clean
     }

@@ -8,10 +8,13 @@ use std::time::Duration;
 use lab::Diagnostic;
 
 use super::{Format, Outcome};
-use crate::accel::probe;
-use crate::images::prepare_l1;
-use crate::l1::{boot, tail, L1Config, WorkDir, SERIAL_LOG};
-use crate::libvirt_run::{CheckItem, LibvirtVerdict};
+use crate::host::images::prepare_l1;
+use crate::host::l1::boot::{boot, tail};
+use crate::host::l1::cmdline::L1Config;
+use crate::host::workdir::WorkDir;
+use lab::accel::probe;
+use lab::protocol::paths::L1_SERIAL_LOG as SERIAL_LOG;
+use lab::protocol::{CheckItem, LibvirtVerdict};
 
 const INTERRUPTED: &str = "interrupted";
 
@@ -92,7 +95,7 @@ pub fn run(
     if io_failed {
         Outcome::UsageOrIo
     } else if mflab.iter().any(Diagnostic::is_error) || verdicts.iter().any(|v| !v.accepted) {
-        Outcome::RuleErrors
+        Outcome::Failed
     } else {
         Outcome::Clean
     }
@@ -104,7 +107,7 @@ fn libvirt_verdicts(
 ) -> Result<Vec<LibvirtVerdict>, String> {
     let images = prepare_l1().map_err(|e| e.to_string())?;
     let accel = probe();
-    let topology = crate::topology::load("gpu-audio").map_err(|e| e.to_string())?;
+    let topology = crate::host::topology::load("gpu-audio").map_err(|e| e.to_string())?;
     let mut work = WorkDir::new("mflab-check-").map_err(|e| e.to_string())?;
     std::fs::write(
         work.path().join("check-request.json"),

@@ -1,7 +1,7 @@
 //! `mflab images`: what is cached, where it came from; builds what is missing.
 
 use super::Outcome;
-use crate::images::{cache_dir, prepare_l1};
+use crate::host::images::{cache_dir, prepare_l1};
 
 pub fn run() -> Outcome {
     let start = std::time::Instant::now();

@@ -5,7 +5,7 @@
 //! rule (or a scenario failed), 2 = usage or I/O problem.
 
 pub mod agent;
-mod bench;
+pub mod bench;
 mod boot;
 mod check;
 mod check_libvirt;
@@ -68,7 +68,8 @@ pub enum Format {
 /// The three outcomes every subcommand maps to an exit status.
 pub enum Outcome {
     Clean,
-    RuleErrors,
+    /// The input broke a rule, a scenario did not hold, or a VM could not do its work.
+    Failed,
     UsageOrIo,
     /// Ctrl-C or SIGTERM: everything was cleaned up, exit 130 as shells expect.
     Interrupted,
@@ -78,7 +79,7 @@ impl From<Outcome> for ExitCode {
     fn from(o: Outcome) -> ExitCode {
         match o {
             Outcome::Clean => ExitCode::SUCCESS,
-            Outcome::RuleErrors => ExitCode::from(1),
+            Outcome::Failed => ExitCode::from(1),
             Outcome::UsageOrIo => ExitCode::from(2),
             Outcome::Interrupted => ExitCode::from(130),
         }
@@ -101,7 +102,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Images => images::run().into(),
         Command::Bench(args) => bench::run(args).into(),
         Command::Probe => {
-            let choice = crate::accel::probe();
+            let choice = lab::accel::probe();
             println!(
                 "accelerator: {:?}\nL1 cpu: {}\nwhy: {}\nL2 gets: {}",
                 choice.accel, choice.cpu, choice.reason, choice.l2

@@ -85,11 +85,11 @@ pub fn run(args: PlanArgs) -> Outcome {
                 "{}",
                 serde_json::to_string_pretty(&out).expect("diagnostics serialize")
             );
-            Outcome::RuleErrors
+            Outcome::Failed
         }
         (Err(diagnostics), Format::Text) => {
             print_diagnostics(&diagnostics, Format::Text);
-            Outcome::RuleErrors
+            Outcome::Failed
         }
     }
 }

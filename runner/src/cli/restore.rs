@@ -27,7 +27,7 @@ pub fn run(args: RestoreArgs) -> Outcome {
         }
         Err(e) => {
             eprintln!("mflab: restore failed: {e}");
-            Outcome::RuleErrors
+            Outcome::Failed
         }
     }
 }

@@ -1,9 +1,26 @@
 //! `mflab run --backend both`: where mflab's own logic and libvirt differ,
 //! side by side: verdict, failure text, what L2 saw, drivers after.
 
-use lab::outcome::RunOutcome;
+use lab::protocol::{Backend, RunOutcome};
 
-use crate::run::ScenarioReport;
+use crate::host::suite::attempt::ScenarioReport;
+use crate::host::suite::expect::assigned_view;
+
+/// The (mflab, libvirt) pairs of one scenario in reports that are in
+/// scenario order, mflab first.
+pub fn pairs(reports: &[ScenarioReport]) -> Vec<(usize, usize)> {
+    let mut pairs = Vec::new();
+    for (k, r) in reports.iter().enumerate().skip(1) {
+        let before = &reports[k - 1];
+        if r.backend == Backend::Libvirt
+            && before.name == r.name
+            && before.backend == Backend::Mflab
+        {
+            pairs.push((k - 1, k));
+        }
+    }
+    pairs
+}
 
 fn verdict(o: &RunOutcome) -> String {
     match (&o.error, o.diagnostics.first()) {
@@ -31,7 +48,7 @@ fn error(o: &RunOutcome) -> String {
 /// L2's kernel view as ids only: libvirt puts hostdevs behind its own root
 /// ports, so guest addresses differ by design; the ids say what L2 got.
 fn l2_ids(o: &RunOutcome) -> String {
-    let mut ids: Vec<String> = crate::run::assigned_view(&o.l2_guest)
+    let mut ids: Vec<String> = assigned_view(&o.l2_guest)
         .into_iter()
         .map(|k| k.split('@').next().unwrap_or_default().to_string())
         .collect();
@@ -60,8 +77,10 @@ fn drivers_after(o: &RunOutcome) -> String {
             .and_then(|r| r.driver.clone());
         if during.as_deref() == Some("vfio-pci") || after != before.driver {
             parts.push(format!(
-                "{}={}",
-                &before.bdf[5..],
+                "{:02x}:{:02x}.{:x}={}",
+                before.bdf.bus,
+                before.bdf.slot,
+                before.bdf.function,
                 after.as_deref().unwrap_or("none")
             ));
         }

@@ -1,5 +1,6 @@
-//! Choosing the accelerator for L1 and the CPU model that lets L2 use KVM
-//! inside L1.
+//! Choosing an accelerator: on the host for L1 (and the CPU model that
+//! lets L2 use KVM inside L1), and inside L1 for L2. The facts are
+//! gathered from a root directory, so the decision is a pure function.
 //!
 //! These machines have a `/dev/kvm` that is not hardware KVM (LAB-NOTES:
 //! `kvm_pvm`, no vmx/svm flag): a guest on it hangs. So KVM is chosen only
@@ -8,13 +9,47 @@
 
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// A QEMU accelerator, named as `-machine accel=` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
     Kvm,
     Tcg,
+}
+
+impl Accel {
+    /// QEMU's name for it (`accel=kvm`, `accel=tcg`).
+    pub fn qemu_name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+
+    /// The `-cpu` model a guest on it gets: the host's own under KVM;
+    /// under TCG `max`, which emulates AMD SVM with nested paging.
+    pub fn cpu_model(self) -> &'static str {
+        match self {
+            Accel::Kvm => "host",
+            Accel::Tcg => "max",
+        }
+    }
+
+    /// libvirt's domain type for it (`<domain type='kvm'|'qemu'>`).
+    pub fn libvirt_domain_type(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "qemu",
+        }
+    }
+}
+
+impl std::fmt::Display for Accel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.qemu_name())
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -68,7 +103,7 @@ pub fn decide(f: &HostFacts) -> AccelChoice {
         accel: Accel::Tcg,
         // TCG emulates AMD SVM (never VMX): `max` gives L1 svm+npt, so
         // kvm-amd loads in L1 and L2 runs on KVM there.
-        cpu: "max".into(),
+        cpu: Accel::Tcg.cpu_model().into(),
         reason,
         l2: "KVM inside L1, on TCG's emulated AMD SVM (nested paging)".into(),
     };
@@ -78,7 +113,7 @@ pub fn decide(f: &HostFacts) -> AccelChoice {
         (true, true, None) => tcg("the CPU has vmx/svm but neither kvm_intel nor kvm_amd is loaded, so TCG".into()),
         (true, true, Some(module)) => AccelChoice {
             accel: Accel::Kvm,
-            cpu: "host".into(),
+            cpu: Accel::Kvm.cpu_model().into(),
             reason: format!("/dev/kvm with {module} and a vmx/svm CPU: hardware KVM"),
             l2: if f.nested {
                 "KVM inside L1 (nested virtualization is on)".into()

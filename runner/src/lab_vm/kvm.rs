@@ -1,15 +1,6 @@
 //! KVM inside L1 loads behind the agent (`images/l1-late-modules.txt`):
 //! whatever starts an L2 (or a libvirtd, which probes `/dev/kvm` once, at
 //! its start) waits for it here.
-//!
-//! Tried and removed: holding KVM's `apic_sw_disabled` static key on with
-//! an idle VM (one vCPU that never runs), so that KVM's code is not
-//! rewritten while an L2 runs (a rare soft lockup sat at that key's jump
-//! site in `__apic_accept_irq`). With the idle VM present, libvirt's L2
-//! sometimes died before printing anything and twice L1's own kernel
-//! found its stack corrupted, 4 failures in 40 runs against none in 16
-//! without it. The lockup is rarer, and L1 panics on it soon (`L1_TRIMS`)
-//! so that the scenario runs again on a fresh L1.
 
 use std::path::Path;
 use std::time::{Duration, Instant};

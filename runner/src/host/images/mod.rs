@@ -16,10 +16,10 @@ pub use initramfs::floor_initramfs;
 pub use kernel::{find_kernel, KernelSource};
 
 /// The recipe files, compiled in so the binary is the whole recipe.
-pub const L1_INIT: &str = include_str!("../../../images/l1-init.sh");
-pub const L1_MODULES: &str = include_str!("../../../images/l1-modules.txt");
-pub const L1_LATE_MODULES: &str = include_str!("../../../images/l1-late-modules.txt");
-pub const L2_INIT: &str = include_str!("../../../images/l2-init.sh");
+pub const L1_INIT: &str = include_str!("../../../../images/l1-init.sh");
+pub const L1_MODULES: &str = include_str!("../../../../images/l1-modules.txt");
+pub const L1_LATE_MODULES: &str = include_str!("../../../../images/l1-late-modules.txt");
+pub const L2_INIT: &str = include_str!("../../../../images/l2-init.sh");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {

@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lab::device_text::DeviceText;
-
 const URI: &str = "qemu:///system";
 const SOCKET: &str = "/run/libvirt/libvirt-sock";
 pub const DOMAIN_NAME: &str = "mflab-l2";
@@ -90,7 +88,7 @@ impl Libvirtd {
         if !libvirtd.exists() {
             return Err(format!("{} not found: install libvirt-daemon and libvirt-daemon-driver-qemu on the host (L1 shares its root), or give --libvirt-bin", libvirtd.display()));
         }
-        crate::l1_kvm::ready_for_l2()?;
+        super::kvm::ready_for_l2()?;
         // A shared L1 prepares once; the daemon itself is new for every run.
         if !Path::new(PREPARED).exists() {
             prepare_l1_for_libvirt()?;
@@ -233,79 +231,9 @@ fn add_line(file: &str, prefix: &str, line: &str) -> Result<(), String> {
     sh("mount", &["--bind", &copy, file])
 }
 
-/// The bootable L2 domain around the user's devices: L2's kernel and
-/// initramfs, a serial log, no balloon. `type` is kvm when L1 has KVM.
-pub fn l2_domain(
-    devices: &[DeviceText],
-    kvm: bool,
-    kernel: &Path,
-    initrd: &Path,
-    serial: &Path,
-) -> String {
-    l2_domain_with(devices, kvm, kernel, initrd, serial, true)
-}
-
-/// `lab_devices`: the lab's serial log, and no balloon or USB controller
-/// (L2 needs none). A static verdict on the user's own devices leaves them
-/// out, so that only the user's devices meet libvirt's checks.
-pub fn l2_domain_with(
-    devices: &[DeviceText],
-    kvm: bool,
-    kernel: &Path,
-    initrd: &Path,
-    serial: &Path,
-    lab_devices: bool,
-) -> String {
-    let mut xml = format!(
-        "<domain type='{}'>\n  <name>{DOMAIN_NAME}</name>\n  <memory unit='MiB'>256</memory>\n  <vcpu>{}</vcpu>\n  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n    <kernel>{}</kernel>\n    <initrd>{}</initrd>\n    <cmdline>{}</cmdline>\n  </os>\n  <features><acpi/></features>\n  <cpu mode='{}'/>\n  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n  <devices>\n{}",
-        if kvm { "kvm" } else { "qemu" },
-        // Two vCPUs, one booted: inner.rs says why.
-        lab::inner::L2_VCPUS,
-        kernel.display(),
-        initrd.display(),
-        // The same trimmed command line as mflab's own L2 (inner.rs says why).
-        lab::inner::L2_KERNEL_CMDLINE,
-        if kvm { "host-passthrough" } else { "host-model" },
-        if lab_devices {
-            format!("    <serial type='file'><source path='{}'/><target port='0'/></serial>\n    <memballoon model='none'/>\n    <controller type='usb' model='none'/>\n", serial.display())
-        } else {
-            String::new()
-        },
-    );
-    for d in devices {
-        xml.push_str("    ");
-        xml.push_str(&d.text);
-        xml.push('\n');
-    }
-    xml.push_str("  </devices>\n</domain>\n");
-    xml
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_l2_domain_carries_the_users_devices_verbatim() {
-        let devices = lab::device_text::device_texts("<hostdev mode='subsystem' type='pci' managed='yes'><source><address slot='0x06' function='0x1'/></source><address type='unassigned'/></hostdev>");
-        let xml = l2_domain(
-            &devices,
-            true,
-            Path::new("/l2/vmlinux"),
-            Path::new("/l2/initrd"),
-            Path::new("/mflab/l2-serial.log"),
-        );
-        assert!(xml.contains("<domain type='kvm'>"));
-        assert!(xml.contains(&devices[0].text));
-        assert!(xml.contains("<kernel>/l2/vmlinux</kernel>"));
-        let checked = lab::check::check_text("d.xml", &xml);
-        assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
-        assert_eq!(
-            checked.domain.devices.len(),
-            4,
-            "serial, balloon, usb controller, the hostdev"
-        );
-    }
 
     #[test]
     fn virsh_errors_lose_only_their_prefixes() {

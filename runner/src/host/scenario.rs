@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use lab::outcome::{Backend, Depth};
-use lab::plan::Policy;
-use lab::RuleId;
+use lab::plan::{Plan, Policy};
+use lab::protocol::{Backend, Depth};
+use lab::{PciAddress, RuleId};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -27,7 +27,7 @@ struct ScenarioFile {
     kill_l2: bool,
     /// Functions bound to vfio-pci by hand before the run (managed='no').
     #[serde(default)]
-    manual_detach: Vec<lab::PciAddress>,
+    manual_detach: Vec<PciAddress>,
     /// The backends the suite runs this scenario under (default: mflab).
     #[serde(default = "default_backends")]
     backends: Vec<Backend>,
@@ -46,12 +46,16 @@ fn default_backends() -> Vec<Backend> {
 pub struct Expect {
     /// Rule ids of the errors, in file order.
     pub rules: Option<Vec<RuleId>>,
-    /// The plan, as `mflab plan --format json` prints it.
-    pub plan: Option<String>,
-    /// Drivers in L1 while L2 runs: BDF -> driver (`none` for no driver).
-    pub l1_during: Option<BTreeMap<String, String>>,
+    /// The plan, as `mflab plan --format json` prints it (JSON in the
+    /// file, read into a [`Plan`] when the scenario is loaded).
+    #[serde(rename = "plan")]
+    plan_json: Option<Spanned<String>>,
+    #[serde(skip)]
+    pub plan: Option<Plan>,
+    /// Drivers in L1 while L2 runs: function -> driver (`none` for no driver).
+    pub l1_during: Option<BTreeMap<PciAddress, String>>,
     /// Drivers in L1 after teardown.
-    pub l1_after: Option<BTreeMap<String, String>>,
+    pub l1_after: Option<BTreeMap<PciAddress, String>>,
     /// Whether every function ends on the driver it had (default true).
     pub restored: Option<bool>,
     /// Functions in L2's `query-pci`, as `vendor:device@guest-bdf`, exactly
@@ -81,6 +85,7 @@ impl Expect {
         Expect {
             rules: over.rules.or_else(|| self.rules.clone()),
             // The plan is mflab's own; libvirt has none to compare.
+            plan_json: None,
             plan: over.plan,
             l1_during: over.l1_during.or_else(|| self.l1_during.clone()),
             l1_after: over.l1_after.or_else(|| self.l1_after.clone()),
@@ -103,9 +108,57 @@ pub struct Scenario {
     pub xml_name: String,
     pub xml: String,
     pub kill_l2: bool,
-    pub manual_detach: Vec<lab::PciAddress>,
+    pub manual_detach: Vec<PciAddress>,
     pub backends: Vec<Backend>,
     pub expect: Expect,
+}
+
+impl Expect {
+    /// Reads the expected plans (this table's and libvirt's) from their
+    /// JSON; an error names the place in the scenario file.
+    fn read_plans(&mut self, path: &Path, text: &str) -> Result<(), String> {
+        if let Some(json) = &self.plan_json {
+            self.plan = Some(read_plan(path, text, json)?);
+        }
+        if let Some(libvirt) = &mut self.libvirt {
+            libvirt.read_plans(path, text)?;
+        }
+        Ok(())
+    }
+}
+
+/// `expect.plan`: JSON inside a TOML string. A JSON error is reported at
+/// its place in the file: the string's first character plus the JSON
+/// error's line and column.
+fn read_plan(path: &Path, text: &str, json: &Spanned<String>) -> Result<Plan, String> {
+    serde_json::from_str(json.get_ref()).map_err(|e| {
+        let span = json.span();
+        let raw = &text[span.start.min(text.len())..];
+        let quote = if raw.starts_with("'''") || raw.starts_with("\"\"\"") {
+            3
+        } else {
+            1
+        };
+        let mut content = span.start + quote;
+        // A newline right after a triple quote is not part of the string.
+        if quote == 3 {
+            if text[content..].starts_with("\r\n") {
+                content += 2;
+            } else if text[content..].starts_with('\n') {
+                content += 1;
+            }
+        }
+        let (line, col) = line_col(text, content);
+        let (line, col) = if e.line() <= 1 {
+            (line, col + e.column().saturating_sub(1))
+        } else {
+            (line + e.line() - 1, e.column())
+        };
+        format!(
+            "{}:{line}:{col}: expect.plan is not a plan: {e}; write the JSON `mflab plan --format json` prints",
+            path.display()
+        )
+    })
 }
 
 /// Line and column (1-based) of a byte offset.
@@ -171,6 +224,8 @@ pub fn load(path: &Path, known_topologies: &[&str]) -> Result<Scenario, String> 
             ))
         }
     };
+    let mut expect = file.expect;
+    expect.read_plans(path, &text)?;
     Ok(Scenario {
         name,
         description: file.description,
@@ -182,7 +237,7 @@ pub fn load(path: &Path, known_topologies: &[&str]) -> Result<Scenario, String> 
         kill_l2: file.kill_l2,
         manual_detach: file.manual_detach,
         backends: file.backends,
-        expect: file.expect,
+        expect,
     })
 }
 
@@ -289,6 +344,45 @@ mod tests {
             (Some(&[][..]), Some("is not viable"))
         );
         assert_eq!(l.l2_guest, Some(vec![]));
+    }
+
+    #[test]
+    fn a_malformed_expected_plan_is_an_error_at_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "s.toml",
+            "topology = \"gpu-audio\"\nxml = '<a/>'\n[expect]\nplan = '''\n{\"detach\":[\"0000:00:06.0\"],\n \"asign\":[]}'''\n",
+        );
+        let err = load(&p, &["gpu-audio"]).unwrap_err();
+        assert!(err.starts_with(&format!("{}:6:", p.display())), "{err}");
+        assert!(err.contains("asign"), "{err}");
+        let p = write(
+            dir.path(),
+            "t.toml",
+            "topology = \"gpu-audio\"\nxml = '<a/>'\n[expect]\nplan = '{\"detach\": 7}'\n",
+        );
+        let err = load(&p, &["gpu-audio"]).unwrap_err();
+        assert!(err.starts_with(&format!("{}:4:", p.display())), "{err}");
+    }
+
+    #[test]
+    fn an_expected_plan_is_typed_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "s.toml",
+            "topology = \"gpu-audio\"\nxml = '<a/>'\n[expect]\nplan = '{\"detach\":[\"0000:00:06.0\"],\"assign\":[],\"unassigned\":[\"0000:00:06.0\"],\"restore\":[{\"host\":\"0000:00:06.0\",\"driver\":null}]}'\nl1_after = { \"0000:00:06.0\" = \"bochs-drm\" }\n",
+        );
+        let s = load(&p, &["gpu-audio"]).unwrap();
+        let plan = s.expect.plan.unwrap();
+        assert_eq!(plan.detach, ["0000:00:06.0".parse::<PciAddress>().unwrap()]);
+        assert_eq!(plan.restore[0].driver, None);
+        assert!(s
+            .expect
+            .l1_after
+            .unwrap()
+            .contains_key(&"0000:00:06.0".parse().unwrap()));
     }
 
     #[test]

@@ -8,15 +8,15 @@ use serde::Deserialize;
 pub const BUILTIN: &[(&str, &str)] = &[
     (
         "gpu-audio",
-        include_str!("../../images/topologies/gpu-audio.toml"),
+        include_str!("../../../images/topologies/gpu-audio.toml"),
     ),
     (
         "nic-quad",
-        include_str!("../../images/topologies/nic-quad.toml"),
+        include_str!("../../../images/topologies/nic-quad.toml"),
     ),
     (
         "bridge",
-        include_str!("../../images/topologies/bridge.toml"),
+        include_str!("../../../images/topologies/bridge.toml"),
     ),
 ];
 

@@ -72,9 +72,11 @@ fn debian_kernel() -> Result<KernelSource, ImageError> {
     let download = kernels.join(format!("download.{}", std::process::id()));
     std::fs::create_dir_all(&download).map_err(io_err(&download))?;
     tracing::info!("downloading {package}");
+    // apt-get's progress goes to stderr: stdout is the report's (JSON).
     let status = Command::new("apt-get")
         .args(["download", &package])
         .current_dir(&download)
+        .stdout(std::io::stderr())
         .status()
         .map_err(|e| ImageError::Kernel(format!("apt-get download {package}: {e}")))?;
     if !status.success() {

@@ -1,0 +1,233 @@
+//! Whose failure is it? A lab fault is the emulator's or the lab VM's own
+//! failure, not the system's under test: the runner retries such a run on
+//! a fresh L1 and says so. Every decision that calls something a lab fault
+//! is made here, for both backends, from facts a caller gathered, so each
+//! one can be tested without a VM.
+//!
+//! What is the lab's, and why (seen under TCG's emulated SVM on these
+//! machines): an L2 that was let run and whose init never printed a line
+//! (its kernel prints panics at L2's log level, so these are resets or
+//! hangs, and devices that really break L2 break it again on a retry); an
+//! L2 QEMU that SIGKILL cannot end (a vCPU thread stuck in L1's kernel);
+//! a virsh call that never returns; an L1 that gives no outcome.
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::guest_report::{guest_init_started, guest_report_complete};
+
+/// The kinds of lab fault, for retries, reports and counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabFaultKind {
+    /// L1's kernel panicked (a soft lockup panics it on purpose).
+    L1Panic,
+    /// L1's QEMU ended without an outcome and without a panic on L1's console.
+    L1Exited,
+    /// L1 did not reach its agent in time.
+    L1NotReady,
+    /// L1 gave no outcome within the scenario's time.
+    L1Timeout,
+    /// L1's agent answered something that cannot be read.
+    L1BadResult,
+    /// L2 was let run and its init never printed a line.
+    L2Silent,
+    /// L2's QEMU outlived SIGKILL, or libvirt could not end it.
+    L2Stuck,
+    /// A virsh call did not return.
+    VirshHung,
+}
+
+impl LabFaultKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            LabFaultKind::L1Panic => "L1 panic",
+            LabFaultKind::L1Exited => "L1 exited",
+            LabFaultKind::L1NotReady => "L1 not ready",
+            LabFaultKind::L1Timeout => "L1 timeout",
+            LabFaultKind::L1BadResult => "L1 bad result",
+            LabFaultKind::L2Silent => "L2 silent",
+            LabFaultKind::L2Stuck => "L2 stuck",
+            LabFaultKind::VirshHung => "virsh hung",
+        }
+    }
+}
+
+/// One lab fault: its kind and what was seen, in words.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabFault {
+    pub kind: LabFaultKind,
+    pub detail: String,
+}
+
+impl LabFault {
+    pub fn new(kind: LabFaultKind, detail: impl Into<String>) -> Self {
+        LabFault {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for LabFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+pub const SILENT_GUEST: &str =
+    "L2 was resumed but its init never printed a line (nested virtualization under emulation)";
+
+/// An L2 that was let run and whose console (after it powered off or was
+/// killed) shows its init never started.
+pub fn of_silent_guest(serial: &str) -> Option<LabFault> {
+    (!guest_init_started(serial)).then(|| LabFault::new(LabFaultKind::L2Silent, SILENT_GUEST))
+}
+
+/// How an L2 of the mflab backend ended, as the agent saw it.
+pub struct MflabL2End<'a> {
+    /// L2 was meant to boot and report (not QMP only, not killed on purpose).
+    pub meant_to_report: bool,
+    /// `cont` went through: L2's kernel was let run.
+    pub resumed: bool,
+    /// L2's QEMU was gone after SIGKILL; when not, this says so.
+    pub stuck: Option<String>,
+    pub serial: &'a str,
+}
+
+/// The mflab backend's L2: stuck beats everything (whatever L2 did, a QEMU
+/// SIGKILL cannot end is L1's trouble); otherwise only a resumed L2 that
+/// was meant to report and whose init never spoke (not one refused its
+/// devices, nor one killed on purpose).
+pub fn of_mflab_l2(end: &MflabL2End) -> Option<LabFault> {
+    if let Some(stuck) = &end.stuck {
+        return Some(LabFault::new(LabFaultKind::L2Stuck, stuck.clone()));
+    }
+    if !end.meant_to_report || !end.resumed || guest_report_complete(end.serial) {
+        return None;
+    }
+    of_silent_guest(end.serial)
+}
+
+pub const REPORTED_BUT_STUCK: &str =
+    "L2 reported, but its QEMU did not exit (stuck in L1's kernel)";
+
+/// The libvirt backend's L2 after `resume`: seen, an L2 that printed its
+/// report and powered off while libvirt could not end its QEMU ("Failed to
+/// terminate process … with SIGKILL").
+pub fn of_libvirt_l2(serial: &str, powered_off: bool) -> Option<LabFault> {
+    if guest_report_complete(serial) {
+        (!powered_off).then(|| LabFault::new(LabFaultKind::L2Stuck, REPORTED_BUT_STUCK))
+    } else {
+        of_silent_guest(serial)
+    }
+}
+
+/// A virsh call: only one that did not return is the lab's; libvirt's
+/// refusals are the verdict under test.
+pub fn of_virsh_call(timed_out: bool, what_it_said: &str) -> Option<LabFault> {
+    timed_out.then(|| LabFault::new(LabFaultKind::VirshHung, what_it_said))
+}
+
+/// An L1 whose QEMU ended before giving an outcome: a panic when L1's
+/// console says so (with the panic's first lines), else an exit.
+pub fn of_l1_exit(l1_serial: &str, detail: &str) -> LabFault {
+    let lines: Vec<&str> = l1_serial.lines().collect();
+    let first_panic = lines
+        .iter()
+        .position(|l| l.contains("Kernel panic") || l.contains("soft lockup"));
+    match first_panic {
+        Some(i) => {
+            let end = (i + 3).min(lines.len());
+            LabFault::new(
+                LabFaultKind::L1Panic,
+                format!("{detail}: {}", lines[i..end].join(" / ").trim()),
+            )
+        }
+        None => LabFault::new(LabFaultKind::L1Exited, detail),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(meant: bool, resumed: bool, stuck: Option<&str>, serial: &str) -> Option<LabFault> {
+        of_mflab_l2(&MflabL2End {
+            meant_to_report: meant,
+            resumed,
+            stuck: stuck.map(str::to_string),
+            serial,
+        })
+    }
+
+    #[test]
+    fn only_a_resumed_guest_that_never_spoke_is_the_labs_fault() {
+        assert_eq!(
+            end(true, true, None, "").unwrap().kind,
+            LabFaultKind::L2Silent
+        );
+        assert!(end(true, false, None, "").is_none(), "device_add refused");
+        assert!(
+            end(false, true, None, "").is_none(),
+            "killed on purpose or QMP only"
+        );
+        // Init started: whatever went wrong after it is the scenario's.
+        assert!(end(true, true, None, "MFLAB-L2-START 2.2\n").is_none());
+        assert!(of_silent_guest("[ 1.9] Kernel panic - not syncing\n").is_some());
+    }
+
+    #[test]
+    fn a_qemu_that_outlives_sigkill_is_the_labs_whatever_l2_did() {
+        let f = end(
+            false,
+            true,
+            Some("did not exit within 20s"),
+            "MFLAB-L2-DONE 3\n",
+        )
+        .unwrap();
+        assert_eq!(f.kind, LabFaultKind::L2Stuck);
+        assert_eq!(f.to_string(), "did not exit within 20s");
+    }
+
+    #[test]
+    fn libvirt_l2s_are_judged_by_their_console() {
+        let done = "MFLAB-L2-START 1\nMFLAB-L2-DONE 2\n";
+        assert!(of_libvirt_l2(done, true).is_none());
+        assert_eq!(
+            of_libvirt_l2(done, false).unwrap().kind,
+            LabFaultKind::L2Stuck
+        );
+        assert_eq!(
+            of_libvirt_l2("", true).unwrap().kind,
+            LabFaultKind::L2Silent
+        );
+        // Init started and stopped midway: the devices' doing, not the lab's.
+        assert!(of_libvirt_l2("MFLAB-L2-START 1\n", true).is_none());
+    }
+
+    #[test]
+    fn only_a_virsh_call_that_hung_is_the_labs() {
+        assert!(of_virsh_call(false, "group 3 is not viable").is_none());
+        assert_eq!(
+            of_virsh_call(true, "virsh start: timed out").unwrap().kind,
+            LabFaultKind::VirshHung
+        );
+    }
+
+    #[test]
+    fn an_l1_exit_is_a_panic_when_its_console_says_so() {
+        let log = "[ 3.1] ok\n[ 9.0] watchdog: BUG: soft lockup - CPU#1 stuck for 13s! [qemu-system-x86]\n[ 9.0] Modules linked in\n[ 9.1] x\n[ 9.2] LATER\n";
+        let f = of_l1_exit(log, "L1 stopped during the scenario");
+        assert_eq!(f.kind, LabFaultKind::L1Panic);
+        assert!(f.detail.contains("soft lockup - CPU#1"), "{}", f.detail);
+        assert!(
+            !f.detail.contains("LATER"),
+            "only the first lines: {}",
+            f.detail
+        );
+        assert_eq!(
+            of_l1_exit("[ 1.0] ok\n", "L1 stopped").kind,
+            LabFaultKind::L1Exited
+        );
+    }
+}

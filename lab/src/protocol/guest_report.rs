@@ -1,0 +1,117 @@
+//! What L2's init (`images/l2-init.sh`) prints on L2's console, and how
+//! it is read: `MFLAB-L2-START <uptime>` when init starts, one
+//! `MFLAB-L2-PCI <bdf> <vendor> <device> <class> <driver|->` per function
+//! its kernel enumerated, `MFLAB-L2-DONE <uptime>` at the end.
+
+use super::outcome::GuestFunction;
+use super::stage::Stage;
+
+pub const START: &str = "MFLAB-L2-START";
+pub const PCI: &str = "MFLAB-L2-PCI";
+pub const DONE: &str = "MFLAB-L2-DONE";
+
+/// Every `MFLAB-L2-PCI` line of L2's console, serial noise around it aside.
+pub fn parse_guest_report(serial: &str) -> Vec<GuestFunction> {
+    let marker = format!("{PCI} ");
+    serial
+        .lines()
+        .filter_map(|line| {
+            let rest = line.trim_end_matches('\r').split(marker.as_str()).nth(1)?;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let [bdf, vendor, device, class, driver] = f.as_slice() else {
+                return None;
+            };
+            Some(GuestFunction {
+                bdf: bdf.parse().ok()?,
+                vendor: vendor.to_string(),
+                device: device.to_string(),
+                class: class.to_string(),
+                driver: (*driver != "-").then(|| driver.to_string()),
+            })
+        })
+        .collect()
+}
+
+/// Whether L2's init finished its report.
+pub fn guest_report_complete(serial: &str) -> bool {
+    serial.contains(DONE)
+}
+
+/// Whether L2's init started at all.
+pub fn guest_init_started(serial: &str) -> bool {
+    serial.contains(START)
+}
+
+/// [`Stage::L2Boot`] (from `cont` to QEMU's exit) split by what L2's init
+/// printed: its kernel's uptime when init started and when the report was
+/// done. The rest is firmware and loading the kernel before, power-off after.
+pub fn boot_stages(serial: &str, boot_secs: f64) -> Vec<(Stage, f64)> {
+    let uptime = |marker: &str| -> Option<f64> {
+        let marker = format!("{marker} ");
+        serial
+            .lines()
+            .find_map(|l| {
+                l.trim_end_matches('\r')
+                    .split(marker.as_str())
+                    .nth(1)
+                    .map(str::to_string)
+            })?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let (Some(start), Some(done)) = (uptime(START), uptime(DONE)) else {
+        return Vec::new();
+    };
+    vec![
+        (Stage::L2BootKernel, start),
+        (Stage::L2BootInit, done - start),
+        (Stage::L2BootFirmwareAndExit, (boot_secs - done).max(0.0)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn l2_init_prints_the_markers_read_here() {
+        let init = include_str!("../../../images/l2-init.sh");
+        for marker in [START, PCI, DONE] {
+            assert!(
+                init.contains(&format!("echo \"{marker} ")),
+                "l2-init.sh does not print {marker}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_guest_report_is_read_from_serial_noise() {
+        let serial = "[    0.5] random\r\nMFLAB-L2-PCI 0000:00:05.0 0x1234 0x1111 0x038000 -\r\nMFLAB-L2-PCI 0000:00:00.0 0x8086 0x1237 0x060000 -\nMFLAB-L2-DONE\n";
+        let rows = parse_guest_report(serial);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].key(), "1234:1111@0000:00:05.0");
+        assert_eq!(rows[0].driver, None);
+        assert!(guest_report_complete(serial));
+        assert!(!guest_init_started(serial));
+    }
+
+    #[test]
+    fn l2_boot_is_split_by_the_uptimes_init_printed() {
+        let serial = "MFLAB-L2-START 2.25\r\nMFLAB-L2-PCI x\nMFLAB-L2-DONE 2.50\n[ 2.6] reboot\n";
+        let stages = boot_stages(serial, 3.5);
+        let names: Vec<Stage> = stages.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            names,
+            [
+                Stage::L2BootKernel,
+                Stage::L2BootInit,
+                Stage::L2BootFirmwareAndExit
+            ]
+        );
+        assert!((stages[0].1 - 2.25).abs() < 1e-9);
+        assert!((stages[1].1 - 0.25).abs() < 1e-9);
+        assert!((stages[2].1 - 1.0).abs() < 1e-9);
+        assert!(boot_stages("MFLAB-L2-START 2.25\n", 3.5).is_empty());
+    }
+}

@@ -1,0 +1,22 @@
+//! What passes between the levels: the runner (L0) and the agent inside
+//! the lab VM (L1) agree on these types and paths, and on nothing else.
+//! Both sides compile this one module, so a mismatch cannot be built.
+//!
+//! - [`request`]: what the runner asks (a scenario run, libvirt's static check);
+//! - [`outcome`]: what the agent reports (views, plan, errors, timings);
+//! - [`stage`]: the named stages that timings and progress use;
+//! - [`mailbox`]: request/result files in the shared work directory,
+//!   written atomically, and the agent's progress lines;
+//! - [`guest_report`]: the marker lines L2's init prints on its console;
+//! - [`paths`]: where things are, as both sides see them.
+
+pub mod guest_report;
+pub mod mailbox;
+pub mod outcome;
+pub mod paths;
+pub mod request;
+pub mod stage;
+
+pub use outcome::{function_rows, FunctionRow, GuestFunction, RunOutcome, ServedResult};
+pub use request::{Backend, CheckItem, Depth, LibvirtVerdict, RunRequest};
+pub use stage::{Progress, Stage};

@@ -1,0 +1,99 @@
+//! Booting L1: one boot that runs an agent script and waits for its
+//! power-off, or a start that hands the running L1 to its owner.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use lab::protocol::paths::{
+    AGENT_BINARY, AGENT_SCRIPT, L1_CMDLINE, L1_QEMU_LOG, L1_SERIAL_LOG, READY_FILE, WORK_MOUNT,
+};
+use lab::qemu_cmdline::{shell_line, QEMU};
+
+use super::cmdline::{l1_args, L1Config};
+use super::process::{QemuProcess, VmError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("{0}")]
+    Vm(#[from] VmError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl BootError {
+    /// Whether the boot ended because of Ctrl-C or SIGTERM.
+    pub fn interrupted(&self) -> bool {
+        matches!(self, BootError::Vm(VmError::Interrupted))
+    }
+}
+
+pub struct BootOutcome {
+    /// From QEMU's start to power-off.
+    pub elapsed: Duration,
+    /// From QEMU's start to the agent's first step (`/mflab/ready` appears).
+    pub ready: Option<Duration>,
+}
+
+/// How long L1 may take to reach its agent: 3-5 s as a rule here, 15 s on
+/// a loaded machine. Seen once: L1's kernel stalled before its init with
+/// CPU 0's timer gone quiet (RCU stall reports every 21 s, no panic: the
+/// sysctl that would panic applies only once init starts). Waiting the
+/// whole scenario timeout for such an L1 cost 4 minutes.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The error for an L1 that did not reach its agent in time.
+pub fn not_ready(work_dir: &Path) -> String {
+    format!(
+        "L1's agent was not ready within {READY_TIMEOUT:?}; serial log:\n{}",
+        tail(&work_dir.join(L1_SERIAL_LOG), 15)
+    )
+}
+
+/// Boots L1 once with `agent_script` as what runs inside; waits for
+/// power-off. The mflab binary is copied into the work directory, so L1
+/// runs exactly this build whatever path it lives at.
+pub fn boot(c: &L1Config, agent_script: &str, timeout: Duration) -> Result<BootOutcome, BootError> {
+    let start = Instant::now();
+    let process = start_l1(c, agent_script)?;
+    let ready_file = c.work_dir.join(READY_FILE);
+    let mut ready = None;
+    process.wait(timeout, || {
+        if ready.is_none() && ready_file.exists() {
+            ready = Some(start.elapsed());
+        }
+        match ready {
+            None if start.elapsed() > READY_TIMEOUT => Err(not_ready(c.work_dir)),
+            _ => Ok(()),
+        }
+    })?;
+    Ok(BootOutcome {
+        elapsed: start.elapsed(),
+        ready,
+    })
+}
+
+/// Starts L1 with `agent_script` and returns at once; the caller owns the
+/// process (killed when dropped).
+pub fn start_l1(c: &L1Config, agent_script: &str) -> Result<QemuProcess, BootError> {
+    let exe = std::env::current_exe()?;
+    std::fs::copy(&exe, c.work_dir.join(AGENT_BINARY))?;
+    std::fs::write(
+        c.work_dir.join(AGENT_SCRIPT),
+        format!(": > {WORK_MOUNT}/{READY_FILE}\n{agent_script}"),
+    )?;
+    let args = l1_args(c);
+    std::fs::write(c.work_dir.join(L1_CMDLINE), shell_line(QEMU, &args))?;
+    Ok(QemuProcess::spawn(
+        QEMU,
+        &args,
+        &c.work_dir.join(L1_QEMU_LOG),
+        c.interactive,
+    )?)
+}
+
+/// The last `n` lines of a log, for failure reports.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

@@ -1,0 +1,144 @@
+//! L1's QEMU command line, a pure function of the topology, the images,
+//! the accelerator and the work directory.
+
+use std::path::Path;
+
+use lab::accel::AccelChoice;
+use lab::protocol::paths::L1_SERIAL_LOG;
+use lab::qemu_cmdline::DirectBoot;
+
+use crate::host::images::L1Images;
+use crate::host::topology::{IommuModel, Topology};
+
+/// Kernel parameters that skip what the lab does not need, each measured
+/// under TCG: the crypto self-tests at boot (about 0.3 s); write-protecting
+/// the kernel image and checking every page table for W+X (about 0.2 s);
+/// zeroing every page the kernel hands out (Debian's hardening default;
+/// L1 is a throwaway lab VM).
+/// And two for robustness: a CPU stuck in L1's kernel panics L1, so the
+/// scenario is retried on a fresh L1 at once instead of waiting for its
+/// timeout. Seen about once in 25 L2s: L1's CPU spinning at the jump site
+/// of KVM's `apic_sw_disabled` static key in `__apic_accept_irq` while
+/// KVM rewrites it (see `l1_kvm.rs`); with the default threshold (20 s)
+/// L1 panicked 48 s in. A soft lockup is reported after twice
+/// `watchdog_thresh`; 5 s leaves ample room for L1's real work, whose
+/// long loops (zeroing L2's RAM, KVM_RUN) yield the CPU.
+const L1_TRIMS: &str =
+    "cryptomgr.notests rodata=off init_on_alloc=0 softlockup_panic=1 watchdog_thresh=5";
+
+/// Everything the command line depends on.
+pub struct L1Config<'a> {
+    pub topology: &'a Topology,
+    pub images: &'a L1Images,
+    pub accel: &'a AccelChoice,
+    pub work_dir: &'a Path,
+    pub memory_mib: u32,
+    pub interactive: bool,
+}
+
+impl<'a> L1Config<'a> {
+    /// The usual L1: 1 GiB, its serial console to a log file. What runs in
+    /// it needs about 600 MiB at most (L2's 128 MiB of huge pages, a
+    /// libvirt L2's 256 MiB, QEMU, libvirtd, L2's kernel in the page
+    /// cache); every GiB more cost L1's boot about 0.2 s under TCG (the
+    /// kernel initializes a page descriptor per 4 KiB).
+    pub fn new(
+        topology: &'a Topology,
+        images: &'a L1Images,
+        accel: &'a AccelChoice,
+        work_dir: &'a Path,
+    ) -> Self {
+        L1Config {
+            topology,
+            images,
+            accel,
+            work_dir,
+            memory_mib: 1024,
+            interactive: false,
+        }
+    }
+}
+
+/// L1's QEMU arguments: q35, the topology (IOMMU first), the host root
+/// over 9p read-only, the work directory over 9p read-write.
+pub fn l1_args(c: &L1Config) -> Vec<String> {
+    let accel = c.accel.accel.qemu_name();
+    let iommu_cmdline = match c.topology.iommu {
+        IommuModel::Intel => "intel_iommu=on iommu=pt",
+        IommuModel::Amd => "amd_iommu=on iommu=pt",
+        IommuModel::Virtio => "iommu=pt",
+    };
+    let serial = if c.interactive {
+        "mon:stdio".to_string()
+    } else {
+        format!("file:{}", c.work_dir.join(L1_SERIAL_LOG).display())
+    };
+    let mut args = DirectBoot {
+        machine: &format!("q35,accel={accel}"),
+        cpu: &c.accel.cpu,
+        memory_mib: c.memory_mib,
+        smp: 2,
+        kernel: &c.images.boot_kernel,
+        initrd: &c.images.initramfs,
+        append: &format!(
+            "console=ttyS0 {iommu_cmdline} {L1_TRIMS} panic=-1 quiet loglevel=4 {}",
+            l2_image_params(c.images)
+        ),
+    }
+    .args();
+    args.extend(["-serial".to_string(), serial]);
+    args.extend(c.topology.device_args());
+    args.extend(
+        [
+            "-fsdev",
+            "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
+            "-device",
+            "virtio-9p-pci,fsdev=hostroot,mount_tag=host,bus=pcie.0,addr=0x02",
+            "-fsdev",
+            &format!(
+                "local,id=work,path={},security_model=none,multidevs=remap",
+                c.work_dir.display()
+            ),
+            "-device",
+            "virtio-9p-pci,fsdev=work,mount_tag=work,bus=pcie.0,addr=0x03",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    args
+}
+
+/// Where L1's init finds L2's kernel and initramfs in the host's root:
+/// the kernel hands parameters it does not know to init as environment
+/// variables. Quoted when a path has spaces (the kernel strips the quotes).
+fn l2_image_params(images: &L1Images) -> String {
+    let param = |name: &str, path: &Path| {
+        let path = path.display().to_string();
+        if path.contains(char::is_whitespace) {
+            format!("{name}=\"{path}\"")
+        } else {
+            format!("{name}={path}")
+        }
+    };
+    format!(
+        "{} {}",
+        param("mflab_l2_kernel", &images.l2_kernel),
+        param("mflab_l2_initrd", &images.l2_initrd)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn l2_image_paths_reach_init_whole() {
+        let mut images = L1Images::none();
+        images.l2_kernel = "/root/.cache/mflab/vmlinux/k.elf".into();
+        images.l2_initrd = "/home/a user/l2.cpio".into();
+        assert_eq!(
+            l2_image_params(&images),
+            "mflab_l2_kernel=/root/.cache/mflab/vmlinux/k.elf mflab_l2_initrd=\"/home/a user/l2.cpio\""
+        );
+    }
+}

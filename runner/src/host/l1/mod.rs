@@ -1,0 +1,7 @@
+//! The lab VM (L1) seen from the host: its command line, its QEMU
+//! process, one boot, and a shared L1 that serves many scenarios.
+
+pub mod boot;
+pub mod cmdline;
+pub mod process;
+pub mod shared;

@@ -1,0 +1,215 @@
+//! One L1 per topology, shared by the scenarios that use it: the agent
+//! serves requests through the [`Mailbox`] and checks between two
+//! scenarios that every function is back on its boot-time driver and no
+//! L2 is left. When that check fails, or the L1 dies, it is dropped (QEMU
+//! killed) and the next scenario boots a fresh one.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lab::lab_fault::{of_l1_exit, LabFault, LabFaultKind};
+use lab::protocol::mailbox::Mailbox;
+use lab::protocol::paths::{L1_SERIAL_LOG, READY_FILE, WORK_MOUNT};
+use lab::protocol::{Progress, RunOutcome, RunRequest};
+
+use lab::accel::AccelChoice;
+
+use super::boot::{start_l1, tail, READY_TIMEOUT};
+use super::cmdline::L1Config;
+use super::process::QemuProcess;
+use crate::host::images::L1Images;
+use crate::host::run_error::RunError;
+use crate::host::topology;
+use crate::host::workdir::WorkDir;
+
+fn serve_script() -> String {
+    format!("exec {WORK_MOUNT}/mflab agent serve --dir {WORK_MOUNT}\n")
+}
+
+pub struct SharedL1 {
+    process: QemuProcess,
+    work: WorkDir,
+    mailbox: Mailbox,
+    next: u32,
+}
+
+/// A scenario's outcome from a shared L1, and where its files are.
+pub struct Served {
+    pub outcome: RunOutcome,
+    /// The scenario's own directory inside the L1's work directory.
+    pub dir: PathBuf,
+}
+
+impl SharedL1 {
+    fn serial_tail(&self) -> String {
+        tail(&self.work.path().join(L1_SERIAL_LOG), 15)
+    }
+
+    fn exit_fault(&self, what: &str) -> RunError {
+        let log = std::fs::read_to_string(self.work.path().join(L1_SERIAL_LOG)).unwrap_or_default();
+        RunError::lab(of_l1_exit(&log, what), self.serial_tail())
+    }
+
+    fn start(
+        topology_name: &str,
+        images: &L1Images,
+        accel: &AccelChoice,
+    ) -> Result<SharedL1, RunError> {
+        let topology = topology::load(topology_name).map_err(|e| RunError::Setup(e.to_string()))?;
+        let work = WorkDir::new("mflab-l1-")?;
+        let config = L1Config::new(&topology, images, accel, work.path());
+        let process =
+            start_l1(&config, &serve_script()).map_err(|e| RunError::Setup(e.to_string()))?;
+        let mailbox = Mailbox::new(work.path());
+        let mut l1 = SharedL1 {
+            process,
+            work,
+            mailbox,
+            next: 1,
+        };
+        let start = Instant::now();
+        while !l1.work.path().join(READY_FILE).exists() {
+            if l1.process.exited() {
+                return Err(l1.exit_fault(&format!(
+                    "L1 ({topology_name}) stopped before its agent was ready"
+                )));
+            }
+            if crate::interrupt::interrupted() {
+                return Err(RunError::Interrupted);
+            }
+            if start.elapsed() > READY_TIMEOUT {
+                return Err(RunError::lab(
+                    LabFault::new(
+                        LabFaultKind::L1NotReady,
+                        format!(
+                            "L1 ({topology_name}): its agent was not ready within {READY_TIMEOUT:?}"
+                        ),
+                    ),
+                    l1.serial_tail(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(l1)
+    }
+
+    /// Runs one request; `Err` means this L1 is no longer usable. The
+    /// agent's progress goes to `progress` as it arrives.
+    fn serve(
+        &mut self,
+        request: &RunRequest,
+        timeout: Duration,
+        progress: &dyn Fn(Progress),
+    ) -> Result<(Served, bool), RunError> {
+        let n = self.next;
+        self.next += 1;
+        self.mailbox
+            .post_request(n, request)
+            .map_err(|e| RunError::Setup(e.to_string()))?;
+        let start = Instant::now();
+        let mut reported = 0;
+        let served = loop {
+            let steps = self.mailbox.progress(n);
+            for step in steps.iter().skip(reported) {
+                progress(*step);
+            }
+            reported = reported.max(steps.len());
+            if let Some(result) = self.mailbox.take_result(n) {
+                break result.map_err(|e| {
+                    RunError::lab(LabFault::new(LabFaultKind::L1BadResult, e.to_string()), "")
+                })?;
+            }
+            if self.process.exited() {
+                return Err(self.exit_fault("L1 stopped during the scenario"));
+            }
+            if start.elapsed() > timeout {
+                return Err(RunError::lab(
+                    LabFault::new(
+                        LabFaultKind::L1Timeout,
+                        format!("L1: no result within {timeout:?}"),
+                    ),
+                    self.serial_tail(),
+                ));
+            }
+            if crate::interrupt::interrupted() {
+                return Err(RunError::Interrupted);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        if let Some(why) = &served.why {
+            tracing::info!("L1 retired after scenario {n}: {why}");
+        }
+        Ok((
+            Served {
+                outcome: served.outcome,
+                dir: self.mailbox.scenario_dir(n),
+            },
+            served.healthy,
+        ))
+    }
+
+    pub fn work_dir(&self) -> &Path {
+        self.work.path()
+    }
+}
+
+impl Drop for SharedL1 {
+    fn drop(&mut self) {
+        // Ask the agent to stop; QEMU is killed by QemuProcess's own drop.
+        self.mailbox.stop();
+    }
+}
+
+/// A worker's L1: at most one at a time (an idle L1 still costs a TCG
+/// core), kept while the worker's scenarios use its topology.
+#[derive(Default)]
+pub struct L1Slot {
+    l1: Option<(String, SharedL1)>,
+    /// How many L1s this slot booted.
+    pub boots: u32,
+}
+
+impl L1Slot {
+    /// Runs `request` on the slot's L1 for `topology`, booting one if
+    /// needed. On failure the L1 is dropped; the error says why, and the
+    /// directory given back (kept) holds what is left to look at.
+    pub fn run(
+        &mut self,
+        topology_name: &str,
+        images: &L1Images,
+        accel: &AccelChoice,
+        request: &RunRequest,
+        timeout: Duration,
+        progress: &dyn Fn(Progress),
+    ) -> Result<Served, (RunError, Option<PathBuf>)> {
+        if self
+            .l1
+            .as_ref()
+            .is_some_and(|(name, _)| name != topology_name)
+        {
+            self.l1 = None;
+        }
+        if self.l1.is_none() {
+            progress(Progress::L1Booting);
+            let l1 = SharedL1::start(topology_name, images, accel).map_err(|e| (e, None))?;
+            self.boots += 1;
+            self.l1 = Some((topology_name.to_string(), l1));
+        }
+        progress(Progress::L1Ready);
+        let (_, l1) = self.l1.as_mut().expect("booted above");
+        match l1.serve(request, timeout, progress) {
+            Ok((served, true)) => Ok(served),
+            Ok((served, false)) => {
+                // The scenario is done; the L1 is not fit for the next one.
+                self.l1 = None;
+                Ok(served)
+            }
+            Err(e) => {
+                let (_, mut l1) = self.l1.take().expect("present");
+                // An interrupted run is not a failure to keep: its directory goes.
+                let kept = (!matches!(e, RunError::Interrupted)).then(|| l1.work.keep());
+                Err((e, kept))
+            }
+        }
+    }
+}

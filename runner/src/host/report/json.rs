@@ -1,0 +1,39 @@
+//! `mflab run --format json`: one object per scenario run.
+
+use serde_json::json;
+
+use crate::host::suite::attempt::ScenarioReport;
+
+/// scenario, backend, passed, plan, l1_during, l1_after, l2_qmp, l2_guest,
+/// error, restored, mismatches, notes, seconds, timings, work_dir; and
+/// `lab_faults`, the kinds of the lab faults that were retried.
+pub fn object(r: &ScenarioReport) -> serde_json::Value {
+    let o = &r.outcome;
+    let error = o.error.clone().or_else(|| {
+        (!o.diagnostics.is_empty()).then(|| {
+            o.diagnostics
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    });
+    json!({
+        "scenario": r.name,
+        "backend": r.backend,
+        "passed": r.passed(),
+        "plan": o.plan,
+        "l1_during": o.l1_during,
+        "l1_after": o.l1_after,
+        "l2_qmp": o.l2_qmp,
+        "l2_guest": o.l2_guest,
+        "error": error,
+        "restored": o.restored,
+        "mismatches": r.mismatches,
+        "notes": r.notes,
+        "lab_faults": r.retried.iter().map(|f| f.kind).collect::<Vec<_>>(),
+        "seconds": r.elapsed.as_secs_f64(),
+        "timings": o.timings,
+        "work_dir": r.kept,
+    })
+}

@@ -1,0 +1,95 @@
+//! `mflab run --junit FILE`: JUnit XML for CI dashboards, written with
+//! `quick-junit` (nextest's). A run that passed after a lab fault was
+//! retried is flaky: each retried attempt is a `<flakyFailure>`; a run
+//! that failed after retries carries them as `<rerunFailure>`, as Maven
+//! Surefire and nextest write them.
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
+
+use crate::host::suite::attempt::ScenarioReport;
+
+pub fn render(reports: &[ScenarioReport]) -> String {
+    let mut suite = TestSuite::new("mflab");
+    let total: std::time::Duration = reports.iter().map(|r| r.elapsed).sum();
+    suite.set_time(total);
+    for r in reports {
+        let mut status = if r.passed() {
+            TestCaseStatus::success()
+        } else {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(r.mismatches[0].lines().next().unwrap_or(""));
+            s.set_description(r.mismatches.join("\n"));
+            s
+        };
+        for (fault, note) in r.retried.iter().zip(&r.notes) {
+            let mut rerun = TestRerun::new(NonSuccessKind::Failure);
+            rerun.set_type(format!("lab fault: {}", fault.kind.name()));
+            rerun.set_message(fault.detail.clone());
+            rerun.set_description(note.clone());
+            status.add_rerun(rerun);
+        }
+        let mut case = TestCase::new(r.name.clone(), status);
+        case.set_classname(format!("scenario.{}", r.backend));
+        case.set_time(r.elapsed);
+        if let Some(dir) = &r.kept {
+            case.set_system_out(format!("work directory: {}", dir.display()));
+        }
+        suite.add_test_case(case);
+    }
+    let mut report = Report::new("mflab");
+    report.add_test_suite(suite);
+    report.to_string().expect("JUnit XML serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lab::lab_fault::{LabFault, LabFaultKind};
+    use lab::protocol::{Backend, Depth, RunOutcome};
+    use std::time::Duration;
+
+    fn report(name: &str, mismatches: Vec<String>, retried: usize) -> ScenarioReport {
+        let fault = LabFault::new(
+            LabFaultKind::L2Silent,
+            "L2 was resumed but its init never printed a line",
+        );
+        ScenarioReport {
+            name: name.into(),
+            notes: (0..retried)
+                .map(|i| format!("L2 silent: …; ran again on a fresh L1 (that attempt kept in /tmp/mflab-run-{i})"))
+                .collect(),
+            retried: vec![fault; retried],
+            backend: Backend::Libvirt,
+            depth: Depth::Guest,
+            elapsed: Duration::from_millis(1500),
+            mismatches,
+            outcome: RunOutcome::default(),
+            kept: None,
+        }
+    }
+
+    #[test]
+    fn a_pass_after_a_retry_is_flaky_and_a_failure_after_retries_says_so() {
+        let xml = render(&[
+            report("clean", vec![], 0),
+            report("flaky", vec![], 1),
+            report("broken", vec!["l2_guest: expected [], seen [x]".into()], 2),
+        ]);
+        assert!(
+            xml.contains("tests=\"3\"") && xml.contains("failures=\"1\""),
+            "{xml}"
+        );
+        assert!(xml.contains("classname=\"scenario.libvirt\""), "{xml}");
+        assert_eq!(xml.matches("<flakyFailure").count(), 1, "{xml}");
+        assert_eq!(xml.matches("<rerunFailure").count(), 2, "{xml}");
+        assert!(xml.contains("type=\"lab fault: L2 silent\""), "{xml}");
+        assert!(
+            xml.contains("/tmp/mflab-run-0"),
+            "the kept attempt is named: {xml}"
+        );
+        assert!(
+            xml.contains("<failure message=\"l2_guest: expected [], seen [x]\""),
+            "{xml}"
+        );
+    }
+}

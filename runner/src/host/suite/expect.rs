@@ -1,0 +1,134 @@
+//! Comparing a run's outcome with a scenario's expectations: each
+//! expectation that does not hold becomes one "expected … / seen …" line.
+
+use lab::protocol::{FunctionRow, GuestFunction, RunOutcome};
+
+use crate::host::scenario::Expect;
+
+/// What a scenario asserts of L2's view: the functions it was given. The
+/// machine's own are left out: bus 0 slots 0 and 1 (i440fx and PIIX on
+/// mflab's `pc` L2), slot 0x1f (ICH9 on libvirt's q35), and every bridge
+/// (libvirt's pcie-root-ports).
+pub fn assigned_view(list: &[GuestFunction]) -> Vec<String> {
+    let own = |f: &GuestFunction| {
+        let chipset = f.bdf.domain == 0 && f.bdf.bus == 0 && matches!(f.bdf.slot, 0 | 1 | 0x1f);
+        chipset || f.is_bridge()
+    };
+    let mut keys: Vec<String> = list
+        .iter()
+        .filter(|f| !own(f))
+        .map(GuestFunction::key)
+        .collect();
+    keys.sort();
+    keys
+}
+
+pub fn compare(e: &Expect, o: &RunOutcome) -> Vec<String> {
+    let mut m = Vec::new();
+    let seen_rules: Vec<String> = o.diagnostics.iter().map(|d| d.rule.to_string()).collect();
+    let want_rules: Vec<String> = e.rules.iter().flatten().map(|r| r.to_string()).collect();
+    if seen_rules != want_rules {
+        let detail: Vec<String> = o.diagnostics.iter().map(|d| d.to_string()).collect();
+        m.push(format!(
+            "rule errors: expected {want_rules:?}, seen {seen_rules:?}\n{}",
+            detail.join("\n")
+        ));
+    }
+    match (&e.error, &o.error) {
+        (None, Some(seen)) => m.push(format!("error: expected none, seen: {seen}")),
+        (Some(want), None) => m.push(format!(
+            "error: expected a failure containing {want:?}, seen none"
+        )),
+        (Some(want), Some(seen)) if !seen.contains(want.as_str()) => m.push(format!(
+            "error: expected a failure containing {want:?}, seen: {seen}"
+        )),
+        _ => {}
+    }
+    let want_restored = e.restored.unwrap_or(true);
+    if o.restored != want_restored {
+        m.push(format!(
+            "restored: expected {want_restored}, seen {} (drivers after: {:?})",
+            o.restored,
+            drivers(&o.l1_after)
+        ));
+    }
+    if let Some(want) = &e.plan {
+        if Some(want) != o.plan.as_ref() {
+            let json = |p: &lab::plan::Plan| serde_json::to_string(p).expect("plan serializes");
+            m.push(format!(
+                "plan: expected {}, seen {}",
+                json(want),
+                o.plan.as_ref().map_or("none".into(), json)
+            ));
+        }
+    }
+    for (label, want, rows) in [
+        ("l1_during", &e.l1_during, &o.l1_during),
+        ("l1_after", &e.l1_after, &o.l1_after),
+    ] {
+        let Some(want) = want else { continue };
+        for (bdf, driver) in want {
+            let seen = rows
+                .iter()
+                .find(|r| &r.bdf == bdf)
+                .map(|r| r.driver.clone().unwrap_or_else(|| "none".into()));
+            if seen.as_deref() != Some(driver.as_str()) {
+                m.push(format!(
+                    "{label}: {bdf} expected on {driver}, seen on {}",
+                    seen.unwrap_or_else(|| "(absent)".into())
+                ));
+            }
+        }
+    }
+    for (label, want, seen) in [
+        ("l2_qmp", &e.l2_qmp, &o.l2_qmp),
+        ("l2_guest", &e.l2_guest, &o.l2_guest),
+    ] {
+        let Some(want) = want else { continue };
+        let mut want = want.clone();
+        want.sort();
+        let seen = assigned_view(seen);
+        if want != seen {
+            m.push(format!("{label}: expected {want:?}, seen {seen:?}"));
+        }
+    }
+    m
+}
+
+fn drivers(rows: &[FunctionRow]) -> Vec<String> {
+    rows.iter()
+        .map(|r| format!("{}={}", r.bdf, r.driver.as_deref().unwrap_or("none")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(bdf: &str, ids: (&str, &str), class: &str) -> GuestFunction {
+        GuestFunction {
+            bdf: bdf.parse().unwrap(),
+            vendor: ids.0.into(),
+            device: ids.1.into(),
+            class: class.into(),
+            driver: None,
+        }
+    }
+
+    #[test]
+    fn the_machines_own_functions_are_left_out_of_l2s_view() {
+        let view = [
+            f("0000:00:00.0", ("0x8086", "0x1237"), "0x0600"),
+            f("0000:00:01.3", ("0x8086", "0x7113"), "0x0680"),
+            f("0000:00:1f.2", ("0x8086", "0x2922"), "0x0106"),
+            f("0000:00:02.0", ("0x1b36", "0x000c"), "0x060400"),
+            f("0000:01:00.0", ("0x1234", "0x1111"), "0x038000"),
+            // Slot 1 of another bus is the user's, not the chipset's.
+            f("0000:02:01.0", ("0x8086", "0x293e"), "0x040300"),
+        ];
+        assert_eq!(
+            assigned_view(&view),
+            ["1234:1111@0000:01:00.0", "8086:293e@0000:02:01.0"]
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! One scenario carried out by a real libvirtd inside L1, observed from
+//! outside. The steps, whose end mirrors their start:
+//! 1. [`Libvirtd::start`]: a private daemon for this run;
+//! 2. [`define`]: the user's hostdevs, word for word, in a bootable L2 domain;
+//! 3. [`start_paused`]: `virsh start --paused` (libvirt's own detach), the
+//!    drivers during, `query-pci` through libvirt's monitor pass-through;
+//! 4. [`resume_and_wait`]: `virsh resume`, L2's report, its power-off;
+//! 5. [`undefine`], undoing 2 and 3: `destroy` if L2 still runs (libvirt
+//!    reattaches on stop), `undefine`; the view after is
+//!    [`super::l1_state::finish`]'s, taken after libvirt's own reattach.
+//!
+//! libvirt's errors are kept word for word. Only what [`lab::lab_fault`]
+//! calls the lab's is retried.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use lab::accel::{decide, gather, Accel};
+use lab::device_text::{device_texts, DeviceText};
+use lab::inner::{qmp_view, REPORT_CUT_SHORT};
+use lab::lab_fault::{of_libvirt_l2, of_virsh_call};
+use lab::protocol::guest_report::{guest_report_complete, parse_guest_report};
+use lab::protocol::paths::{L2_DOMAIN_XML, L2_QEMU_LOG, L2_SERIAL_LOG};
+use lab::protocol::{function_rows, Depth, GuestFunction, Progress, RunOutcome, RunRequest};
+
+use super::l1_state::{finish, manual_detach, rows, sysfs};
+use super::libvirt_domain::l2_domain;
+use super::libvirtd::{Libvirtd, VirshOutput, DOMAIN_NAME};
+
+pub fn run(req: &RunRequest, work: &Path, progress: &dyn Fn(Progress)) -> RunOutcome {
+    let mut out = RunOutcome::default();
+    if let Err(e) = manual_detach(req, work) {
+        out.error = Some(e);
+        return finish(out);
+    }
+    out.l1_before = rows(&mut out);
+    if let Err(e) = steps(req, work, &mut out, progress) {
+        out.error = Some(e);
+    }
+    finish(out)
+}
+
+fn steps(
+    req: &RunRequest,
+    work: &Path,
+    out: &mut RunOutcome,
+    progress: &dyn Fn(Progress),
+) -> Result<(), String> {
+    let hostdevs: Vec<DeviceText> = device_texts(&req.xml)
+        .into_iter()
+        .filter(|d| d.element == "hostdev")
+        .collect();
+    if hostdevs.is_empty() {
+        return Err("the XML has no <hostdev> for libvirt to carry out".into());
+    }
+    // mflab's own L2 leaves its RAM file for the next one: not for this one.
+    super::l2_ram::give_back(work);
+    progress(Progress::LibvirtdStarting);
+    let daemon = Libvirtd::start(work, req.libvirt_bin.as_deref())?;
+    let accel = decide(&gather(Path::new("/"))).accel;
+    out.l2_accel = Some(accel);
+    let serial = work.join(L2_SERIAL_LOG);
+    define(&daemon, &hostdevs, accel, req, &serial, work)?;
+    let result = start_paused(req, &daemon, out, progress).and_then(|started| {
+        if started {
+            resume_and_wait(req, &daemon, accel, &serial, out, progress)
+        } else {
+            Ok(())
+        }
+    });
+    // L2's QEMU log (its stderr, libvirt's command line) lives in L1's
+    // tmpfs: kept beside the serial log for whoever reads a failure.
+    std::fs::copy(
+        format!("/var/log/libvirt/qemu/{DOMAIN_NAME}.log"),
+        work.join(L2_QEMU_LOG),
+    )
+    .ok();
+    progress(Progress::Teardown);
+    undefine(&daemon);
+    result
+}
+
+/// Step 2: `virsh define` of the L2 domain around the user's hostdevs.
+fn define(
+    daemon: &Libvirtd,
+    hostdevs: &[DeviceText],
+    accel: Accel,
+    req: &RunRequest,
+    serial: &Path,
+    work: &Path,
+) -> Result<(), String> {
+    let xml = l2_domain(hostdevs, accel, &req.l2_kernel, &req.l2_initrd, serial);
+    let domain_file = work.join(L2_DOMAIN_XML);
+    std::fs::write(&domain_file, &xml).map_err(|e| e.to_string())?;
+    let defined = daemon.virsh(&["define", &domain_file.to_string_lossy()]);
+    if !defined.ok {
+        return Err(defined.error_text());
+    }
+    Ok(())
+}
+
+/// A failed virsh call as the run's failure, and as a lab fault when it hung.
+fn failed(call: &VirshOutput, out: &mut RunOutcome) -> String {
+    out.lab_fault = of_virsh_call(call.timed_out, &call.error_text());
+    call.error_text()
+}
+
+/// Step 3: start paused; true when L2 is to be resumed (guest depth).
+fn start_paused(
+    req: &RunRequest,
+    daemon: &Libvirtd,
+    out: &mut RunOutcome,
+    progress: &dyn Fn(Progress),
+) -> Result<bool, String> {
+    if req.depth == Depth::Plan {
+        return Ok(false); // libvirt has no "plan": define is its static verdict
+    }
+    progress(Progress::L2Starting);
+    let started = daemon.virsh(&["start", "--paused", DOMAIN_NAME]);
+    if !started.ok {
+        return Err(failed(&started, out));
+    }
+    out.l1_during = function_rows(sysfs()).unwrap_or_default();
+    progress(Progress::BindDone);
+    // libvirt puts each hostdev behind a pcie-root-port. Before the firmware
+    // numbers those buses, query-pci cannot list what is behind them, so at
+    // guest depth the view is taken once L2 runs and the buses have numbers.
+    if req.depth == Depth::Qmp {
+        out.l2_qmp = query_pci(daemon)?;
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Step 4: resume, take the QMP view once the buses are numbered, wait for
+/// L2's power-off and read its report.
+fn resume_and_wait(
+    req: &RunRequest,
+    daemon: &Libvirtd,
+    accel: Accel,
+    serial: &Path,
+    out: &mut RunOutcome,
+    progress: &dyn Fn(Progress),
+) -> Result<(), String> {
+    let resumed = daemon.virsh(&["resume", DOMAIN_NAME]);
+    if !resumed.ok {
+        return Err(failed(&resumed, out));
+    }
+    progress(Progress::L2Running);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) && daemon.domstate() == "running" {
+        let view = query_pci(daemon)?;
+        let numbered = buses_numbered(&view);
+        out.l2_qmp = view;
+        if numbered {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if req.kill_l2 {
+        std::thread::sleep(Duration::from_millis(500));
+        daemon.virsh(&["destroy", DOMAIN_NAME]);
+        return Err("L2 was destroyed while running (kill_l2)".into());
+    }
+    // L2 powers off 5-10 s after `resume` here; 60 s is ample under load.
+    let timeout = Duration::from_secs(match accel {
+        Accel::Kvm => 60,
+        Accel::Tcg => 300,
+    });
+    let powered_off = daemon.wait_shut_off(timeout);
+    let report = std::fs::read_to_string(serial).unwrap_or_default();
+    out.l2_guest = parse_guest_report(&report);
+    out.lab_fault = of_libvirt_l2(&report, powered_off);
+    if !powered_off {
+        return Err(format!("L2 did not power off within {timeout:?}"));
+    }
+    if !guest_report_complete(&report) {
+        return Err(REPORT_CUT_SHORT.into());
+    }
+    progress(Progress::L2Booted);
+    Ok(())
+}
+
+/// Whether the firmware has numbered the buses behind libvirt's root
+/// ports: no bridge at all, or a function seen off bus 0.
+fn buses_numbered(view: &[GuestFunction]) -> bool {
+    !view.iter().any(GuestFunction::is_bridge) || view.iter().any(|f| f.bdf.bus != 0)
+}
+
+/// Step 5: the domain goes, whatever happened (libvirt reattaches on stop).
+fn undefine(daemon: &Libvirtd) {
+    if daemon.domstate() != "shut off" {
+        daemon.virsh(&["destroy", DOMAIN_NAME]);
+    }
+    daemon.virsh(&["undefine", DOMAIN_NAME]);
+}
+
+fn query_pci(daemon: &Libvirtd) -> Result<Vec<GuestFunction>, String> {
+    let pci = daemon.virsh(&[
+        "qemu-monitor-command",
+        DOMAIN_NAME,
+        r#"{"execute":"query-pci"}"#,
+    ]);
+    if !pci.ok {
+        return Ok(Vec::new()); // the domain stopped meanwhile
+    }
+    let reply: serde_json::Value =
+        serde_json::from_str(&pci.stdout).map_err(|e| format!("query-pci: {e}"))?;
+    let buses: Vec<qapi::qmp::PciInfo> =
+        serde_json::from_value(reply["return"].clone()).map_err(|e| format!("query-pci: {e}"))?;
+    Ok(qmp_view(&buses))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lab::PciAddress;
+
+    fn f(bdf: &str, class: &str) -> GuestFunction {
+        GuestFunction {
+            bdf: bdf.parse::<PciAddress>().unwrap(),
+            vendor: "0x1b36".into(),
+            device: "0x000c".into(),
+            class: class.into(),
+            driver: None,
+        }
+    }
+
+    #[test]
+    fn buses_are_numbered_once_a_function_is_seen_behind_a_root_port() {
+        let port = f("0000:00:02.0", "0x0604");
+        assert!(!buses_numbered(std::slice::from_ref(&port)));
+        assert!(buses_numbered(&[port, f("0000:01:00.0", "0x0300")]));
+        assert!(buses_numbered(&[f("0000:00:05.0", "0x0300")]));
+    }
+}

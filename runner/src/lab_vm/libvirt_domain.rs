@@ -1,0 +1,88 @@
+//! The libvirt domain L2 runs as: the user's devices, word for word,
+//! inside a bootable domain of the lab's (L2's kernel and initramfs, a
+//! serial log, nothing L2 does not need).
+
+use std::path::Path;
+
+use lab::accel::Accel;
+use lab::device_text::DeviceText;
+
+use super::libvirtd::DOMAIN_NAME;
+
+/// The bootable L2 domain around the user's devices: L2's kernel and
+/// initramfs, a serial log, no balloon; its type follows L2's accelerator.
+pub fn l2_domain(
+    devices: &[DeviceText],
+    accel: Accel,
+    kernel: &Path,
+    initrd: &Path,
+    serial: &Path,
+) -> String {
+    l2_domain_with(devices, accel, kernel, initrd, serial, true)
+}
+
+/// `lab_devices`: the lab's serial log, and no balloon or USB controller
+/// (L2 needs none). A static verdict on the user's own devices leaves them
+/// out, so that only the user's devices meet libvirt's checks.
+pub fn l2_domain_with(
+    devices: &[DeviceText],
+    accel: Accel,
+    kernel: &Path,
+    initrd: &Path,
+    serial: &Path,
+    lab_devices: bool,
+) -> String {
+    let mut xml = format!(
+        "<domain type='{}'>\n  <name>{DOMAIN_NAME}</name>\n  <memory unit='MiB'>256</memory>\n  <vcpu>{}</vcpu>\n  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n    <kernel>{}</kernel>\n    <initrd>{}</initrd>\n    <cmdline>{}</cmdline>\n  </os>\n  <features><acpi/></features>\n  <cpu mode='{}'/>\n  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n  <devices>\n{}",
+        accel.libvirt_domain_type(),
+        // Two vCPUs, one booted: inner.rs says why.
+        lab::inner::L2_VCPUS,
+        kernel.display(),
+        initrd.display(),
+        // The same trimmed command line as mflab's own L2 (inner.rs says why).
+        lab::inner::L2_KERNEL_CMDLINE,
+        match accel {
+            Accel::Kvm => "host-passthrough",
+            Accel::Tcg => "host-model",
+        },
+        if lab_devices {
+            format!("    <serial type='file'><source path='{}'/><target port='0'/></serial>\n    <memballoon model='none'/>\n    <controller type='usb' model='none'/>\n", serial.display())
+        } else {
+            String::new()
+        },
+    );
+    for d in devices {
+        xml.push_str("    ");
+        xml.push_str(&d.text);
+        xml.push('\n');
+    }
+    xml.push_str("  </devices>\n</domain>\n");
+    xml
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_l2_domain_carries_the_users_devices_verbatim() {
+        let devices = lab::device_text::device_texts("<hostdev mode='subsystem' type='pci' managed='yes'><source><address slot='0x06' function='0x1'/></source><address type='unassigned'/></hostdev>");
+        let xml = l2_domain(
+            &devices,
+            Accel::Kvm,
+            Path::new("/l2/vmlinux"),
+            Path::new("/l2/initrd"),
+            Path::new("/mflab/l2-serial.log"),
+        );
+        assert!(xml.contains("<domain type='kvm'>"));
+        assert!(xml.contains(&devices[0].text));
+        assert!(xml.contains("<kernel>/l2/vmlinux</kernel>"));
+        let checked = lab::check::check_text("d.xml", &xml);
+        assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+        assert_eq!(
+            checked.domain.devices.len(),
+            4,
+            "serial, balloon, usb controller, the hostdev"
+        );
+    }
+}

@@ -1,0 +1,21 @@
+//! L1: what runs inside the lab VM, as `mflab agent …` (the runner copies
+//! its own binary into L1's work directory). Nothing here runs on the
+//! host; it talks to the runner only through [`lab::protocol`].
+//!
+//! - [`serve`]: the agent's loop over the mailbox, and the health check
+//!   between two scenarios of a shared L1;
+//! - [`mflab_backend`] and [`libvirt_backend`]: one scenario carried out by
+//!   mflab's own logic or by a real libvirtd, as steps whose teardown
+//!   mirrors their preparation;
+//! - [`l1_state`]: L1's PCI view before and after, shared by both;
+//! - [`libvirtd`], [`kvm`], [`l2_ram`]: the daemon, KVM readiness, L2's RAM.
+
+pub mod kvm;
+pub mod l1_state;
+pub mod l2_ram;
+pub mod libvirt_backend;
+pub mod libvirt_check;
+pub mod libvirt_domain;
+pub mod libvirtd;
+pub mod mflab_backend;
+pub mod serve;

@@ -1,0 +1,90 @@
+//! The agent's loop: `mflab agent serve` answers the runner's requests
+//! through the [`Mailbox`] of one shared L1, one scenario after another,
+//! and checks between two that every function is back on the driver it
+//! had when L1 booted and no L2 is left. An unhealthy L1 stops serving
+//! (and powers off), so the runner boots a fresh one: no scenario sees
+//! another's leftovers.
+
+use std::path::Path;
+use std::time::Duration;
+
+use lab::protocol::mailbox::Mailbox;
+use lab::protocol::{
+    function_rows, Backend, FunctionRow, Progress, RunOutcome, RunRequest, ServedResult,
+};
+
+use super::l1_state::sysfs;
+
+/// Runs one request with its backend, in `work`.
+pub fn run_request(req: &RunRequest, work: &Path, progress: &dyn Fn(Progress)) -> RunOutcome {
+    match req.backend {
+        Backend::Mflab => super::mflab_backend::run(req, work, progress),
+        Backend::Libvirt => super::libvirt_backend::run(req, work, progress),
+    }
+}
+
+pub fn serve(dir: &Path) -> Result<(), String> {
+    let mailbox = Mailbox::new(dir);
+    let boot_rows = function_rows(sysfs()).map_err(|e| e.to_string())?;
+    for n in 1.. {
+        let req = loop {
+            if let Some(req) = mailbox.take_request(n) {
+                break req.map_err(|e| e.to_string())?;
+            }
+            if mailbox.stop_requested() {
+                return Ok(());
+            }
+            // Each look is a 9p round trip under emulation: not too often.
+            std::thread::sleep(Duration::from_millis(25));
+        };
+        let work = mailbox.scenario_dir(n);
+        std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+        let outcome = run_request(&req, &work, &|step| mailbox.report(n, step));
+        // After a lab fault L1's KVM is not trusted with the next scenario.
+        let health = match &outcome.lab_fault {
+            Some(fault) => Err(fault.to_string()),
+            None => health(&boot_rows),
+        };
+        let result = ServedResult {
+            outcome,
+            healthy: health.is_ok(),
+            why: health.err(),
+        };
+        mailbox.post_result(n, &result).map_err(|e| e.to_string())?;
+        if !result.healthy {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn health(boot_rows: &[FunctionRow]) -> Result<(), String> {
+    let now = function_rows(sysfs()).map_err(|e| e.to_string())?;
+    for b in boot_rows {
+        let driver = now
+            .iter()
+            .find(|r| r.bdf == b.bdf)
+            .and_then(|r| r.driver.clone());
+        if driver != b.driver {
+            return Err(format!(
+                "{} is on {} (was {} at boot)",
+                b.bdf,
+                driver.as_deref().unwrap_or("no driver"),
+                b.driver.as_deref().unwrap_or("no driver")
+            ));
+        }
+    }
+    for entry in std::fs::read_dir("/proc")
+        .map_err(|e| e.to_string())?
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.starts_with("qemu-system") {
+            return Err(format!(
+                "an L2 QEMU is still running (pid {})",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    Ok(())
+}
