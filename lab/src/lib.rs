@@ -6,6 +6,7 @@
 //! - [`rules`] checks the static rules R1–R8 on it;
 //! - [`check`] is the front door that does both for one file;
 //! - [`host`] reads the host's PCI view from a sysfs root;
+//! - [`host_listing`] reads a reporter's host from a pasted IOMMU/PCI listing;
 //! - [`plan`] decides detach/assign/unassigned/restore with R9–R13;
 //! - [`bind`] carries a plan out on sysfs, with a journal for undo;
 //! - [`inner`] runs the inner guest (L2) over [`qmp`];
@@ -21,6 +22,7 @@ pub mod diagnostic;
 pub mod domain;
 pub mod domain_reader;
 pub mod host;
+pub mod host_listing;
 pub mod inner;
 pub mod lab_fault;
 pub mod pci_address;
