@@ -29,8 +29,6 @@ pub struct Device {
     pub acpi_index: Option<Located<u32>>,
     /// `<boot order=…>`
     pub boot_order: Option<Located<u32>>,
-    /// `<alias name=…>`
-    pub alias: Option<String>,
     /// Filled in for `<hostdev>` elements only.
     pub hostdev: Option<Hostdev>,
 }
@@ -107,7 +105,6 @@ pub struct Hostdev {
     pub managed: bool,
     /// The host PCI address in `<source><address …/></source>`, for PCI hostdevs.
     pub source: Option<Located<PciAddress>>,
-    pub rom: Option<Pos>,
     /// `<driver name=…>` (`vfio`, `kvm`, …).
     pub driver_name: Option<String>,
 }

@@ -104,10 +104,6 @@ impl DomainReader<'_> {
             )?;
             Some(Located { value, at: boot.at })
         });
-        let alias = element
-            .child("alias")
-            .and_then(|a| a.attr("name"))
-            .map(str::to_string);
         let hostdev = (element.name == "hostdev").then(|| self.hostdev(element));
         Device {
             element: element.name.clone(),
@@ -116,7 +112,6 @@ impl DomainReader<'_> {
             address,
             acpi_index,
             boot_order,
-            alias,
             hostdev,
         }
     }
@@ -151,7 +146,6 @@ impl DomainReader<'_> {
             kind,
             managed,
             source,
-            rom: element.child("rom").map(|r| r.at),
             driver_name: element
                 .child("driver")
                 .and_then(|d| d.attr("name"))
@@ -291,8 +285,6 @@ mod tests {
         assert!(h.managed && h.is_pci_subsystem());
         assert_eq!(d[0].pci_source(), Some(PciAddress::new(0, 0, 6, 1)));
         assert_eq!(h.driver_name.as_deref(), Some("vfio"));
-        assert_eq!(d[0].alias.as_deref(), Some("hostdev1"));
-        assert!(h.rom.is_some());
         assert_eq!(d[0].assignment(), Assignment::Unassigned);
         assert_eq!(d[1].address.as_ref().unwrap().kind.type_name(), "drive");
     }

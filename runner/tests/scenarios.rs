@@ -13,6 +13,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use libtest_mimic::{Arguments, Failed, Trial};
+use mflab::host::scenario::load;
+use mflab::host::topology::BUILTIN;
 
 struct Run {
     file: PathBuf,
@@ -39,20 +41,12 @@ fn main() -> std::process::ExitCode {
         files.len()
     );
 
+    let known: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
     let mut runs = Vec::new();
     for f in files {
         let stem = f.file_stem().unwrap().to_string_lossy().into_owned();
-        let value: toml::Value =
-            toml::from_str(&std::fs::read_to_string(&f).unwrap()).expect("scenario is TOML");
-        let backends: Vec<String> = value
-            .get("backends")
-            .and_then(|b| b.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|b| b.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_else(|| vec!["mflab".into()]);
+        let scenario = load(&f, &known).unwrap_or_else(|e| panic!("{e}"));
+        let backends: Vec<String> = scenario.backends.iter().map(|b| b.to_string()).collect();
         for backend in backends {
             let name = if backend == "mflab" {
                 format!("scenario::{stem}")

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
+use lab::protocol::FunctionRow;
+use lab::PciAddress;
 use libtest_mimic::{Arguments, Failed, Trial};
+use mflab::host::topology;
 
 fn main() -> std::process::ExitCode {
     let args = Arguments::from_args();
@@ -23,23 +26,16 @@ fn main() -> std::process::ExitCode {
     names.sort();
     let trials = names
         .into_iter()
-        .map(|name| {
-            let file = dir.join(format!("{name}.toml"));
-            Trial::test(format!("vm::boot::{name}"), move || {
-                boot_and_check(&name, &file)
-            })
-        })
+        .map(|name| Trial::test(format!("vm::boot::{name}"), move || boot_and_check(&name)))
         .collect();
     libtest_mimic::run(&args, trials).exit_code()
 }
 
-fn boot_and_check(name: &str, file: &Path) -> Result<(), Failed> {
-    let topology: toml::Value = toml::from_str(&std::fs::read_to_string(file)?)?;
-    let expected: Vec<Vec<String>> = topology
-        .get("expect_groups")
-        .ok_or("topology has no expect_groups")?
-        .clone()
-        .try_into()?;
+fn boot_and_check(name: &str) -> Result<(), Failed> {
+    let expected = topology::load(name)?.expect_groups;
+    if expected.is_empty() {
+        return Err(format!("topology {name} has no expect_groups").into());
+    }
     let out = Command::new(env!("CARGO_BIN_EXE_mflab"))
         .args(["boot", "--topology", name, "--format", "json"])
         .output()?;
@@ -51,21 +47,21 @@ fn boot_and_check(name: &str, file: &Path) -> Result<(), Failed> {
         )
         .into());
     }
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
-    let mut groups: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    for r in &rows {
+    let raw: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
+    for r in &raw {
         for key in ["bdf", "vendor", "device", "class", "driver", "iommu_group"] {
             if r.get(key).is_none() {
                 return Err(format!("row without {key}: {r}").into());
             }
         }
-        let group = r["iommu_group"]
-            .as_u64()
-            .ok_or_else(|| format!("no IOMMU group (is the IOMMU on?): {r}"))?;
-        groups
-            .entry(group)
-            .or_default()
-            .push(r["bdf"].as_str().unwrap().to_string());
+    }
+    let rows: Vec<FunctionRow> = serde_json::from_slice(&out.stdout)?;
+    let mut groups: BTreeMap<u32, Vec<PciAddress>> = BTreeMap::new();
+    for r in &rows {
+        let group = r
+            .iommu_group
+            .ok_or_else(|| format!("no IOMMU group (is the IOMMU on?): {r:?}"))?;
+        groups.entry(group).or_default().push(r.bdf);
     }
     for want in &expected {
         let mut want = want.clone();

@@ -35,7 +35,7 @@ pub struct Topology {
     /// IOMMU groups L1's kernel must form, each exactly these functions
     /// (checked by the VM tests; groups are read, never assumed).
     #[serde(default)]
-    pub expect_groups: Vec<Vec<String>>,
+    pub expect_groups: Vec<Vec<lab::PciAddress>>,
     /// Keep the devices' option ROMs (off by default: SeaBIOS runs each one).
     #[serde(default)]
     pub option_roms: bool,

@@ -35,11 +35,11 @@ pub fn l2_domain_with(
     let mut xml = format!(
         "<domain type='{}'>\n  <name>{DOMAIN_NAME}</name>\n  <memory unit='MiB'>256</memory>\n  <vcpu>{}</vcpu>\n  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n    <kernel>{}</kernel>\n    <initrd>{}</initrd>\n    <cmdline>{}</cmdline>\n  </os>\n  <features><acpi/></features>\n  <cpu mode='{}'/>\n  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n  <devices>\n{}",
         accel.libvirt_domain_type(),
-        // Two vCPUs, one booted: inner.rs says why.
+        // Two vCPUs, one booted: `lab::inner::L2_VCPUS` says why.
         lab::inner::L2_VCPUS,
         kernel.display(),
         initrd.display(),
-        // The same trimmed command line as mflab's own L2 (inner.rs says why).
+        // The same trimmed command line as mflab's own L2 (`lab::inner::L2_KERNEL_CMDLINE` says why).
         lab::inner::L2_KERNEL_CMDLINE,
         match accel {
             Accel::Kvm => "host-passthrough",

@@ -17,12 +17,12 @@ use crate::host::topology::{IommuModel, Topology};
 /// L1 is a throwaway lab VM).
 /// And two for robustness: a CPU stuck in L1's kernel panics L1, so the
 /// scenario is retried on a fresh L1 at once instead of waiting for its
-/// timeout. Seen about once in 25 L2s: L1's CPU spinning at the jump site
-/// of KVM's `apic_sw_disabled` static key in `__apic_accept_irq` while
-/// KVM rewrites it (see `l1_kvm.rs`); with the default threshold (20 s)
-/// L1 panicked 48 s in. A soft lockup is reported after twice
-/// `watchdog_thresh`; 5 s leaves ample room for L1's real work, whose
-/// long loops (zeroing L2's RAM, KVM_RUN) yield the CPU.
+/// timeout (about once in 25 L2s under TCG, L1's CPU spins at the jump
+/// site of KVM's `apic_sw_disabled` static key in `__apic_accept_irq`
+/// while KVM rewrites it; with the default threshold L1 panicked 48 s
+/// in). A soft lockup is reported after twice `watchdog_thresh`; 5 s
+/// leaves ample room for L1's real work, whose long loops (zeroing L2's
+/// RAM, KVM_RUN) yield the CPU.
 const L1_TRIMS: &str =
     "cryptomgr.notests rodata=off init_on_alloc=0 softlockup_panic=1 watchdog_thresh=5";
 
