@@ -11,68 +11,8 @@
 //! L2 QEMU that SIGKILL cannot end (a vCPU thread stuck in L1's kernel);
 //! a virsh call that never returns; an L1 that gives no outcome.
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::protocol::fault::{LabFault, LabFaultKind};
 use crate::protocol::guest_report::{guest_init_started, guest_report_complete};
-
-/// The kinds of lab fault, for retries, reports and counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LabFaultKind {
-    /// L1's kernel panicked (a soft lockup panics it on purpose).
-    L1Panic,
-    /// L1's QEMU ended without an outcome and without a panic on L1's console.
-    L1Exited,
-    /// L1 did not reach its agent in time.
-    L1NotReady,
-    /// L1 gave no outcome within the scenario's time.
-    L1Timeout,
-    /// L1's agent answered something that cannot be read.
-    L1BadResult,
-    /// L2 was let run and its init never printed a line.
-    L2Silent,
-    /// L2's QEMU outlived SIGKILL, or libvirt could not end it.
-    L2Stuck,
-    /// A virsh call did not return.
-    VirshHung,
-}
-
-impl LabFaultKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            LabFaultKind::L1Panic => "L1 panic",
-            LabFaultKind::L1Exited => "L1 exited",
-            LabFaultKind::L1NotReady => "L1 not ready",
-            LabFaultKind::L1Timeout => "L1 timeout",
-            LabFaultKind::L1BadResult => "L1 bad result",
-            LabFaultKind::L2Silent => "L2 silent",
-            LabFaultKind::L2Stuck => "L2 stuck",
-            LabFaultKind::VirshHung => "virsh hung",
-        }
-    }
-}
-
-/// One lab fault: its kind and what was seen, in words.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LabFault {
-    pub kind: LabFaultKind,
-    pub detail: String,
-}
-
-impl LabFault {
-    pub fn new(kind: LabFaultKind, detail: impl Into<String>) -> Self {
-        LabFault {
-            kind,
-            detail: detail.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for LabFault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.detail)
-    }
-}
 
 pub const SILENT_GUEST: &str =
     "L2 was resumed but its init never printed a line (nested virtualization under emulation)";

@@ -6,11 +6,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::fault::LabFault;
 use super::stage::Stage;
 use crate::accel::Accel;
 use crate::diagnostic::Diagnostic;
 use crate::host::{read_host_view, HostViewError};
-use crate::lab_fault::LabFault;
 use crate::plan::Plan;
 use crate::PciAddress;
 
@@ -69,7 +69,7 @@ pub struct RunOutcome {
     /// Null, or the failure text (QEMU's or the binder's).
     pub error: Option<String>,
     /// Set when the failure is the lab's own, not the system's under test
-    /// (decided in [`crate::lab_fault`]): the runner retries the run.
+    /// (decided in `lab::lab_fault`): the runner retries the run.
     #[serde(default)]
     pub lab_fault: Option<LabFault>,
     /// Whether every function ended on the driver it had before the run.

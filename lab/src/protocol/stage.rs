@@ -49,7 +49,7 @@ impl std::fmt::Display for Stage {
 
 /// Where a running scenario is, as its progress display shows it. The
 /// runner knows the first ones itself; the agent inside L1 reports the
-/// rest through the mailbox ([`super::mailbox::Mailbox::report`]).
+/// rest through the mailbox (`Mailbox::report`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Progress {
