@@ -24,6 +24,17 @@ pub enum Stage {
     L2BootFirmwareAndExit,
     /// Reattaching every function from the journal.
     Teardown,
+    /// libvirt backend: starting the run's libvirtd until its socket answers.
+    LibvirtdStart,
+    /// libvirt backend: `virsh define`.
+    Define,
+    /// libvirt backend: `virsh start --paused` (libvirt's own detach, L2's QEMU start).
+    Start,
+    /// libvirt backend: `virsh resume` until the domain is shut off (L2's
+    /// boot and report, then libvirt's own reattach as the domain stops).
+    LibvirtL2Boot,
+    /// libvirt backend: `virsh destroy` (when L2 still ran) and `undefine`.
+    Undefine,
 }
 
 impl Stage {
@@ -37,6 +48,11 @@ impl Stage {
             Stage::L2BootInit => "l2-boot-init",
             Stage::L2BootFirmwareAndExit => "l2-boot-firmware-and-exit",
             Stage::Teardown => "teardown",
+            Stage::LibvirtdStart => "libvirtd-start",
+            Stage::Define => "define",
+            Stage::Start => "start",
+            Stage::LibvirtL2Boot => "libvirt-l2-boot",
+            Stage::Undefine => "undefine",
         }
     }
 }
@@ -101,6 +117,11 @@ mod tests {
             Stage::L2BootInit,
             Stage::L2BootFirmwareAndExit,
             Stage::Teardown,
+            Stage::LibvirtdStart,
+            Stage::Define,
+            Stage::Start,
+            Stage::LibvirtL2Boot,
+            Stage::Undefine,
         ] {
             let json = serde_json::to_string(&stage).unwrap();
             assert_eq!(json, format!("\"{}\"", stage.name()));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use lab::accel::{probe, AccelChoice};
-use lab::protocol::{Depth, Stage};
+use lab::protocol::{Backend, Depth, Stage};
 use lab::qemu_cmdline::{DirectBoot, QEMU};
 
 use super::Outcome;
@@ -51,6 +51,40 @@ fn checkpoint() -> Result<(), String> {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// `runs` runs of `s` on the slot's shared L1: the median seconds, and
+/// each stage's seconds (measured inside L1) run by run.
+fn shared_runs(
+    s: &crate::host::scenario::Scenario,
+    images: &L1Images,
+    accel: &AccelChoice,
+    options: &RunOptions,
+    slot: &mut L1Slot,
+    runs: usize,
+) -> (f64, BTreeMap<Stage, Vec<f64>>) {
+    let quiet = Watch {
+        observer: &Quiet,
+        run: 0,
+    };
+    let mut stages: BTreeMap<Stage, Vec<f64>> = BTreeMap::new();
+    let secs: Vec<f64> = (0..runs)
+        .map(|_| {
+            let run = run_scenario(s, images, accel, options, Some(slot), quiet);
+            for (stage, secs) in &run.outcome.timings {
+                stages.entry(*stage).or_default().push(*secs);
+            }
+            run.elapsed.as_secs_f64()
+        })
+        .collect();
+    (median(secs), stages)
+}
+
+/// Where a shared-L1 run's time goes, stage by stage (inside L1).
+fn print_stages(stages: BTreeMap<Stage, Vec<f64>>) {
+    for (stage, secs) in stages {
+        println!("    {:<42} {:>7.2} s", stage.name(), median(secs));
+    }
 }
 
 fn line(label: &str, secs: f64, floor: f64) {
@@ -170,36 +204,25 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
             })
             .collect();
         // The first run on the pool boots its L1; time the ones after.
-        run_scenario(
-            &s,
-            &images,
-            &accel,
-            &RunOptions::default(),
-            Some(&mut pool),
-            quiet,
-        );
-        let mut stages: BTreeMap<Stage, Vec<f64>> = BTreeMap::new();
-        let shared: Vec<f64> = (0..args.runs)
-            .map(|_| {
-                let run = run_scenario(
-                    &s,
-                    &images,
-                    &accel,
-                    &RunOptions::default(),
-                    Some(&mut pool),
-                    quiet,
-                );
-                for (stage, secs) in &run.outcome.timings {
-                    stages.entry(*stage).or_default().push(*secs);
-                }
-                run.elapsed.as_secs_f64()
-            })
-            .collect();
+        let mflab = RunOptions::default();
+        run_scenario(&s, &images, &accel, &mflab, Some(&mut pool), quiet);
+        let (shared, stages) = shared_runs(&s, &images, &accel, &mflab, &mut pool, args.runs);
         line(&format!("depth {depth}, its own L1"), median(fresh), floor);
-        line(&format!("depth {depth}, shared L1"), median(shared), floor);
-        // Where a shared-L1 run's time goes, stage by stage (inside L1).
-        for (stage, secs) in stages {
-            println!("    {:<42} {:>7.2} s", stage.name(), median(secs));
+        line(&format!("depth {depth}, shared L1"), shared, floor);
+        print_stages(stages);
+        // libvirt's backend beside mflab's, on the same shared L1.
+        if depth != Depth::Rules && base.backends.contains(&Backend::Libvirt) {
+            let libvirt = RunOptions {
+                backend: Backend::Libvirt,
+                ..Default::default()
+            };
+            let (secs, stages) = shared_runs(&s, &images, &accel, &libvirt, &mut pool, args.runs);
+            println!(
+                "  {:<44} {secs:>7.2} s   {:>5.2}x the mflab backend",
+                format!("depth {depth}, shared L1, libvirt backend"),
+                secs / shared
+            );
+            print_stages(stages);
         }
     }
     drop(pool);

@@ -21,7 +21,7 @@ use lab::inner::{qmp_view, REPORT_CUT_SHORT};
 use lab::lab_fault::{of_libvirt_l2, of_virsh_call};
 use lab::protocol::guest_report::{guest_report_complete, parse_guest_report};
 use lab::protocol::paths::{L2_DOMAIN_XML, L2_QEMU_LOG, L2_SERIAL_LOG};
-use lab::protocol::{function_rows, Depth, GuestFunction, Progress, RunOutcome, RunRequest};
+use lab::protocol::{function_rows, Depth, GuestFunction, Progress, RunOutcome, RunRequest, Stage};
 
 use super::l1_state::{finish, manual_detach, rows, sysfs};
 use super::libvirt_domain::l2_domain;
@@ -56,11 +56,15 @@ fn steps(
     // mflab's own L2 leaves its RAM file for the next one: not for this one.
     super::l2_ram::give_back(work);
     progress(Progress::LibvirtdStarting);
-    let daemon = Libvirtd::start(work, req.libvirt_bin.as_deref())?;
+    let daemon = timed(out, Stage::LibvirtdStart, || {
+        Libvirtd::start(work, req.libvirt_bin.as_deref())
+    })?;
     let accel = decide(&gather(Path::new("/"))).accel;
     out.l2_accel = Some(accel);
     let serial = work.join(L2_SERIAL_LOG);
-    define(&daemon, &hostdevs, accel, req, &serial, work)?;
+    timed(out, Stage::Define, || {
+        define(&daemon, &hostdevs, accel, req, &serial, work)
+    })?;
     let result = start_paused(req, &daemon, out, progress).and_then(|started| {
         if started {
             resume_and_wait(req, &daemon, accel, &serial, out, progress)
@@ -76,7 +80,7 @@ fn steps(
     )
     .ok();
     progress(Progress::Teardown);
-    undefine(&daemon);
+    timed(out, Stage::Undefine, || undefine(&daemon));
     result
 }
 
@@ -116,7 +120,9 @@ fn start_paused(
         return Ok(false); // libvirt has no "plan": define is its static verdict
     }
     progress(Progress::L2Starting);
-    let started = daemon.virsh(&["start", "--paused", DOMAIN_NAME]);
+    let started = timed(out, Stage::Start, || {
+        daemon.virsh(&["start", "--paused", DOMAIN_NAME])
+    });
     if !started.ok {
         return Err(failed(&started, out));
     }
@@ -142,6 +148,7 @@ fn resume_and_wait(
     out: &mut RunOutcome,
     progress: &dyn Fn(Progress),
 ) -> Result<(), String> {
+    let boot = Instant::now();
     let resumed = daemon.virsh(&["resume", DOMAIN_NAME]);
     if !resumed.ok {
         return Err(failed(&resumed, out));
@@ -168,6 +175,8 @@ fn resume_and_wait(
         Accel::Tcg => 300,
     });
     let powered_off = daemon.wait_shut_off(timeout);
+    out.timings
+        .insert(Stage::LibvirtL2Boot, boot.elapsed().as_secs_f64());
     let report = std::fs::read_to_string(serial).unwrap_or_default();
     out.l2_guest = parse_guest_report(&report);
     out.lab_fault = of_libvirt_l2(&report, powered_off);
@@ -179,6 +188,14 @@ fn resume_and_wait(
     }
     progress(Progress::L2Booted);
     Ok(())
+}
+
+/// Runs `step` and records its seconds as `stage`.
+fn timed<T>(out: &mut RunOutcome, stage: Stage, step: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let result = step();
+    out.timings.insert(stage, t.elapsed().as_secs_f64());
+    result
 }
 
 /// Whether the firmware has numbered the buses behind libvirt's root
