@@ -4,10 +4,14 @@
 //!
 //! These machines have a `/dev/kvm` that is not hardware KVM (LAB-NOTES:
 //! `kvm_pvm`, no vmx/svm flag): a guest on it hangs. So KVM is chosen only
-//! when the CPU has vmx/svm and a vendor module (kvm_intel/kvm_amd) is
-//! loaded; everything else gets TCG, which always works.
+//! when the CPU has vmx/svm, a vendor module (kvm_intel/kvm_amd) is
+//! loaded, and (on the host) a test guest proved to run under it
+//! ([`crate::kvm_proof`]); everything else gets TCG, which always works.
 
 use std::path::Path;
+use std::time::Duration;
+
+use crate::kvm_proof::{prove, KvmProof, ProofGuest};
 
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +65,9 @@ pub struct AccelChoice {
     pub reason: String,
     /// What L2 will run on inside L1.
     pub l2: String,
+    /// The KVM vendor module L1's CPU takes (for L2): kvm_amd under TCG's
+    /// emulated SVM, the host's own under KVM.
+    pub l1_kvm_module: Option<String>,
 }
 
 /// What the probe looks at, gathered so the decision is a pure function.
@@ -69,6 +76,8 @@ pub struct HostFacts {
     pub cpu_flags: Vec<String>,
     pub vendor_module: Option<String>,
     pub nested: bool,
+    /// The outcome of a test guest under `-accel kvm`, when one was run.
+    pub kvm_proof: Option<KvmProof>,
 }
 
 pub fn gather(root: &Path) -> HostFacts {
@@ -94,6 +103,7 @@ pub fn gather(root: &Path) -> HostFacts {
         cpu_flags,
         vendor_module,
         nested,
+        kvm_proof: None,
     }
 }
 
@@ -106,26 +116,54 @@ pub fn decide(f: &HostFacts) -> AccelChoice {
         cpu: Accel::Tcg.cpu_model().into(),
         reason,
         l2: "KVM inside L1, on TCG's emulated AMD SVM (nested paging)".into(),
+        l1_kvm_module: Some("kvm_amd".into()),
     };
     match (f.dev_kvm, hw, &f.vendor_module) {
         (false, _, _) => tcg("no /dev/kvm: software emulation (TCG)".into()),
         (true, false, _) => tcg("/dev/kvm exists but the CPU shows no vmx/svm flag: not hardware KVM (a guest would hang), so TCG".into()),
         (true, true, None) => tcg("the CPU has vmx/svm but neither kvm_intel nor kvm_amd is loaded, so TCG".into()),
+        (true, true, Some(module)) if f.kvm_proof.as_ref().is_some_and(|p| !p.ran()) => tcg(format!(
+            "/dev/kvm with {module} and a vmx/svm CPU, but {}: not usable, so TCG",
+            f.kvm_proof.as_ref().expect("checked")
+        )),
         (true, true, Some(module)) => AccelChoice {
             accel: Accel::Kvm,
             cpu: Accel::Kvm.cpu_model().into(),
-            reason: format!("/dev/kvm with {module} and a vmx/svm CPU: hardware KVM"),
+            reason: match &f.kvm_proof {
+                Some(proof) => format!("/dev/kvm with {module} and a vmx/svm CPU, and {proof}: hardware KVM"),
+                None => format!("/dev/kvm with {module} and a vmx/svm CPU: hardware KVM"),
+            },
             l2: if f.nested {
                 "KVM inside L1 (nested virtualization is on)".into()
             } else {
                 format!("TCG inside L1 ({module} has nested=N)")
             },
+            l1_kvm_module: Some(module.clone()),
         },
     }
 }
 
-pub fn probe() -> AccelChoice {
-    decide(&gather(Path::new("/")))
+/// How long the test guest may take: a kernel to its init under KVM takes
+/// well under a second; a `/dev/kvm` that hangs guests never answers.
+pub const PROOF_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The host's facts, with a proof run only where the facts alone would
+/// choose KVM (elsewhere it would change nothing and cost seconds).
+pub fn probe_facts(guest: &ProofGuest) -> HostFacts {
+    let mut facts = gather(Path::new("/"));
+    if decide(&facts).accel == Accel::Kvm {
+        facts.kvm_proof = Some(prove(
+            crate::qemu_cmdline::QEMU,
+            "kvm",
+            guest,
+            PROOF_DEADLINE,
+        ));
+    }
+    facts
+}
+
+pub fn probe(guest: &ProofGuest) -> AccelChoice {
+    decide(&probe_facts(guest))
 }
 
 #[cfg(test)]
@@ -138,7 +176,23 @@ mod tests {
             cpu_flags: flags.iter().map(|s| s.to_string()).collect(),
             vendor_module: module.map(str::to_string),
             nested,
+            kvm_proof: None,
         }
+    }
+
+    #[test]
+    fn kvm_that_does_not_run_a_guest_is_tcg() {
+        let mut f = facts(true, &["vmx"], Some("kvm_intel"), true);
+        f.kvm_proof = Some(KvmProof::Hung { after_secs: 5 });
+        let c = decide(&f);
+        assert_eq!((c.accel, c.cpu.as_str()), (Accel::Tcg, "max"));
+        assert!(c.reason.contains("no progress in 5 s"), "{}", c.reason);
+        assert_eq!(c.l1_kvm_module.as_deref(), Some("kvm_amd"));
+        f.kvm_proof = Some(KvmProof::Ran { millis: 300 });
+        let c = decide(&f);
+        assert_eq!(c.accel, Accel::Kvm);
+        assert!(c.reason.contains("ran under -accel kvm"), "{}", c.reason);
+        assert_eq!(c.l1_kvm_module.as_deref(), Some("kvm_intel"));
     }
 
     #[test]

@@ -6,12 +6,19 @@
 //! user runs the suite: one L1 per topology shared by its scenarios. Each
 //! trial then reports its own scenario. VM scenarios boot real L1s and
 //! L2s; when QEMU or the kernel is missing they fail, they never skip.
+//!
+//! `MFLAB_PARTITION=K/N` keeps share K of N (the split of `mflab run
+//! --partition`). The runs outside it are left out of the trials, not
+//! marked ignored: an ignored trial would run under `--include-ignored`
+//! (and fail, since `mflab run` was not given its file), while a left-out
+//! one neither runs nor counts as passed under any flag.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use lab::partition::Partition;
 use libtest_mimic::{Arguments, Failed, Trial};
 use mflab::host::scenario::load;
 use mflab::host::topology::BUILTIN;
@@ -60,6 +67,14 @@ fn main() -> std::process::ExitCode {
             });
         }
     }
+    if let Some(partition) = partition() {
+        let all = runs.len();
+        runs.retain(|r| {
+            let stem = r.file.file_stem().unwrap().to_string_lossy();
+            partition.contains(&stem, &r.backend)
+        });
+        eprintln!("MFLAB_PARTITION={partition}: {} of {all} runs", runs.len());
+    }
     // What libtest-mimic will run: the same filter rules (substring, or --exact; --skip).
     let selected: Vec<&Run> = runs
         .iter()
@@ -103,6 +118,18 @@ fn print_lab_notes() {
     }
 }
 
+/// `MFLAB_PARTITION`, if set; a bad value stops the harness with the reason.
+fn partition() -> Option<Partition> {
+    let value = std::env::var("MFLAB_PARTITION").ok()?;
+    match value.parse() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("MFLAB_PARTITION: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
 fn is_selected(args: &Arguments, name: &str) -> bool {
     if args.list {
         return false;
@@ -120,6 +147,8 @@ fn is_selected(args: &Arguments, name: &str) -> bool {
 /// Runs every selected scenario once, under the backends each declares.
 fn results(files: &[PathBuf]) -> &'static Results {
     RESULTS.get_or_init(|| {
+        // `mflab run` inherits MFLAB_PARTITION and so keeps, of these
+        // files, exactly the runs (scenario, backend) in this share.
         let out = Command::new(env!("CARGO_BIN_EXE_mflab"))
             .args(["run", "--format", "json"])
             .args(files)

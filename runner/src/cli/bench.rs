@@ -12,7 +12,7 @@ use lab::protocol::{Backend, Depth, Stage};
 use lab::qemu_cmdline::{DirectBoot, QEMU};
 
 use super::Outcome;
-use crate::host::images::{cache_dir, floor_initramfs, prepare_l1, L1Images};
+use crate::host::images::{cache_dir, floor_initramfs, prepare_l1, proof_guest, L1Images};
 use crate::host::l1::boot::boot;
 use crate::host::l1::cmdline::L1Config;
 use crate::host::l1::process::QemuProcess;
@@ -103,7 +103,7 @@ pub fn run(args: BenchArgs) -> Outcome {
 }
 
 fn bench(args: &BenchArgs) -> Result<(), String> {
-    let accel = probe();
+    let accel = probe(&proof_guest(prepare_l1().ok().as_ref()));
     println!(
         "mflab bench: {:?} ({}), {} run(s) each, median",
         accel.accel, accel.reason, args.runs

@@ -5,7 +5,8 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{Format, Outcome};
-use crate::host::images::prepare_l1;
+use crate::host::images::kernel_check::require;
+use crate::host::images::{prepare_l1, proof_guest};
 use crate::host::l1::boot::{boot, tail};
 use crate::host::l1::cmdline::{l1_args, L1Config};
 use crate::host::topology::load;
@@ -48,6 +49,11 @@ pub fn run(args: BootArgs) -> Outcome {
             return Outcome::UsageOrIo;
         }
     };
+    let l1_kvm = lab::accel::decide(&lab::accel::gather(std::path::Path::new("/"))).l1_kvm_module;
+    if let Err(e) = require(&[&topology], l1_kvm.as_deref()) {
+        eprintln!("mflab: {e}");
+        return Outcome::UsageOrIo;
+    }
     let images = match prepare_l1() {
         Ok(i) => i,
         Err(e) => {
@@ -55,7 +61,7 @@ pub fn run(args: BootArgs) -> Outcome {
             return Outcome::UsageOrIo;
         }
     };
-    let accel = probe();
+    let accel = probe(&proof_guest(Some(&images)));
     let work = match WorkDir::new("mflab-boot-") {
         Ok(w) => w,
         Err(e) => {

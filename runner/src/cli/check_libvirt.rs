@@ -8,7 +8,7 @@ use std::time::Duration;
 use lab::Diagnostic;
 
 use super::{Format, Outcome};
-use crate::host::images::prepare_l1;
+use crate::host::images::{prepare_l1, proof_guest};
 use crate::host::l1::boot::{boot, tail};
 use crate::host::l1::cmdline::L1Config;
 use crate::host::workdir::WorkDir;
@@ -106,7 +106,7 @@ fn libvirt_verdicts(
     libvirt_bin: Option<&Path>,
 ) -> Result<Vec<LibvirtVerdict>, String> {
     let images = prepare_l1().map_err(|e| e.to_string())?;
-    let accel = probe();
+    let accel = probe(&proof_guest(Some(&images)));
     let topology = crate::host::topology::load("gpu-audio").map_err(|e| e.to_string())?;
     let mut work = WorkDir::new("mflab-check-").map_err(|e| e.to_string())?;
     std::fs::write(

@@ -11,6 +11,7 @@ mod check;
 mod check_libvirt;
 mod images;
 mod plan;
+mod probe;
 mod restore;
 mod run;
 
@@ -25,10 +26,11 @@ use clap::{Parser, Subcommand, ValueEnum};
     about = "A lab for partial assignment of multifunction PCI devices"
 )]
 pub struct Cli {
-    /// The kernel L1 and L2 boot (a vmlinuz); default: Debian's linux-image-amd64.
-    #[arg(long, global = true, env = "MFLAB_KERNEL", requires = "modules")]
+    /// The kernel L1 and L2 boot: a vmlinuz (with --modules), or `host` for
+    /// the running one; default: Debian's linux-image-amd64, else the running one.
+    #[arg(long, global = true, env = "MFLAB_KERNEL")]
     kernel: Option<std::path::PathBuf>,
-    /// That kernel's modules directory (lib/modules/<version>, uncompressed .ko files).
+    /// That kernel's modules directory (lib/modules/<version>; .ko, .ko.xz, .ko.zst or .ko.gz files).
     #[arg(long, global = true, env = "MFLAB_MODULES", requires = "kernel")]
     modules: Option<std::path::PathBuf>,
     #[command(subcommand)]
@@ -47,7 +49,8 @@ enum Command {
     Run(run::RunArgs),
     /// Boot the lab VM (L1) on a topology, list its PCI functions, power off.
     Boot(boot::BootArgs),
-    /// Say which accelerator and CPU model L1 gets here, and why.
+    /// The runner's health check: accelerator and why, QEMU, the kernel and
+    /// what it lacks, libvirt; exit 1 when the suite cannot run here.
     Probe,
     /// Print where the time goes: image build, boot against the floor, each depth.
     Bench(bench::BenchArgs),
@@ -88,8 +91,10 @@ impl From<Outcome> for ExitCode {
 
 pub fn run(cli: Cli) -> ExitCode {
     // The image code reads the environment; flags and variables are one.
-    if let (Some(kernel), Some(modules)) = (&cli.kernel, &cli.modules) {
+    if let Some(kernel) = &cli.kernel {
         std::env::set_var("MFLAB_KERNEL", kernel);
+    }
+    if let Some(modules) = &cli.modules {
         std::env::set_var("MFLAB_MODULES", modules);
     }
     match cli.command {
@@ -101,13 +106,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Agent(args) => agent::run(args).into(),
         Command::Images => images::run().into(),
         Command::Bench(args) => bench::run(args).into(),
-        Command::Probe => {
-            let choice = lab::accel::probe();
-            println!(
-                "accelerator: {:?}\nL1 cpu: {}\nwhy: {}\nL2 gets: {}",
-                choice.accel, choice.cpu, choice.reason, choice.l2
-            );
-            Outcome::Clean.into()
-        }
+        Command::Probe => probe::run().into(),
     }
 }

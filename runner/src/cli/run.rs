@@ -5,18 +5,20 @@ use std::path::PathBuf;
 
 use clap::Args;
 use lab::accel::probe;
+use lab::partition::Partition;
 use lab::plan::Policy;
 use lab::protocol::{Backend, Depth};
 
 use super::plan::PolicyArg;
 use super::{Format, Outcome};
-use crate::host::images::prepare_l1;
+use crate::host::images::kernel_check::require;
+use crate::host::images::{prepare_l1, proof_guest};
 use crate::host::progress::{for_stderr, Observer};
 use crate::host::report::text::TextStyle;
 use crate::host::report::{json, junit, side_by_side, text};
 use crate::host::scenario::{discover, load, Expect, Scenario};
 use crate::host::suite::schedule::{RunKey, Suite};
-use crate::host::topology::BUILTIN;
+use crate::host::topology::{load as load_topology, Topology, BUILTIN};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -50,6 +52,13 @@ pub struct RunArgs {
     junit: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t)]
     format: Format,
+    /// Only share K of N of the selected runs (hashed by scenario name and
+    /// backend, so the N shares of one suite split it with no overlap).
+    #[arg(long, env = "MFLAB_PARTITION", value_name = "K/N")]
+    partition: Option<Partition>,
+    /// Print the runs the selection makes (`scenario backend`, one a line), run nothing.
+    #[arg(long)]
+    list: bool,
     /// Run this domain XML as it is, without a scenario file.
     #[arg(long, requires = "topology")]
     xml: Option<PathBuf>,
@@ -124,8 +133,34 @@ pub fn run(args: RunArgs) -> Outcome {
             return Outcome::UsageOrIo;
         }
     };
-    let needs_vm = scenarios.iter().any(|s| s.depth != Depth::Rules);
+    let mut runs = selected_runs(&scenarios, args.backend);
+    if let Some(partition) = args.partition {
+        runs.retain(|r| partition.contains(&scenarios[r.scenario].name, &r.backend.to_string()));
+    }
+    if args.list {
+        for r in &runs {
+            println!("{} {}", scenarios[r.scenario].name, r.backend);
+        }
+        return Outcome::Clean;
+    }
+    let needs_vm = runs
+        .iter()
+        .any(|r| scenarios[r.scenario].depth != Depth::Rules);
     let images = if needs_vm {
+        let mut topologies: Vec<Topology> = Vec::new();
+        for r in &runs {
+            if let Ok(t) = load_topology(&scenarios[r.scenario].topology) {
+                if !topologies.contains(&t) {
+                    topologies.push(t);
+                }
+            }
+        }
+        let l1_kvm =
+            lab::accel::decide(&lab::accel::gather(std::path::Path::new("/"))).l1_kvm_module;
+        if let Err(e) = require(&topologies.iter().collect::<Vec<_>>(), l1_kvm.as_deref()) {
+            eprintln!("mflab: {e}");
+            return Outcome::UsageOrIo;
+        }
         match prepare_l1() {
             Ok(i) => Some(i),
             Err(e) => {
@@ -136,8 +171,7 @@ pub fn run(args: RunArgs) -> Outcome {
     } else {
         None
     };
-    let accel = probe();
-    let mut runs = selected_runs(&scenarios, args.backend);
+    let accel = probe(&proof_guest(images.as_ref()));
     match args.shuffle {
         Some(seed) => shuffle(&mut runs, seed),
         // Scenarios of one topology one after the other, so a shared L1 serves them in a row.

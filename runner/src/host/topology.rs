@@ -52,6 +52,17 @@ pub enum IommuModel {
     Amd,
 }
 
+impl IommuModel {
+    /// The name topologies give it (QEMU's device name).
+    pub fn qemu_name(self) -> &'static str {
+        match self {
+            IommuModel::Intel => "intel-iommu",
+            IommuModel::Virtio => "virtio-iommu",
+            IommuModel::Amd => "amd-iommu",
+        }
+    }
+}
+
 fn default_iommu() -> IommuModel {
     IommuModel::Intel
 }

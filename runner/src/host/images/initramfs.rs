@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::module_file::read_module;
 use super::modules::{index_modules, load_groups, without_loaded, without_signature, Module};
 use super::{
     cache_dir, io_err, ImageError, KernelSource, L1_INIT, L1_LATE_MODULES, L1_MODULES, L2_INIT,
@@ -179,7 +180,7 @@ fn write_archive(
             for group in groups {
                 let mut names = Vec::new();
                 for (name, module) in group {
-                    let ko = std::fs::read(module)?;
+                    let ko = read_module(module)?;
                     a.file(
                         &format!("lib/modules/{name}.ko"),
                         false,
@@ -195,4 +196,97 @@ fn write_archive(
         a.finish()
     };
     write().map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::io::Read;
+
+    use super::super::module_file::tests::compress;
+    use super::super::module_file::Compression;
+    use super::super::modules::normalize;
+    use super::*;
+
+    /// Every file in a newc archive, by name.
+    fn unpack(path: &Path) -> BTreeMap<String, Vec<u8>> {
+        let mut files = BTreeMap::new();
+        let mut input = std::fs::File::open(path).unwrap();
+        loop {
+            let mut entry = cpio::newc::Reader::new(input).unwrap();
+            if entry.entry().is_trailer() {
+                break;
+            }
+            let name = entry.entry().name().to_string();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            files.insert(name, data);
+            input = entry.finish().unwrap();
+        }
+        files
+    }
+
+    /// A fake module: an ELF-looking body with a `.modinfo`-style string table.
+    fn fake_module(name: &str, depends: &str) -> Vec<u8> {
+        format!("\x7fELF {name} body\0license=GPL\0depends={depends}\0name={name}\0")
+            .repeat(20)
+            .into_bytes()
+    }
+
+    #[test]
+    fn compressed_modules_go_in_uncompressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("lib/modules/6.8.0-generic/kernel");
+        std::fs::create_dir_all(&tree).unwrap();
+        let modules = [
+            ("kvm-amd", "kvm", ".ko.zst", Compression::Zstd),
+            ("kvm", "irqbypass", ".ko.gz", Compression::Gzip),
+            ("irqbypass", "", ".ko.xz", Compression::Xz),
+            ("vfio", "", ".ko", Compression::None),
+        ];
+        for (name, depends, suffix, c) in modules {
+            std::fs::write(
+                tree.join(format!("{name}{suffix}")),
+                compress(&fake_module(name, depends), c),
+            )
+            .unwrap();
+        }
+        let index = index_modules(dir.path()).unwrap();
+        // Looked up with dashes or underscores, whatever the file says.
+        let wanted = ["kvm_amd".to_string(), "vfio".to_string()];
+        let groups = load_groups(&wanted, &index, dir.path()).unwrap();
+        let names: Vec<Vec<&str>> = groups
+            .iter()
+            .map(|g| g.iter().map(|(n, _)| n.as_str()).collect())
+            .collect();
+        assert_eq!(names, [vec!["irqbypass", "kvm", "kvm_amd"], vec!["vfio"]]);
+
+        let archive = dir.path().join("l1.cpio");
+        write_archive(&archive, b"busybox", "#!/bin/sh\n", &groups, &[]).unwrap();
+        let files = unpack(&archive);
+        for (name, depends, _, _) in modules {
+            let file = format!("lib/modules/{}.ko", normalize(name));
+            assert_eq!(
+                files.get(&file).map(Vec::as_slice),
+                Some(&fake_module(name, depends)[..]),
+                "{file}"
+            );
+        }
+        assert_eq!(files["etc/mflab/modules"], b"irqbypass kvm kvm_amd\nvfio\n");
+    }
+}
+
+#[cfg(test)]
+mod kvm_vendor_tests {
+    use super::*;
+
+    /// L1 carries both vendor modules and its init picks one by CPU flag.
+    #[test]
+    fn both_kvm_vendor_modules_ship_and_init_chooses() {
+        let late = wanted_modules(L1_LATE_MODULES);
+        assert!(late.contains(&"kvm_amd".to_string()), "{late:?}");
+        assert!(late.contains(&"kvm_intel".to_string()), "{late:?}");
+        assert!(L1_INIT.contains(r#"*" vmx "*) kvm_vendor=kvm_intel"#));
+        assert!(L1_INIT.contains(r#"*" svm "*) kvm_vendor=kvm_amd"#));
+    }
 }

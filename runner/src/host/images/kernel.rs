@@ -1,6 +1,8 @@
 //! The kernel: `--kernel`/`--modules` (or `MFLAB_KERNEL`/`MFLAB_MODULES`),
-//! else Debian's `linux-image-amd64`, downloaded with `apt-get download`
-//! and unpacked with `dpkg-deb` into the cache once.
+//! `--kernel host` for the running kernel, else Debian's
+//! `linux-image-amd64`, downloaded with `apt-get download` and unpacked
+//! with `dpkg-deb` into the cache once; where apt knows no such package
+//! (Ubuntu), the running kernel.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +23,7 @@ pub fn find_kernel() -> Result<KernelSource, ImageError> {
     let kernel = std::env::var_os("MFLAB_KERNEL").map(PathBuf::from);
     let modules = std::env::var_os("MFLAB_MODULES").map(PathBuf::from);
     match (kernel, modules) {
+        (Some(k), None) if k.as_os_str() == "host" => host_kernel("--kernel host"),
         (Some(vmlinuz), Some(modules)) => {
             if !vmlinuz.is_file() {
                 return Err(ImageError::Kernel(format!("kernel {} is not a file; give a vmlinuz (bzImage)", vmlinuz.display())));
@@ -37,8 +40,38 @@ pub fn find_kernel() -> Result<KernelSource, ImageError> {
             })
         }
         (None, None) => debian_kernel(),
-        _ => Err(ImageError::Kernel("give both MFLAB_KERNEL (a vmlinuz) and MFLAB_MODULES (a lib/modules/<version> directory), or neither".into())),
+        _ => Err(ImageError::Kernel("give both MFLAB_KERNEL (a vmlinuz) and MFLAB_MODULES (a lib/modules/<version> directory), MFLAB_KERNEL=host alone, or neither".into())),
     }
+}
+
+/// The running kernel's release, as `uname -r` prints it.
+fn running_release() -> Result<String, ImageError> {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .map_err(|e| ImageError::Kernel(format!("cannot read the running kernel's release: {e}")))
+}
+
+/// The running kernel: `/boot/vmlinuz-$(uname -r)` and `/lib/modules/$(uname -r)`.
+fn host_kernel(why: &str) -> Result<KernelSource, ImageError> {
+    let version = running_release()?;
+    let vmlinuz = PathBuf::from(format!("/boot/vmlinuz-{version}"));
+    let modules = PathBuf::from(format!("/lib/modules/{version}"));
+    // Ubuntu's vmlinuz is mode 0600: readable by root only.
+    if std::fs::File::open(&vmlinuz).is_err() {
+        return Err(ImageError::Kernel(format!("{why}: {} is missing or unreadable (Ubuntu's is root's only: run as root); or give --kernel and --modules", vmlinuz.display())));
+    }
+    if !modules.is_dir() {
+        return Err(ImageError::Kernel(format!(
+            "{why}: {} is not a directory; install the running kernel's modules package",
+            modules.display()
+        )));
+    }
+    Ok(KernelSource {
+        vmlinuz,
+        modules,
+        version,
+        origin: format!("the running kernel ({why})"),
+    })
 }
 
 /// The package `linux-image-amd64` depends on, e.g. linux-image-6.1.0-56-amd64.
@@ -65,7 +98,14 @@ fn debian_kernel() -> Result<KernelSource, ImageError> {
     if let Some(found) = unpacked_kernel(&kernels)? {
         return Ok(found);
     }
-    let package = debian_kernel_package()?;
+    let package = match debian_kernel_package() {
+        Ok(p) => p,
+        Err(no_package) => {
+            return host_kernel("no Debian linux-image-amd64 here").map_err(|e| {
+                ImageError::Kernel(format!("{no_package}; and the running kernel: {e}"))
+            })
+        }
+    };
     let dir = kernels.join(&package);
     // Per process, so that two runners starting at once do not collide;
     // the unpacked tree is renamed into place, and the first one wins.

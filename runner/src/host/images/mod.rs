@@ -6,10 +6,14 @@ mod elf_compact;
 mod elf_fields;
 mod initramfs;
 mod kernel;
+pub mod kernel_check;
+mod module_file;
 mod modules;
 mod pvh;
 
 use std::path::PathBuf;
+
+use lab::kvm_proof::ProofGuest;
 
 pub use cache::cache_dir;
 pub use initramfs::floor_initramfs;
@@ -72,6 +76,29 @@ impl L1Images {
             l2_initrd: PathBuf::new(),
             built: false,
         }
+    }
+}
+
+/// The guest the KVM proof boots: L1's kernel with the floor initramfs
+/// (a kernel is the proof that counts), else the proof's tiny BIOS.
+pub fn proof_guest(images: Option<&L1Images>) -> ProofGuest {
+    images
+        .and_then(|i| {
+            let (initrd, _) = floor_initramfs(&i.kernel).ok()?;
+            Some(ProofGuest::Kernel {
+                kernel: i.boot_kernel.clone(),
+                initrd,
+            })
+        })
+        .unwrap_or(ProofGuest::Bios)
+}
+
+/// The same for a kernel alone (no L1 initramfs needed).
+pub fn proof_guest_for(kernel: &KernelSource) -> ProofGuest {
+    let boot = pvh::boot_image(kernel).ok();
+    match (boot, floor_initramfs(kernel)) {
+        (Some(kernel), Ok((initrd, _))) => ProofGuest::Kernel { kernel, initrd },
+        _ => ProofGuest::Bios,
     }
 }
 

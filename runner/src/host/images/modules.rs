@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use super::module_file::{module_name, read_module};
 use super::{io_err, ImageError};
 
 /// Module names use `_` and `-` interchangeably; the kernel says `_`.
@@ -12,7 +13,8 @@ pub fn normalize(name: &str) -> String {
     name.replace('-', "_")
 }
 
-/// Every `.ko` under a modules tree, by normalized name.
+/// Every module file (`.ko`, `.ko.xz`, `.ko.zst`, `.ko.gz`) under a
+/// modules tree, by normalized name.
 pub fn index_modules(dir: &Path) -> Result<BTreeMap<String, PathBuf>, ImageError> {
     let mut index = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -21,10 +23,10 @@ pub fn index_modules(dir: &Path) -> Result<BTreeMap<String, PathBuf>, ImageError
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if let Some(stem) = path
+            } else if let Some((stem, _)) = path
                 .file_name()
                 .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".ko"))
+                .and_then(module_name)
             {
                 index.insert(normalize(stem), path);
             }
@@ -137,7 +139,7 @@ fn visit(
     let path = index
         .get(name)
         .ok_or_else(|| ImageError::ModuleMissing(name.into(), tree.to_path_buf()))?;
-    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    let bytes = read_module(path).map_err(io_err(path))?;
     for dep in module_depends(&bytes) {
         visit(&dep, index, tree, seen, order)?;
     }
