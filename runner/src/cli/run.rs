@@ -17,6 +17,7 @@ use crate::host::report::{json, junit, side_by_side, text};
 use crate::host::scenario::{discover, load, Expect, Scenario};
 use crate::host::suite::schedule::{RunKey, Suite};
 use crate::host::topology::BUILTIN;
+use crate::host::workdir;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -136,6 +137,7 @@ pub fn run(args: RunArgs) -> Outcome {
     } else {
         None
     };
+    sweep_leftovers();
     let accel = probe();
     let mut runs = selected_runs(&scenarios, args.backend);
     match args.shuffle {
@@ -168,8 +170,20 @@ pub fn run(args: RunArgs) -> Outcome {
         }
     });
     if result.interrupted {
+        let kept: Vec<String> = result
+            .reports
+            .iter()
+            .filter_map(|r| r.kept.as_ref().map(|d| d.display().to_string()))
+            .collect();
+        let dirs = match kept.is_empty() {
+            true => "work directories removed".to_string(),
+            false => format!(
+                "work directories removed but those of finished runs that failed: {}",
+                kept.join(", ")
+            ),
+        };
         eprintln!(
-            "mflab: interrupted; {} of {total} runs had finished; QEMU stopped, work directories removed",
+            "mflab: interrupted; {} of {total} runs had finished; QEMU stopped, {dirs}",
             result.reports.len()
         );
         return Outcome::Interrupted;
@@ -251,6 +265,23 @@ fn selected_runs(scenarios: &[Scenario], backend: Option<BackendArg>) -> Vec<Run
         }
     }
     runs
+}
+
+/// Removes what runners killed by SIGKILL left in the temp dir (their
+/// QEMU died with them; their directories did not). Kept directories stay
+/// for `mflab clean --kept`.
+fn sweep_leftovers() {
+    let swept = workdir::sweep(&std::env::temp_dir(), false, &workdir::Owner::alive);
+    for l in &swept.removed {
+        eprintln!(
+            "mflab: removed {} (left by runner {}, which is gone)",
+            l.path.display(),
+            l.owner.pid
+        );
+    }
+    for (l, e) in &swept.failed {
+        eprintln!("mflab: cannot remove {}: {e}", l.path.display());
+    }
 }
 
 /// `--xml FILE`: a scenario whose only expectation is that nothing fails.

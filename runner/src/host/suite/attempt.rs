@@ -99,6 +99,9 @@ pub fn run_scenario(
     let progress = &|step| watch.reached(step);
     let mut notes = Vec::new();
     let mut retried = Vec::new();
+    // The directories of the attempts that were retried: kept at the end,
+    // unless the run was interrupted.
+    let mut earlier = Vec::new();
     let start = Instant::now();
     let (outcome, work) = if s.depth == Depth::Rules {
         (rules_outcome(s), None)
@@ -114,10 +117,14 @@ pub fn run_scenario(
             if crate::interrupt::interrupted() {
                 break;
             }
-            let kept = match &mut attempt {
-                Ok((_, w)) | Err((_, Some(w))) => w.keep().display().to_string(),
-                Err((_, None)) => "(none)".into(),
+            let dir = match attempt {
+                Ok((_, w)) | Err((_, Some(w))) => Some(w),
+                Err((_, None)) => None,
             };
+            let kept = dir
+                .as_ref()
+                .map_or("(none)".into(), |w| w.path().display().to_string());
+            earlier.extend(dir);
             let note = format!(
                 "{}: {fault}; ran again on a fresh L1 (that attempt kept in {kept})",
                 fault.kind.name()
@@ -141,6 +148,12 @@ pub fn run_scenario(
             }
         }
     };
+    // An interrupted run is not a failure to keep: its directories go.
+    if !crate::interrupt::interrupted() {
+        for w in &mut earlier {
+            w.keep();
+        }
+    }
     let mut mismatches = compare(&s.expect.for_backend(options.backend), &outcome);
     if outcome.l1_before.is_empty() && s.depth != Depth::Rules {
         if let Some(w) = &work {
@@ -151,7 +164,6 @@ pub fn run_scenario(
         }
     }
     let kept = match work {
-        // An interrupted run is not a failure to keep: its directory goes.
         Some(mut w)
             if (options.keep || !mismatches.is_empty()) && !crate::interrupt::interrupted() =>
         {
@@ -239,8 +251,10 @@ fn run_in_vm(
                 Ok((served.outcome, work))
             }
             Err((e, l1_dir)) => {
-                if let Some(dir) = &l1_dir {
-                    gather_into(dir, &work);
+                let mut work = work;
+                if let Some(dir) = l1_dir {
+                    gather_into(dir.path(), &work);
+                    work.adopt(dir);
                 }
                 Err((e, Some(work)))
             }

@@ -92,7 +92,10 @@ impl Suite<'_> {
                             passed: report.passed(),
                             elapsed: report.elapsed,
                         });
-                        if crate::interrupt::interrupted() {
+                        // A run cut short by an interrupt has no report
+                        // to give (its directories are gone); one that
+                        // finished before it has (a kept directory is named).
+                        if crate::interrupt::interrupted() && report.kept.is_none() {
                             break;
                         }
                         on_report(s, &report);
