@@ -13,8 +13,9 @@ use super::{Format, Outcome};
 use crate::host::images::prepare_l1;
 use crate::host::progress::{for_stderr, Observer};
 use crate::host::report::text::TextStyle;
-use crate::host::report::{json, junit, side_by_side, text};
+use crate::host::report::{json, junit, side_by_side, summary, text};
 use crate::host::scenario::{discover, load, Expect, Scenario};
+use crate::host::suite::attempt::DEFAULT_RETRIES;
 use crate::host::suite::schedule::{RunKey, Suite};
 use crate::host::topology::BUILTIN;
 use crate::host::workdir;
@@ -43,6 +44,13 @@ pub struct RunArgs {
     /// Boot a fresh L1 for every scenario instead of sharing one per topology.
     #[arg(long)]
     fresh_l1: bool,
+    /// Run every selected scenario this many times (on shared L1s as usual),
+    /// to see how often each passes and what lab faults cost.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
+    /// Runs again on a fresh L1 after a lab fault, at most, per run (0: never).
+    #[arg(long, default_value_t = DEFAULT_RETRIES)]
+    retries: usize,
     /// Run in an order shuffled with this seed (results must not depend on order).
     #[arg(long)]
     shuffle: Option<u64>,
@@ -139,7 +147,10 @@ pub fn run(args: RunArgs) -> Outcome {
     };
     sweep_leftovers();
     let accel = probe();
-    let mut runs = selected_runs(&scenarios, args.backend);
+    let mut runs = repeated(
+        &selected_runs(&scenarios, args.backend),
+        args.repeat as usize,
+    );
     match args.shuffle {
         Some(seed) => shuffle(&mut runs, seed),
         // Scenarios of one topology one after the other, so a shared L1 serves them in a row.
@@ -156,11 +167,13 @@ pub fn run(args: RunArgs) -> Outcome {
         accel: &accel,
         libvirt_bin: args.libvirt_bin.clone(),
         keep: args.keep,
+        retries: args.retries,
     };
     let observer = for_stderr();
     let style = TextStyle {
         bare: args.xml.is_some(),
         tag_backend: suite.runs.iter().any(|r| r.backend == Backend::Libvirt),
+        tag_repeat: args.repeat > 1,
     };
     let text_report = args.format == Format::Text;
     let observer: &dyn Observer = observer.as_ref();
@@ -225,6 +238,7 @@ pub fn run(args: RunArgs) -> Outcome {
     }
     let failed = reports.iter().filter(|r| !r.passed()).count();
     if text_report && args.xml.is_none() {
+        print!("{}", summary::render(&summary::of(&reports)));
         println!("{} passed, {} failed", reports.len() - failed, failed);
     }
     if failed == 0 {
@@ -260,11 +274,19 @@ fn selected_runs(scenarios: &[Scenario], backend: Option<BackendArg>) -> Vec<Run
                 runs.push(RunKey {
                     scenario: i,
                     backend,
+                    repeat: 1,
                 });
             }
         }
     }
     runs
+}
+
+/// The runs `times` times over, round after round (`repeat` from 1).
+fn repeated(runs: &[RunKey], times: usize) -> Vec<RunKey> {
+    (1..=times)
+        .flat_map(|repeat| runs.iter().map(move |r| RunKey { repeat, ..*r }))
+        .collect()
 }
 
 /// Removes what runners killed by SIGKILL left in the temp dir (their
