@@ -42,7 +42,7 @@ pub fn read_domain(file: &str, text: &str) -> ReadOutcome {
             file,
             err.at,
             err.message,
-            "fix the XML so that every element is closed and every attribute is quoted",
+            err.hint,
         )),
         Ok(roots) => {
             for root in &roots {

@@ -78,12 +78,24 @@ pub fn of_l1_exit(l1_serial: &str, detail: &str) -> LabFault {
     match first_panic {
         Some(i) => {
             let end = (i + 3).min(lines.len());
-            LabFault::new(
-                LabFaultKind::L1Panic,
-                format!("{detail}: {}", lines[i..end].join(" / ").trim()),
-            )
+            LabFault {
+                panic_line: Some(without_timestamp(lines[i]).to_string()),
+                ..LabFault::new(
+                    LabFaultKind::L1Panic,
+                    format!("{detail}: {}", lines[i..end].join(" / ").trim()),
+                )
+            }
         }
         None => LabFault::new(LabFaultKind::L1Exited, detail),
+    }
+}
+
+/// A kernel log line without its "[    9.012345] " timestamp.
+fn without_timestamp(line: &str) -> &str {
+    let line = line.trim();
+    match line.strip_prefix('[').and_then(|rest| rest.split_once(']')) {
+        Some((_, after)) => after.trim_start(),
+        None => line,
     }
 }
 
@@ -160,6 +172,10 @@ mod tests {
         let f = of_l1_exit(log, "L1 stopped during the scenario");
         assert_eq!(f.kind, LabFaultKind::L1Panic);
         assert!(f.detail.contains("soft lockup - CPU#1"), "{}", f.detail);
+        assert_eq!(
+            f.panic_line.as_deref(),
+            Some("watchdog: BUG: soft lockup - CPU#1 stuck for 13s! [qemu-system-x86]")
+        );
         assert!(
             !f.detail.contains("LATER"),
             "only the first lines: {}",

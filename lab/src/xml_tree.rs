@@ -36,11 +36,32 @@ impl Element {
     }
 }
 
+/// How deep elements may nest: libxml2's default (`xmlParserMaxDepth`),
+/// so what libvirt would refuse to parse is refused here too. A domain XML
+/// nests six or seven deep; the limit also keeps the tree's walks and its
+/// drop, which recurse, well inside the stack.
+pub const MAX_DEPTH: usize = 256;
+
 /// Input that is not well-formed XML, with where reading stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct XmlError {
     pub at: Pos,
     pub message: String,
+    /// What to do about it, in one sentence.
+    pub hint: &'static str,
+}
+
+const MALFORMED_HINT: &str =
+    "fix the XML so that every element is closed and every attribute is quoted";
+
+impl XmlError {
+    fn malformed(at: Pos, message: String) -> Self {
+        XmlError {
+            at,
+            message,
+            hint: MALFORMED_HINT,
+        }
+    }
 }
 
 /// Reads every top-level element of `src`. Several top-level elements are
@@ -54,17 +75,25 @@ pub fn parse_elements(src: &SourceText) -> Result<Vec<Element>, XmlError> {
 
     loop {
         let start = reader.buffer_position() as usize;
-        let event = reader.read_event().map_err(|e| XmlError {
-            at: src.pos(reader.error_position() as usize),
-            message: format!("the XML is not well-formed: {e}"),
+        let event = reader.read_event().map_err(|e| {
+            XmlError::malformed(
+                src.pos(reader.error_position() as usize),
+                format!("the XML is not well-formed: {e}"),
+            )
         })?;
         match event {
             Event::Start(tag) => {
                 let element = element_from(&tag, start, src)?;
+                if stack.len() == MAX_DEPTH {
+                    return Err(too_deep(&element));
+                }
                 stack.push(element);
             }
             Event::Empty(tag) => {
                 let element = element_from(&tag, start, src)?;
+                if stack.len() == MAX_DEPTH {
+                    return Err(too_deep(&element));
+                }
                 attach(element, &mut stack, &mut roots);
             }
             Event::End(_) => {
@@ -74,31 +103,44 @@ pub fn parse_elements(src: &SourceText) -> Result<Vec<Element>, XmlError> {
                 }
             }
             Event::Text(text) if stack.is_empty() && !text.as_ref().trim().is_empty() => {
-                return Err(XmlError {
-                    at: src.pos(start),
-                    message: "text outside of any element; the input must be XML elements".into(),
-                });
+                return Err(XmlError::malformed(
+                    src.pos(start),
+                    "text outside of any element; the input must be XML elements".into(),
+                ));
             }
             Event::Eof => break,
             _ => {}
         }
     }
     if let Some(open) = stack.last() {
-        return Err(XmlError {
-            at: src.pos(src.text().len()),
-            message: format!(
+        return Err(XmlError::malformed(
+            src.pos(src.text().len()),
+            format!(
                 "the XML is not well-formed: <{}> opened at line {} column {} is never closed",
                 open.name, open.at.line, open.at.column
             ),
-        });
+        ));
     }
     if roots.is_empty() {
-        return Err(XmlError {
-            at: src.pos(src.text().len()),
-            message: "no XML element found; expected <domain>, <devices> or a device element such as <hostdev>".into(),
-        });
+        return Err(XmlError::malformed(
+            src.pos(src.text().len()),
+            "no XML element found; expected <domain>, <devices> or a device element such as <hostdev>".into(),
+        ));
     }
     Ok(roots)
+}
+
+/// The element one level past [`MAX_DEPTH`].
+fn too_deep(element: &Element) -> XmlError {
+    XmlError {
+        at: element.at,
+        message: format!(
+            "<{}> is nested {} elements deep; elements may nest at most {MAX_DEPTH} deep (libxml2's limit, so libvirt would not read it either)",
+            element.name,
+            MAX_DEPTH + 1
+        ),
+        hint: "a domain XML nests a few elements deep; remove the extra nesting",
+    }
 }
 
 fn attach(element: Element, stack: &mut [Element], roots: &mut Vec<Element>) {
@@ -117,16 +159,20 @@ fn element_from(
     let name = tag.name().as_ref().to_string();
     let mut attrs = Vec::new();
     for attr in tag.attributes() {
-        let attr = attr.map_err(|e| XmlError {
-            at: attribute_error_pos(&e, tag_offset, src),
-            message: format!("the XML is not well-formed: bad attribute in <{name}>: {e}"),
+        let attr = attr.map_err(|e| {
+            XmlError::malformed(
+                attribute_error_pos(&e, tag_offset, src),
+                format!("the XML is not well-formed: bad attribute in <{name}>: {e}"),
+            )
         })?;
         let key = attr.key.as_ref().to_string();
         let value = attr
             .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-            .map_err(|e| XmlError {
-                at,
-                message: format!("the XML is not well-formed: attribute '{key}' of <{name}>: {e}"),
+            .map_err(|e| {
+                XmlError::malformed(
+                    at,
+                    format!("the XML is not well-formed: attribute '{key}' of <{name}>: {e}"),
+                )
             })?
             .into_owned();
         attrs.push((key, value));
@@ -189,6 +235,29 @@ mod tests {
     fn unclosed_element_is_an_error() {
         let err = parse("<hostdev>\n  <source/>\n").unwrap_err();
         assert!(err.message.contains("never closed"), "{}", err.message);
+    }
+
+    #[test]
+    fn nesting_stops_at_libxml2s_depth() {
+        // One element a line: element n starts on line n.
+        let open = |depth: usize| "<a>\n".repeat(depth);
+        let err = parse(&format!("{}  <c/>", open(MAX_DEPTH))).unwrap_err();
+        assert_eq!(
+            err.at,
+            Pos {
+                line: MAX_DEPTH as u32 + 1,
+                column: 3
+            }
+        );
+        assert!(err.message.contains("at most 256 deep"), "{}", err.message);
+        assert!(err.message.contains("<c>"), "{}", err.message);
+        // Exactly MAX_DEPTH deep is read.
+        let ok = format!(
+            "{}<c/>{}",
+            open(MAX_DEPTH - 1),
+            "</a>".repeat(MAX_DEPTH - 1)
+        );
+        assert!(parse(&ok).is_ok());
     }
 
     #[test]

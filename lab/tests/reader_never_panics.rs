@@ -47,3 +47,23 @@ proptest! {
         assert_sane(&text);
     }
 }
+
+/// 200,000 nested elements (a stack overflow once): the reader stops at
+/// libxml2's depth and says where.
+#[test]
+fn deep_nesting_is_an_xml_error_at_the_element_too_deep() {
+    let depth = 200_000;
+    let mut text = String::from("<domain type='kvm'>\n");
+    text.push_str(&"<devices>".repeat(depth));
+    text.push_str(&"</devices>".repeat(depth));
+    text.push_str("\n</domain>\n");
+    let checked = check_text("deep.xml", &text);
+    assert_eq!(checked.diagnostics.len(), 1, "{:?}", checked.diagnostics);
+    let d = &checked.diagnostics[0];
+    assert_eq!(d.rule.as_str(), "XML");
+    assert!(d.is_error());
+    // <domain> is level 1; the 256th <devices> (level 257) is one too deep.
+    let column = 1 + 255 * "<devices>".len() as u32;
+    assert_eq!((d.file.as_str(), d.line, d.column), ("deep.xml", 2, column));
+    assert!(d.message.contains("at most 256 deep"), "{}", d.message);
+}

@@ -69,3 +69,25 @@ fn json_collects_all_files_in_one_array() {
         assert!(list[0].get(key).is_some(), "missing key {key}");
     }
 }
+
+#[test]
+fn deep_nesting_is_an_xml_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("deep.xml");
+    let depth = 200_000;
+    std::fs::write(
+        &file,
+        format!("{}{}", "<a>".repeat(depth), "</a>".repeat(depth)),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let out = mflab(&["check", file]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    // The 257th <a> starts at column 1 + 256 * 3.
+    assert!(
+        stdout.starts_with(&format!("{file}:1:769: error[XML]: ")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("at most 256 deep"), "{stdout}");
+}

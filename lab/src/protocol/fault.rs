@@ -45,6 +45,10 @@ impl LabFaultKind {
 pub struct LabFault {
     pub kind: LabFaultKind,
     pub detail: String,
+    /// An L1 panic's first line on L1's console, by which panics are told
+    /// apart in a summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panic_line: Option<String>,
 }
 
 impl LabFault {
@@ -52,6 +56,7 @@ impl LabFault {
         LabFault {
             kind,
             detail: detail.into(),
+            panic_line: None,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod bench;
 mod boot;
 mod check;
 mod check_libvirt;
+mod clean;
 mod images;
 mod plan;
 mod probe;
@@ -47,6 +48,8 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// Run scenarios (default: scenarios/), or a bare domain XML with --xml.
     Run(run::RunArgs),
+    /// Remove the work directories of runners that were killed (kept ones with --kept).
+    Clean(clean::CleanArgs),
     /// Boot the lab VM (L1) on a topology, list its PCI functions, power off.
     Boot(boot::BootArgs),
     /// The runner's health check: accelerator and why, QEMU, the kernel and
@@ -103,6 +106,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Restore(args) => restore::run(args).into(),
         Command::Boot(args) => boot::run(args).into(),
         Command::Run(args) => run::run(args).into(),
+        Command::Clean(args) => clean::run(args).into(),
         Command::Agent(args) => agent::run(args).into(),
         Command::Images => images::run().into(),
         Command::Bench(args) => bench::run(args).into(),

@@ -15,10 +15,12 @@ use crate::host::images::kernel_check::require;
 use crate::host::images::{prepare_l1, proof_guest};
 use crate::host::progress::{for_stderr, Observer};
 use crate::host::report::text::TextStyle;
-use crate::host::report::{json, junit, side_by_side, text};
+use crate::host::report::{json, junit, side_by_side, summary, text};
 use crate::host::scenario::{discover, load, Expect, Scenario};
+use crate::host::suite::attempt::DEFAULT_RETRIES;
 use crate::host::suite::schedule::{RunKey, Suite};
 use crate::host::topology::{load as load_topology, Topology, BUILTIN};
+use crate::host::workdir;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -44,6 +46,13 @@ pub struct RunArgs {
     /// Boot a fresh L1 for every scenario instead of sharing one per topology.
     #[arg(long)]
     fresh_l1: bool,
+    /// Run every selected scenario this many times (on shared L1s as usual),
+    /// to see how often each passes and what lab faults cost.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
+    /// Runs again on a fresh L1 after a lab fault, at most, per run (0: never).
+    #[arg(long, default_value_t = DEFAULT_RETRIES)]
+    retries: usize,
     /// Run in an order shuffled with this seed (results must not depend on order).
     #[arg(long)]
     shuffle: Option<u64>,
@@ -171,7 +180,9 @@ pub fn run(args: RunArgs) -> Outcome {
     } else {
         None
     };
+    sweep_leftovers();
     let accel = probe(&proof_guest(images.as_ref()));
+    let mut runs = repeated(&runs, args.repeat as usize);
     match args.shuffle {
         Some(seed) => shuffle(&mut runs, seed),
         // Scenarios of one topology one after the other, so a shared L1 serves them in a row.
@@ -188,11 +199,13 @@ pub fn run(args: RunArgs) -> Outcome {
         accel: &accel,
         libvirt_bin: args.libvirt_bin.clone(),
         keep: args.keep,
+        retries: args.retries,
     };
     let observer = for_stderr();
     let style = TextStyle {
         bare: args.xml.is_some(),
         tag_backend: suite.runs.iter().any(|r| r.backend == Backend::Libvirt),
+        tag_repeat: args.repeat > 1,
     };
     let text_report = args.format == Format::Text;
     let observer: &dyn Observer = observer.as_ref();
@@ -202,8 +215,20 @@ pub fn run(args: RunArgs) -> Outcome {
         }
     });
     if result.interrupted {
+        let kept: Vec<String> = result
+            .reports
+            .iter()
+            .filter_map(|r| r.kept.as_ref().map(|d| d.display().to_string()))
+            .collect();
+        let dirs = match kept.is_empty() {
+            true => "work directories removed".to_string(),
+            false => format!(
+                "work directories removed but those of finished runs that failed: {}",
+                kept.join(", ")
+            ),
+        };
         eprintln!(
-            "mflab: interrupted; {} of {total} runs had finished; QEMU stopped, work directories removed",
+            "mflab: interrupted; {} of {total} runs had finished; QEMU stopped, {dirs}",
             result.reports.len()
         );
         return Outcome::Interrupted;
@@ -245,6 +270,7 @@ pub fn run(args: RunArgs) -> Outcome {
     }
     let failed = reports.iter().filter(|r| !r.passed()).count();
     if text_report && args.xml.is_none() {
+        print!("{}", summary::render(&summary::of(&reports)));
         println!("{} passed, {} failed", reports.len() - failed, failed);
     }
     if failed == 0 {
@@ -280,11 +306,36 @@ fn selected_runs(scenarios: &[Scenario], backend: Option<BackendArg>) -> Vec<Run
                 runs.push(RunKey {
                     scenario: i,
                     backend,
+                    repeat: 1,
                 });
             }
         }
     }
     runs
+}
+
+/// The runs `times` times over, round after round (`repeat` from 1).
+fn repeated(runs: &[RunKey], times: usize) -> Vec<RunKey> {
+    (1..=times)
+        .flat_map(|repeat| runs.iter().map(move |r| RunKey { repeat, ..*r }))
+        .collect()
+}
+
+/// Removes what runners killed by SIGKILL left in the temp dir (their
+/// QEMU died with them; their directories did not). Kept directories stay
+/// for `mflab clean --kept`.
+fn sweep_leftovers() {
+    let swept = workdir::sweep(&std::env::temp_dir(), false, &workdir::Owner::alive);
+    for l in &swept.removed {
+        eprintln!(
+            "mflab: removed {} (left by runner {}, which is gone)",
+            l.path.display(),
+            l.owner.pid
+        );
+    }
+    for (l, e) in &swept.failed {
+        eprintln!("mflab: cannot remove {}: {e}", l.path.display());
+    }
 }
 
 /// `--xml FILE`: a scenario whose only expectation is that nothing fails.

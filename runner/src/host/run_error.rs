@@ -9,9 +9,10 @@ use lab::lab_fault::LabFault;
 pub enum RunError {
     /// The lab failed: L1 panicked, exited, hung or answered nonsense.
     /// `log` is what a reader needs beside the one-line fault (the end of
-    /// L1's serial log).
+    /// L1's serial log). Boxed: the error travels in `Result`s beside a
+    /// work directory, and stays small that way.
     #[error("{fault}{}", if log.is_empty() { String::new() } else { format!("; serial log:\n{log}") })]
-    Lab { fault: LabFault, log: String },
+    Lab { fault: Box<LabFault>, log: String },
     /// Ctrl-C or SIGTERM.
     #[error("interrupted")]
     Interrupted,
@@ -23,7 +24,7 @@ pub enum RunError {
 impl RunError {
     pub fn lab(fault: LabFault, log: impl Into<String>) -> Self {
         RunError::Lab {
-            fault,
+            fault: Box::new(fault),
             log: log.into(),
         }
     }

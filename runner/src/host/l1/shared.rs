@@ -172,7 +172,8 @@ pub struct L1Slot {
 impl L1Slot {
     /// Runs `request` on the slot's L1 for `topology`, booting one if
     /// needed. On failure the L1 is dropped; the error says why, and the
-    /// directory given back (kept) holds what is left to look at.
+    /// L1's directory given back holds what is left to look at (removed
+    /// when the caller drops it, unless kept).
     pub fn run(
         &mut self,
         topology_name: &str,
@@ -181,7 +182,7 @@ impl L1Slot {
         request: &RunRequest,
         timeout: Duration,
         progress: &dyn Fn(Progress),
-    ) -> Result<Served, (RunError, Option<PathBuf>)> {
+    ) -> Result<Served, (RunError, Option<WorkDir>)> {
         if self
             .l1
             .as_ref()
@@ -206,9 +207,9 @@ impl L1Slot {
             }
             Err(e) => {
                 let (_, mut l1) = self.l1.take().expect("present");
-                // An interrupted run is not a failure to keep: its directory goes.
-                let kept = (!matches!(e, RunError::Interrupted)).then(|| l1.work.keep());
-                Err((e, kept))
+                // QEMU is killed as `l1` drops; its directory lives on in
+                // the caller's hands, which keep it or not.
+                Err((e, Some(l1.work.hand_over())))
             }
         }
     }

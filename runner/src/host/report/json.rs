@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::host::suite::attempt::ScenarioReport;
 
-/// scenario, backend, passed, plan, l1_during, l1_after, l2_qmp, l2_guest,
+/// scenario, repeat (the `--repeat` round, from 1), backend, passed, plan, l1_during, l1_after, l2_qmp, l2_guest,
 /// error, restored, mismatches, notes, seconds, timings, work_dir; and
 /// `lab_faults`, the kinds of the lab faults that were retried.
 pub fn object(r: &ScenarioReport) -> serde_json::Value {
@@ -20,6 +20,7 @@ pub fn object(r: &ScenarioReport) -> serde_json::Value {
     });
     json!({
         "scenario": r.name,
+        "repeat": r.repeat,
         "backend": r.backend,
         "passed": r.passed(),
         "plan": o.plan,
@@ -31,7 +32,7 @@ pub fn object(r: &ScenarioReport) -> serde_json::Value {
         "restored": o.restored,
         "mismatches": r.mismatches,
         "notes": r.notes,
-        "lab_faults": r.retried.iter().map(|f| f.kind).collect::<Vec<_>>(),
+        "lab_faults": r.retried.iter().map(|a| a.fault.kind).collect::<Vec<_>>(),
         "seconds": r.elapsed.as_secs_f64(),
         "timings": o.timings,
         "work_dir": r.kept,

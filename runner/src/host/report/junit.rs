@@ -8,7 +8,10 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, T
 
 use crate::host::suite::attempt::ScenarioReport;
 
+/// Under `--repeat` each case is named "SCENARIO #ROUND", so that the
+/// rounds stay apart.
 pub fn render(reports: &[ScenarioReport]) -> String {
+    let repeated = reports.iter().any(|r| r.repeat > 1);
     let mut suite = TestSuite::new("mflab");
     let total: std::time::Duration = reports.iter().map(|r| r.elapsed).sum();
     suite.set_time(total);
@@ -21,14 +24,19 @@ pub fn render(reports: &[ScenarioReport]) -> String {
             s.set_description(r.mismatches.join("\n"));
             s
         };
-        for (fault, note) in r.retried.iter().zip(&r.notes) {
+        for (attempt, note) in r.retried.iter().zip(&r.notes) {
             let mut rerun = TestRerun::new(NonSuccessKind::Failure);
-            rerun.set_type(format!("lab fault: {}", fault.kind.name()));
-            rerun.set_message(fault.detail.clone());
+            rerun.set_type(format!("lab fault: {}", attempt.fault.kind.name()));
+            rerun.set_message(attempt.fault.detail.clone());
             rerun.set_description(note.clone());
+            rerun.set_time(attempt.elapsed);
             status.add_rerun(rerun);
         }
-        let mut case = TestCase::new(r.name.clone(), status);
+        let name = match repeated {
+            true => format!("{} #{}", r.name, r.repeat),
+            false => r.name.clone(),
+        };
+        let mut case = TestCase::new(name, status);
         case.set_classname(format!("scenario.{}", r.backend));
         case.set_time(r.elapsed);
         if let Some(dir) = &r.kept {
@@ -44,21 +52,27 @@ pub fn render(reports: &[ScenarioReport]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::suite::attempt::FaultedAttempt;
     use lab::lab_fault::{LabFault, LabFaultKind};
     use lab::protocol::{Backend, Depth, RunOutcome};
     use std::time::Duration;
 
     fn report(name: &str, mismatches: Vec<String>, retried: usize) -> ScenarioReport {
-        let fault = LabFault::new(
-            LabFaultKind::L2Silent,
-            "L2 was resumed but its init never printed a line",
-        );
+        let fault = FaultedAttempt {
+            fault: LabFault::new(
+                LabFaultKind::L2Silent,
+                "L2 was resumed but its init never printed a line",
+            ),
+            elapsed: Duration::from_secs(20),
+        };
         ScenarioReport {
             name: name.into(),
+            repeat: 1,
             notes: (0..retried)
                 .map(|i| format!("L2 silent: …; ran again on a fresh L1 (that attempt kept in /tmp/mflab-run-{i})"))
                 .collect(),
             retried: vec![fault; retried],
+            gave_up: None,
             backend: Backend::Libvirt,
             depth: Depth::Guest,
             elapsed: Duration::from_millis(1500),
@@ -89,6 +103,17 @@ mod tests {
         );
         assert!(
             xml.contains("<failure message=\"l2_guest: expected [], seen [x]\""),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn repeated_rounds_are_cases_of_their_own() {
+        let mut second = report("flaky", vec![], 0);
+        second.repeat = 2;
+        let xml = render(&[report("flaky", vec![], 0), second]);
+        assert!(
+            xml.contains("name=\"flaky #1\"") && xml.contains("name=\"flaky #2\""),
             "{xml}"
         );
     }

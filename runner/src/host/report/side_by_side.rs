@@ -6,14 +6,15 @@ use lab::protocol::{Backend, RunOutcome};
 use crate::host::suite::attempt::ScenarioReport;
 use crate::host::suite::expect::assigned_view;
 
-/// The (mflab, libvirt) pairs of one scenario in reports that are in
-/// scenario order, mflab first.
+/// The (mflab, libvirt) pairs of one scenario and `--repeat` round in
+/// reports that are in scenario order, mflab first.
 pub fn pairs(reports: &[ScenarioReport]) -> Vec<(usize, usize)> {
     let mut pairs = Vec::new();
     for (k, r) in reports.iter().enumerate().skip(1) {
         let before = &reports[k - 1];
         if r.backend == Backend::Libvirt
             && before.name == r.name
+            && before.repeat == r.repeat
             && before.backend == Backend::Mflab
         {
             pairs.push((k - 1, k));

@@ -15,6 +15,8 @@ pub struct TextStyle {
     pub bare: bool,
     /// Name the backend after the scenario (several backends in the run).
     pub tag_backend: bool,
+    /// Name the `--repeat` round after the scenario (more than one).
+    pub tag_repeat: bool,
 }
 
 /// One scenario run's block: PASS/FAIL, notes, diagnostics, the failure,
@@ -22,11 +24,13 @@ pub struct TextStyle {
 pub fn render(s: &Scenario, r: &ScenarioReport, style: TextStyle) -> String {
     let mut t = String::new();
     let verdict = if r.passed() { "PASS" } else { "FAIL" };
-    let name = if style.tag_backend {
-        format!("{} [{}]", r.name, r.backend)
-    } else {
-        r.name.clone()
-    };
+    let mut name = r.name.clone();
+    if style.tag_backend {
+        let _ = write!(name, " [{}]", r.backend);
+    }
+    if style.tag_repeat {
+        let _ = write!(name, " #{}", r.repeat);
+    }
     if !style.bare {
         let description = if s.description.is_empty() {
             String::new()

@@ -30,16 +30,30 @@ use crate::host::workdir::WorkDir;
 /// seconds. The backstop for what those do not catch (a hung L1).
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(240);
 
-/// Runs of one scenario at most when the lab fails (see `run_scenario`).
-const ATTEMPTS: usize = 3;
+/// Lab-fault retries of one run when `--retries` is not given: three
+/// runs at most.
+pub const DEFAULT_RETRIES: usize = 2;
+
+/// One attempt the lab, not the system under test, spoiled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultedAttempt {
+    pub fault: LabFault,
+    /// What the attempt cost, from its start to the fault.
+    pub elapsed: Duration,
+}
 
 /// What one scenario did and whether it held.
 pub struct ScenarioReport {
     pub name: String,
+    /// Which of the `--repeat` runs of this scenario and backend this is, from 1.
+    pub repeat: usize,
     /// What the lab had to do beside the scenario (a retry on a fresh L1).
     pub notes: Vec<String>,
     /// The lab faults that were retried, in order.
-    pub retried: Vec<LabFault>,
+    pub retried: Vec<FaultedAttempt>,
+    /// The last attempt's lab fault, when the retries ran out on one: the
+    /// run failed for the lab's reason, not the system's under test.
+    pub gave_up: Option<FaultedAttempt>,
     pub backend: Backend,
     pub depth: Depth,
     pub elapsed: Duration,
@@ -63,11 +77,27 @@ fn single_script() -> String {
 }
 
 /// How to run: which backend, and another libvirt build if wanted.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RunOptions {
     pub backend: Backend,
     pub libvirt_bin: Option<PathBuf>,
     pub keep: bool,
+    /// Runs again on a fresh L1 after a lab fault, at most (0: none).
+    pub retries: usize,
+    /// The `--repeat` round, from 1 (for the report).
+    pub repeat: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            backend: Backend::default(),
+            libvirt_bin: None,
+            keep: false,
+            retries: DEFAULT_RETRIES,
+            repeat: 1,
+        }
+    }
 }
 
 /// Who hears where a run is: an observer, and the run's number in the suite.
@@ -99,6 +129,10 @@ pub fn run_scenario(
     let progress = &|step| watch.reached(step);
     let mut notes = Vec::new();
     let mut retried = Vec::new();
+    let mut gave_up = None;
+    // The directories of the attempts that were retried: kept at the end,
+    // unless the run was interrupted.
+    let mut earlier = Vec::new();
     let start = Instant::now();
     let (outcome, work) = if s.depth == Depth::Rules {
         (rules_outcome(s), None)
@@ -106,28 +140,39 @@ pub fn run_scenario(
         // No outcome from L1, or an outcome that blames the lab, means the
         // lab failed, not the system under test: again on a fresh L1, and
         // say so.
+        let mut began = Instant::now();
         let mut attempt = run_in_vm(s, images, accel, options, slot.as_deref_mut(), progress);
-        for _ in 1..ATTEMPTS {
-            let Some(fault) = lab_failure(&attempt) else {
-                break;
+        let mut retries_left = options.retries;
+        while let Some(fault) = lab_failure(&attempt) {
+            let faulted = FaultedAttempt {
+                fault,
+                elapsed: began.elapsed(),
             };
-            if crate::interrupt::interrupted() {
+            if retries_left == 0 || crate::interrupt::interrupted() {
+                gave_up = Some(faulted);
                 break;
             }
-            let kept = match &mut attempt {
-                Ok((_, w)) | Err((_, Some(w))) => w.keep().display().to_string(),
-                Err((_, None)) => "(none)".into(),
+            retries_left -= 1;
+            let dir = match attempt {
+                Ok((_, w)) | Err((_, Some(w))) => Some(w),
+                Err((_, None)) => None,
             };
+            let kept = dir
+                .as_ref()
+                .map_or("(none)".into(), |w| w.path().display().to_string());
+            earlier.extend(dir);
             let note = format!(
-                "{}: {fault}; ran again on a fresh L1 (that attempt kept in {kept})",
-                fault.kind.name()
+                "{}: {}; ran again on a fresh L1 (that attempt kept in {kept})",
+                faulted.fault.kind.name(),
+                faulted.fault
             );
             watch.observer.event(Event::Retrying {
                 run: watch.run,
                 why: &note,
             });
             notes.push(note);
-            retried.push(fault);
+            retried.push(faulted);
+            began = Instant::now();
             attempt = run_in_vm(s, images, accel, options, slot.as_deref_mut(), progress);
         }
         match attempt {
@@ -141,6 +186,12 @@ pub fn run_scenario(
             }
         }
     };
+    // An interrupted run is not a failure to keep: its directories go.
+    if !crate::interrupt::interrupted() {
+        for w in &mut earlier {
+            w.keep();
+        }
+    }
     let mut mismatches = compare(&s.expect.for_backend(options.backend), &outcome);
     if outcome.l1_before.is_empty() && s.depth != Depth::Rules {
         if let Some(w) = &work {
@@ -151,7 +202,6 @@ pub fn run_scenario(
         }
     }
     let kept = match work {
-        // An interrupted run is not a failure to keep: its directory goes.
         Some(mut w)
             if (options.keep || !mismatches.is_empty()) && !crate::interrupt::interrupted() =>
         {
@@ -161,8 +211,10 @@ pub fn run_scenario(
     };
     ScenarioReport {
         name: s.name.clone(),
+        repeat: options.repeat,
         notes,
         retried,
+        gave_up,
         backend: options.backend,
         depth: s.depth,
         elapsed: start.elapsed(),
@@ -239,8 +291,10 @@ fn run_in_vm(
                 Ok((served.outcome, work))
             }
             Err((e, l1_dir)) => {
-                if let Some(dir) = &l1_dir {
-                    gather_into(dir, &work);
+                let mut work = work;
+                if let Some(dir) = l1_dir {
+                    gather_into(dir.path(), &work);
+                    work.adopt(dir);
                 }
                 Err((e, Some(work)))
             }

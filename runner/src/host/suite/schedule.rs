@@ -17,11 +17,13 @@ use crate::host::l1::shared::L1Slot;
 use crate::host::progress::{Event, Observer};
 use crate::host::scenario::Scenario;
 
-/// One run of the suite: a scenario (by index) under one backend.
+/// One run of the suite: a scenario (by index) under one backend, in one
+/// `--repeat` round (from 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RunKey {
     pub scenario: usize,
     pub backend: Backend,
+    pub repeat: usize,
 }
 
 pub struct Suite<'a> {
@@ -36,10 +38,13 @@ pub struct Suite<'a> {
     pub accel: &'a AccelChoice,
     pub libvirt_bin: Option<PathBuf>,
     pub keep: bool,
+    /// Lab-fault retries per run.
+    pub retries: usize,
 }
 
 pub struct SuiteResult {
-    /// In scenario order (mflab before libvirt), only the runs that finished.
+    /// In scenario order, then by repeat (mflab before libvirt), only the
+    /// runs that finished.
     pub reports: Vec<ScenarioReport>,
     pub boots: u32,
     pub wall: Duration,
@@ -65,6 +70,7 @@ impl Suite<'_> {
         let boots = AtomicU32::new(0);
         let wall = Instant::now();
         let tag_backend = self.runs.iter().any(|r| r.backend == Backend::Libvirt);
+        let tag_repeat = self.runs.iter().any(|r| r.repeat > 1);
         std::thread::scope(|scope| {
             for _ in 0..self.jobs.max(1) {
                 scope.spawn(|| {
@@ -76,23 +82,27 @@ impl Suite<'_> {
                             break;
                         }
                         let s = &self.scenarios[key.scenario];
-                        let label = if tag_backend {
-                            format!("{} [{}]", s.name, key.backend)
-                        } else {
-                            s.name.clone()
-                        };
+                        let mut label = s.name.clone();
+                        if tag_backend {
+                            label.push_str(&format!(" [{}]", key.backend));
+                        }
+                        if tag_repeat {
+                            label.push_str(&format!(" #{}", key.repeat));
+                        }
                         observer.event(Event::Started {
                             run: n,
                             label: &label,
                         });
-                        let report =
-                            self.run_one(s, key.backend, &mut slot, Watch { observer, run: n });
+                        let report = self.run_one(s, key, &mut slot, Watch { observer, run: n });
                         observer.event(Event::Finished {
                             run: n,
                             passed: report.passed(),
                             elapsed: report.elapsed,
                         });
-                        if crate::interrupt::interrupted() {
+                        // A run cut short by an interrupt has no report
+                        // to give (its directories are gone); one that
+                        // finished before it has (a kept directory is named).
+                        if crate::interrupt::interrupted() && report.kept.is_none() {
                             break;
                         }
                         on_report(s, &report);
@@ -107,6 +117,7 @@ impl Suite<'_> {
         order.sort_by_key(|&k| {
             (
                 self.runs[k].scenario,
+                self.runs[k].repeat,
                 self.runs[k].backend == Backend::Libvirt,
             )
         });
@@ -121,14 +132,16 @@ impl Suite<'_> {
     fn run_one(
         &self,
         s: &Scenario,
-        backend: Backend,
+        key: RunKey,
         slot: &mut L1Slot,
         watch: Watch,
     ) -> ScenarioReport {
         let options = RunOptions {
-            backend,
+            backend: key.backend,
             libvirt_bin: self.libvirt_bin.clone(),
             keep: self.keep,
+            retries: self.retries,
+            repeat: key.repeat,
         };
         // Rules depth never touches the images.
         let none = L1Images::none();
