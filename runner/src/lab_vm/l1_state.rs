@@ -47,6 +47,19 @@ pub fn manual_detach(req: &RunRequest, work: &Path) -> Result<(), String> {
     }
 }
 
+/// The start both backends share: the administrator's manual detach,
+/// then L1's view before the run. `Err` is the run's finished outcome
+/// when the manual detach failed.
+pub fn begin(req: &RunRequest, work: &Path) -> Result<RunOutcome, RunOutcome> {
+    let mut out = RunOutcome::default();
+    if let Err(e) = manual_detach(req, work) {
+        out.error = Some(e);
+        return Err(finish(out));
+    }
+    out.l1_before = rows(&mut out);
+    Ok(out)
+}
+
 /// Reads L1's view after the run and says whether every driver came back.
 pub fn finish(mut out: RunOutcome) -> RunOutcome {
     out.l1_after = function_rows(sysfs()).unwrap_or_default();

@@ -23,17 +23,15 @@ use lab::protocol::guest_report::{guest_report_complete, parse_guest_report};
 use lab::protocol::paths::{L2_DOMAIN_XML, L2_QEMU_LOG, L2_SERIAL_LOG};
 use lab::protocol::{function_rows, Depth, GuestFunction, Progress, RunOutcome, RunRequest, Stage};
 
-use super::l1_state::{finish, manual_detach, rows, sysfs};
+use super::l1_state::{begin, finish, sysfs};
 use super::libvirt_domain::l2_domain;
 use super::libvirtd::{Libvirtd, VirshOutput, DOMAIN_NAME};
 
 pub fn run(req: &RunRequest, work: &Path, progress: &dyn Fn(Progress)) -> RunOutcome {
-    let mut out = RunOutcome::default();
-    if let Err(e) = manual_detach(req, work) {
-        out.error = Some(e);
-        return finish(out);
-    }
-    out.l1_before = rows(&mut out);
+    let mut out = match begin(req, work) {
+        Ok(out) => out,
+        Err(done) => return done,
+    };
     if let Err(e) = steps(req, work, &mut out, progress) {
         out.error = Some(e);
     }

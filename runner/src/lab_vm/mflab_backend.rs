@@ -23,7 +23,7 @@ use lab::protocol::paths::{JOURNAL, L2_CMDLINE, L2_QMP_TRANSCRIPT, L2_SERIAL_LOG
 use lab::protocol::{Depth, Progress, RunOutcome, RunRequest, Stage};
 use lab::qemu_cmdline::{shell_line, QEMU};
 
-use super::l1_state::{finish, manual_detach, rows, sysfs, SYSFS};
+use super::l1_state::{begin, finish, rows, sysfs, SYSFS};
 
 /// L2's RAM: the least that boots the distribution kernel with room to
 /// spare. Every MiB is pinned and mapped through L1's IOMMU when the
@@ -42,12 +42,10 @@ fn l2_timeout(accel: Accel) -> Duration {
 }
 
 pub fn run(req: &RunRequest, work: &Path, progress: &dyn Fn(Progress)) -> RunOutcome {
-    let mut out = RunOutcome::default();
-    if let Err(e) = manual_detach(req, work) {
-        out.error = Some(e);
-        return finish(out);
-    }
-    out.l1_before = rows(&mut out);
+    let mut out = match begin(req, work) {
+        Ok(out) => out,
+        Err(done) => return done,
+    };
     let Some((plan, detached)) = prepare(req, work, &mut out) else {
         return finish(out);
     };
