@@ -2,6 +2,7 @@
 //! administrator's manual detach before it, the view before, and after
 //! teardown whether every function is back on the driver it had.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use lab::bind::{detach, Sysfs};
@@ -48,16 +49,16 @@ pub fn manual_detach(req: &RunRequest, work: &Path) -> Result<(), String> {
 }
 
 /// The start both backends share: the administrator's manual detach,
-/// then L1's view before the run. `Err` is the run's finished outcome
+/// then L1's view before the run. `Break` is the run's finished outcome
 /// when the manual detach failed.
-pub fn begin(req: &RunRequest, work: &Path) -> Result<RunOutcome, RunOutcome> {
+pub fn begin(req: &RunRequest, work: &Path) -> ControlFlow<RunOutcome, RunOutcome> {
     let mut out = RunOutcome::default();
     if let Err(e) = manual_detach(req, work) {
         out.error = Some(e);
-        return Err(finish(out));
+        return ControlFlow::Break(finish(out));
     }
     out.l1_before = rows(&mut out);
-    Ok(out)
+    ControlFlow::Continue(out)
 }
 
 /// Reads L1's view after the run and says whether every driver came back.

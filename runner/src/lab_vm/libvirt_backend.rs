@@ -12,6 +12,7 @@
 //! libvirt's errors are kept word for word. Only what [`lab::lab_fault`]
 //! calls the lab's is retried.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -29,8 +30,8 @@ use super::libvirtd::{Libvirtd, VirshOutput, DOMAIN_NAME};
 
 pub fn run(req: &RunRequest, work: &Path, progress: &dyn Fn(Progress)) -> RunOutcome {
     let mut out = match begin(req, work) {
-        Ok(out) => out,
-        Err(done) => return done,
+        ControlFlow::Continue(out) => out,
+        ControlFlow::Break(done) => return done,
     };
     if let Err(e) = steps(req, work, &mut out, progress) {
         out.error = Some(e);

@@ -10,6 +10,7 @@
 //! [`run`] strings them together; the view before and after, and whether
 //! every driver came back, are [`super::l1_state`]'s.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -43,8 +44,8 @@ fn l2_timeout(accel: Accel) -> Duration {
 
 pub fn run(req: &RunRequest, work: &Path, progress: &dyn Fn(Progress)) -> RunOutcome {
     let mut out = match begin(req, work) {
-        Ok(out) => out,
-        Err(done) => return done,
+        ControlFlow::Continue(out) => out,
+        ControlFlow::Break(done) => return done,
     };
     let Some((plan, detached)) = prepare(req, work, &mut out) else {
         return finish(out);
