@@ -7,6 +7,13 @@
 //! trial then reports its own scenario. VM scenarios boot real L1s and
 //! L2s; when QEMU or the kernel is missing they fail, they never skip.
 //!
+//! One more trial, `suite::same_results_in_any_order_and_jobs`, runs the
+//! selected mflab-backend scenarios again with two jobs in a shuffled order
+//! and requires every outcome to be the one of the run above: results must
+//! not depend on order or on how many L1s run side by side. The seed changes
+//! from run to run and is in its failure message; `mflab run --backend
+//! mflab --jobs 2 --shuffle SEED` replays the order.
+//!
 //! `MFLAB_PARTITION=K/N` keeps share K of N (the split of `mflab run
 //! --partition`). The runs outside it are left out of the trials, not
 //! marked ignored: an ignored trial would run under `--include-ignored`
@@ -31,6 +38,24 @@ struct Run {
 
 type Results = Result<BTreeMap<(String, String), serde_json::Value>, String>;
 static RESULTS: OnceLock<Results> = OnceLock::new();
+/// The lab notes of the shuffled run, printed with the others at the end.
+static SHUFFLED_NOTES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+const ORDER_TRIAL: &str = "suite::same_results_in_any_order_and_jobs";
+
+/// What a scenario's outcome is made of; timings, notes, repeat rounds
+/// and work directories are allowed to differ between two runs.
+const OBSERVED: &[&str] = &[
+    "passed",
+    "error",
+    "mismatches",
+    "plan",
+    "l1_during",
+    "l1_after",
+    "restored",
+    "l2_qmp",
+    "l2_guest",
+];
 
 fn main() -> std::process::ExitCode {
     let args = Arguments::from_args();
@@ -85,7 +110,7 @@ fn main() -> std::process::ExitCode {
         f.dedup();
         f
     };
-    let trials = runs
+    let mut trials: Vec<Trial> = runs
         .iter()
         .map(|r| {
             let files = selected_files.clone();
@@ -96,6 +121,21 @@ fn main() -> std::process::ExitCode {
             Trial::test(r.name.clone(), move || check(&files, &key))
         })
         .collect();
+    let mut mflab_files: Vec<PathBuf> = runs
+        .iter()
+        .filter(|r| r.backend == "mflab")
+        .map(|r| r.file.clone())
+        .collect();
+    mflab_files.dedup();
+    // Alone (`-- suite::`), the order trial runs the reference itself.
+    let reference_files = if selected_files.is_empty() {
+        mflab_files.clone()
+    } else {
+        selected_files.clone()
+    };
+    trials.push(Trial::test(ORDER_TRIAL, move || {
+        same_in_any_order(&reference_files, &mflab_files)
+    }));
     let conclusion = libtest_mimic::run(&args, trials);
     print_lab_notes();
     conclusion.exit_code()
@@ -116,6 +156,68 @@ fn print_lab_notes() {
             );
         }
     }
+    for note in SHUFFLED_NOTES.lock().expect("notes").iter() {
+        println!("lab note: {note}");
+    }
+}
+
+/// The order trial: the mflab-backend runs again with two jobs in a
+/// shuffled order, each outcome the same as in the reference run.
+fn same_in_any_order(reference_files: &[PathBuf], mflab_files: &[PathBuf]) -> Result<(), Failed> {
+    let reference = results(reference_files).as_ref().map_err(|e| e.clone())?;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let out = Command::new(env!("CARGO_BIN_EXE_mflab"))
+        .args([
+            "run",
+            "--backend",
+            "mflab",
+            "--format",
+            "json",
+            "--jobs",
+            "2",
+        ])
+        .args(["--shuffle", &seed.to_string()])
+        .args(mflab_files)
+        .output()?;
+    let shuffled: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "mflab run --jobs 2 --shuffle {seed} printed no JSON ({e}); stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    if shuffled.len() < 15 {
+        return Err(format!("only {} scenarios ran shuffled", shuffled.len()).into());
+    }
+    let observed = |r: &serde_json::Value| -> serde_json::Value {
+        OBSERVED
+            .iter()
+            .map(|k| (k.to_string(), r[*k].clone()))
+            .collect()
+    };
+    for r in &shuffled {
+        let name = r["scenario"].as_str().unwrap_or_default().to_string();
+        for note in r["notes"].as_array().into_iter().flatten() {
+            SHUFFLED_NOTES.lock().expect("notes").push(format!(
+                "{name} (mflab, shuffled): {}",
+                note.as_str().unwrap_or_default()
+            ));
+        }
+        let first = reference
+            .get(&(name.clone(), "mflab".to_string()))
+            .ok_or_else(|| format!("{name} ran shuffled but not in the reference run"))?;
+        if observed(first) != observed(r) {
+            return Err(format!(
+                "{name} came out differently with --jobs 2 --shuffle {seed}:\nfirst: {:#}\nshuffled: {:#}",
+                observed(first),
+                observed(r)
+            )
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// `MFLAB_PARTITION`, if set; a bad value stops the harness with the reason.
