@@ -23,6 +23,9 @@ pub const L1_SERIAL_LOG: &str = "l1-serial.log";
 pub const L1_CMDLINE: &str = "l1-cmdline.txt";
 pub const L1_QEMU_LOG: &str = "l1-qemu.log";
 
+/// The libvirtd of an L1 (one per L1, shared by its libvirt scenarios).
+pub const LIBVIRTD_LOG: &str = "libvirtd.log";
+
 /// A scenario's own files, in its directory.
 pub const L2_SERIAL_LOG: &str = "l2-serial.log";
 pub const L2_CMDLINE: &str = "l2-cmdline.txt";

@@ -60,7 +60,12 @@ pub fn run(args: AgentArgs) -> Outcome {
                 let work = out.parent().map(PathBuf::from).unwrap_or_default();
                 write_json(
                     &out,
-                    &crate::lab_vm::serve::run_request(&req, &work, &|_| {}),
+                    &crate::lab_vm::serve::run_request(
+                        &req,
+                        &work,
+                        &|_| {},
+                        &mut crate::lab_vm::libvirtd::DaemonSlot::new(&work),
+                    ),
                 )
             }),
         AgentCommand::Serve { dir } => crate::lab_vm::serve::serve(&dir),

@@ -1,6 +1,7 @@
 //! One scenario carried out by a real libvirtd inside L1, observed from
 //! outside. The steps, whose end mirrors their start:
-//! 1. [`Libvirtd::start`]: a private daemon for this run;
+//! 1. [`DaemonSlot::get`]: the L1's private daemon, started for its first
+//!    libvirt scenario and kept for the next (see `serve` for its health);
 //! 2. [`define`]: the user's hostdevs, word for word, in a bootable L2 domain;
 //! 3. [`start_paused`]: `virsh start --paused` (libvirt's own detach), the
 //!    drivers during, `query-pci` through libvirt's monitor pass-through;
@@ -26,14 +27,19 @@ use lab::protocol::{function_rows, Depth, GuestFunction, Progress, RunOutcome, R
 
 use super::l1_state::{begin, finish, sysfs};
 use super::libvirt_domain::l2_domain;
-use super::libvirtd::{Libvirtd, VirshOutput, DOMAIN_NAME};
+use super::libvirtd::{DaemonSlot, Libvirtd, VirshOutput, DOMAIN_NAME};
 
-pub fn run(req: &RunRequest, work: &Path, progress: &dyn Fn(Progress)) -> RunOutcome {
+pub fn run(
+    req: &RunRequest,
+    work: &Path,
+    progress: &dyn Fn(Progress),
+    daemons: &mut DaemonSlot,
+) -> RunOutcome {
     let mut out = match begin(req, work) {
         ControlFlow::Continue(out) => out,
         ControlFlow::Break(done) => return done,
     };
-    if let Err(e) = steps(req, work, &mut out, progress) {
+    if let Err(e) = steps(req, work, &mut out, progress, daemons) {
         out.error = Some(e);
     }
     finish(out)
@@ -44,6 +50,7 @@ fn steps(
     work: &Path,
     out: &mut RunOutcome,
     progress: &dyn Fn(Progress),
+    daemons: &mut DaemonSlot,
 ) -> Result<(), String> {
     let hostdevs: Vec<DeviceText> = device_texts(&req.xml)
         .into_iter()
@@ -56,17 +63,17 @@ fn steps(
     super::l2_ram::give_back(work);
     progress(Progress::LibvirtdStarting);
     let daemon = timed(out, Stage::LibvirtdStart, || {
-        Libvirtd::start(work, req.libvirt_bin.as_deref())
+        daemons.get(req.libvirt_bin.as_deref())
     })?;
     let accel = decide(&gather(Path::new("/"))).accel;
     out.l2_accel = Some(accel);
     let serial = work.join(L2_SERIAL_LOG);
     timed(out, Stage::Define, || {
-        define(&daemon, &hostdevs, accel, req, &serial, work)
+        define(daemon, &hostdevs, accel, req, &serial, work)
     })?;
-    let result = start_paused(req, &daemon, out, progress).and_then(|started| {
+    let result = start_paused(req, daemon, out, progress).and_then(|started| {
         if started {
-            resume_and_wait(req, &daemon, accel, &serial, out, progress)
+            resume_and_wait(req, daemon, accel, &serial, out, progress)
         } else {
             Ok(())
         }
@@ -79,7 +86,7 @@ fn steps(
     )
     .ok();
     progress(Progress::Teardown);
-    timed(out, Stage::Undefine, || undefine(&daemon));
+    timed(out, Stage::Undefine, || undefine(daemon));
     result
 }
 
@@ -154,13 +161,16 @@ fn resume_and_wait(
     }
     progress(Progress::L2Running);
     let start = Instant::now();
+    let mut previous = None;
     while start.elapsed() < Duration::from_secs(30) && daemon.domstate() == "running" {
         let view = query_pci(daemon)?;
-        let numbered = buses_numbered(&view);
-        out.l2_qmp = view;
-        if numbered {
+        // The same numbered view twice: the firmware is done numbering.
+        let settled = buses_numbered(&view) && previous.as_ref() == Some(&view);
+        out.l2_qmp = view.clone();
+        if settled {
             break;
         }
+        previous = Some(view);
         std::thread::sleep(Duration::from_millis(50));
     }
     if req.kill_l2 {
@@ -198,9 +208,13 @@ fn timed<T>(out: &mut RunOutcome, stage: Stage, step: impl FnOnce() -> T) -> T {
 }
 
 /// Whether the firmware has numbered the buses behind libvirt's root
-/// ports: no bridge at all, or a function seen off bus 0.
+/// ports: no bridge at all, or a function seen off bus 0 and none on bus
+/// 0xff, where SeaBIOS puts a bridge's secondary bus while it probes it.
 fn buses_numbered(view: &[GuestFunction]) -> bool {
-    !view.iter().any(GuestFunction::is_bridge) || view.iter().any(|f| f.bdf.bus != 0)
+    if !view.iter().any(GuestFunction::is_bridge) {
+        return true;
+    }
+    view.iter().any(|f| f.bdf.bus != 0) && !view.iter().any(|f| f.bdf.bus == 0xff)
 }
 
 /// Step 5: the domain goes, whatever happened (libvirt reattaches on stop).
@@ -248,5 +262,13 @@ mod tests {
         assert!(!buses_numbered(std::slice::from_ref(&port)));
         assert!(buses_numbered(&[port, f("0000:01:00.0", "0x0300")]));
         assert!(buses_numbered(&[f("0000:00:05.0", "0x0300")]));
+        // Seen: SeaBIOS probing behind a pcie-to-pci bridge on bus 0xff,
+        // the display behind the other root port not numbered yet.
+        let probing = [
+            f("0000:00:01.0", "0x0604"),
+            f("0000:01:00.0", "0x0604"),
+            f("0000:ff:01.0", "0x0403"),
+        ];
+        assert!(!buses_numbered(&probing));
     }
 }

@@ -9,7 +9,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use lab::protocol::paths::LIBVIRTD_LOG;
+
+pub use super::virsh_session::VirshOutput;
+use super::virsh_session::VirshSession;
 
 const URI: &str = "qemu:///system";
 const SOCKET: &str = "/run/libvirt/libvirt-sock";
@@ -25,19 +31,12 @@ cgroup_controllers = [ ]
 namespaces = [ ]
 "#;
 
-/// A libvirtd started for one run; killed when dropped.
+/// A libvirtd started for one run; killed when dropped. Its virsh calls
+/// go through one long-lived virsh ([`VirshSession`]).
 pub struct Libvirtd {
     child: Child,
     virsh: PathBuf,
-}
-
-/// What one virsh call said.
-pub struct VirshOutput {
-    pub ok: bool,
-    pub stdout: String,
-    pub stderr: String,
-    /// The call did not return within [`VIRSH_TIMEOUT`] and was killed.
-    pub timed_out: bool,
+    session: Mutex<Option<VirshSession>>,
 }
 
 /// The longest one virsh call may take. Seen under TCG: `virsh start`
@@ -45,18 +44,6 @@ pub struct VirshOutput {
 /// answered), and `destroy` waiting on a QEMU that SIGKILL could not end.
 /// A call takes well under 10 s here otherwise.
 pub const VIRSH_TIMEOUT: Duration = Duration::from_secs(60);
-
-impl VirshOutput {
-    /// libvirt's own words, without virsh's "error: " prefixes and blank lines.
-    pub fn error_text(&self) -> String {
-        self.stderr
-            .lines()
-            .map(|l| l.trim().trim_start_matches("error: "))
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join(" / ")
-    }
-}
 
 fn sh(cmd: &str, args: &[&str]) -> Result<(), String> {
     let out = Command::new(cmd)
@@ -95,7 +82,7 @@ impl Libvirtd {
         }
         let _ = std::fs::remove_file(SOCKET);
 
-        let log = std::fs::File::create(work.join("libvirtd.log")).map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(work.join(LIBVIRTD_LOG)).map_err(|e| e.to_string())?;
         let child = Command::new(&libvirtd)
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .stdin(Stdio::null())
@@ -103,7 +90,11 @@ impl Libvirtd {
             .stderr(log)
             .spawn()
             .map_err(|e| format!("{}: {e}", libvirtd.display()))?;
-        let mut daemon = Libvirtd { child, virsh };
+        let mut daemon = Libvirtd {
+            child,
+            virsh,
+            session: Mutex::new(None),
+        };
         let start = Instant::now();
         while !Path::new(SOCKET).exists() {
             if let Ok(Some(status)) = daemon.child.try_wait() {
@@ -119,40 +110,28 @@ impl Libvirtd {
         Ok(daemon)
     }
 
+    /// One virsh call, word for word what virsh said; [`VIRSH_TIMEOUT`] at most.
     pub fn virsh(&self, args: &[&str]) -> VirshOutput {
-        // coreutils' timeout: 124 when it stopped the call, 137 when the
-        // call also ignored SIGTERM and took the SIGKILL.
-        match Command::new("timeout")
-            .arg("--kill-after=5")
-            .arg(VIRSH_TIMEOUT.as_secs().to_string())
-            .arg(&self.virsh)
-            .arg("-c")
-            .arg(URI)
-            .args(args)
-            .output()
-        {
-            Ok(out) => {
-                let timed_out = matches!(out.status.code(), Some(124 | 137));
-                let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-                if timed_out {
-                    stderr.push_str(&format!(
-                        "error: virsh {} did not return within {VIRSH_TIMEOUT:?}\n",
-                        args.first().unwrap_or(&"")
-                    ));
-                }
-                VirshOutput {
-                    ok: out.status.success(),
-                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                    stderr,
-                    timed_out,
+        let mut session = self.session.lock().expect("virsh session");
+        if session.is_none() {
+            match VirshSession::start(&self.virsh, URI) {
+                Ok(s) => *session = Some(s),
+                Err(e) => {
+                    return VirshOutput {
+                        stderr: format!("error: {}: {e}\n", self.virsh.display()),
+                        ..Default::default()
+                    }
                 }
             }
-            Err(e) => VirshOutput {
-                ok: false,
-                stdout: String::new(),
-                stderr: format!("error: timeout {}: {e}", self.virsh.display()),
-                timed_out: false,
-            },
+        }
+        let live = session.as_mut().expect("started above");
+        match live.call(args, VIRSH_TIMEOUT) {
+            Ok(out) => out,
+            Err(out) => {
+                // A session that missed its deadline or died is not reused.
+                *session = None;
+                out
+            }
         }
     }
 
@@ -174,6 +153,62 @@ impl Libvirtd {
             std::thread::sleep(Duration::from_millis(200));
         }
         false
+    }
+}
+
+impl Libvirtd {
+    /// Whether this daemon can serve another scenario: it runs, and it
+    /// holds no domain (every scenario undefines its own).
+    pub fn healthy(&mut self) -> Result<(), String> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Err(format!("libvirtd exited ({status})"));
+        }
+        let list = self.virsh(&["list", "--all", "--name"]);
+        if !list.ok {
+            return Err(format!("libvirtd does not answer: {}", list.error_text()));
+        }
+        match list.stdout.trim() {
+            "" => Ok(()),
+            left => Err(format!("libvirtd still holds domain(s): {left}")),
+        }
+    }
+}
+
+/// The libvirtd of one L1: started for its first libvirt scenario and
+/// kept for the next ones (its QEMU capabilities probed once), unless a
+/// scenario asks for another build's binaries.
+pub struct DaemonSlot {
+    log_dir: PathBuf,
+    daemon: Option<(Option<PathBuf>, Libvirtd)>,
+}
+
+impl DaemonSlot {
+    /// Its daemon logs into `log_dir`.
+    pub fn new(log_dir: &Path) -> Self {
+        DaemonSlot {
+            log_dir: log_dir.to_path_buf(),
+            daemon: None,
+        }
+    }
+
+    /// The daemon for `bin_dir`, started if there is none (or another build's).
+    pub fn get(&mut self, bin_dir: Option<&Path>) -> Result<&Libvirtd, String> {
+        let same = |held: &Option<PathBuf>| held.as_deref() == bin_dir;
+        if !self.daemon.as_ref().is_some_and(|(held, _)| same(held)) {
+            // The old daemon goes first: one libvirtd per L1.
+            self.daemon = None;
+            let started = Libvirtd::start(&self.log_dir, bin_dir)?;
+            self.daemon = Some((bin_dir.map(Path::to_path_buf), started));
+        }
+        Ok(&self.daemon.as_ref().expect("started above").1)
+    }
+
+    /// Health between two scenarios: fine without a daemon.
+    pub fn healthy(&mut self) -> Result<(), String> {
+        match &mut self.daemon {
+            Some((_, daemon)) => daemon.healthy(),
+            None => Ok(()),
+        }
     }
 }
 

@@ -19,3 +19,4 @@ pub mod libvirt_domain;
 pub mod libvirtd;
 pub mod mflab_backend;
 pub mod serve;
+pub mod virsh_session;

@@ -14,18 +14,26 @@ use lab::protocol::{
 };
 
 use super::l1_state::sysfs;
+use super::libvirtd::DaemonSlot;
 
-/// Runs one request with its backend, in `work`.
-pub fn run_request(req: &RunRequest, work: &Path, progress: &dyn Fn(Progress)) -> RunOutcome {
+/// Runs one request with its backend, in `work`; a libvirt request uses
+/// (and may start) the L1's daemon in `daemons`.
+pub fn run_request(
+    req: &RunRequest,
+    work: &Path,
+    progress: &dyn Fn(Progress),
+    daemons: &mut DaemonSlot,
+) -> RunOutcome {
     match req.backend {
         Backend::Mflab => super::mflab_backend::run(req, work, progress),
-        Backend::Libvirt => super::libvirt_backend::run(req, work, progress),
+        Backend::Libvirt => super::libvirt_backend::run(req, work, progress, daemons),
     }
 }
 
 pub fn serve(dir: &Path) -> Result<(), String> {
     let mailbox = Mailbox::new(dir);
     let boot_rows = function_rows(sysfs()).map_err(|e| e.to_string())?;
+    let mut daemons = DaemonSlot::new(dir);
     for n in 1.. {
         let req = loop {
             if let Some(req) = mailbox.take_request(n) {
@@ -39,11 +47,11 @@ pub fn serve(dir: &Path) -> Result<(), String> {
         };
         let work = mailbox.scenario_dir(n);
         std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-        let outcome = run_request(&req, &work, &|step| mailbox.report(n, step));
+        let outcome = run_request(&req, &work, &|step| mailbox.report(n, step), &mut daemons);
         // After a lab fault L1's KVM is not trusted with the next scenario.
         let health = match &outcome.lab_fault {
             Some(fault) => Err(fault.to_string()),
-            None => health(&boot_rows),
+            None => health(&boot_rows).and_then(|()| daemons.healthy()),
         };
         let result = ServedResult {
             outcome,

@@ -9,8 +9,8 @@ use lab::accel::AccelChoice;
 use lab::check::check_text;
 use lab::lab_fault::{LabFault, LabFaultKind};
 use lab::protocol::paths::{
-    L1_CMDLINE, L1_QEMU_LOG, L1_SERIAL_LOG, L2_INITRD, L2_KERNEL, SINGLE_REQUEST, SINGLE_RESULT,
-    WORK_MOUNT,
+    L1_CMDLINE, L1_QEMU_LOG, L1_SERIAL_LOG, L2_INITRD, L2_KERNEL, LIBVIRTD_LOG, SINGLE_REQUEST,
+    SINGLE_RESULT, WORK_MOUNT,
 };
 use lab::protocol::{Backend, Depth, Progress, RunOutcome, RunRequest};
 
@@ -333,7 +333,7 @@ fn bad_result(why: String) -> RunError {
 /// so that a kept directory holds everything about that one scenario.
 fn gather_into(from: &std::path::Path, work: &WorkDir) {
     let parent = from.parent();
-    let shared = [L1_SERIAL_LOG, L1_CMDLINE, L1_QEMU_LOG];
+    let shared = [L1_SERIAL_LOG, L1_CMDLINE, L1_QEMU_LOG, LIBVIRTD_LOG];
     let files = std::fs::read_dir(from)
         .into_iter()
         .flatten()
