@@ -47,6 +47,21 @@ pub fn render(s: &Scenario, r: &ScenarioReport, style: TextStyle) -> String {
     for n in &r.notes {
         let _ = writeln!(t, "    note: {n}");
     }
+    if let Some(host) = &s.host {
+        let _ = writeln!(t, "    host map (reported -> lab):");
+        for line in host.map_lines() {
+            let _ = writeln!(t, "      {line}");
+        }
+        if style.bare {
+            for m in r
+                .mismatches
+                .iter()
+                .filter(|m| m.starts_with("IOMMU groups"))
+            {
+                let _ = writeln!(t, "    mismatch: {}", m.replace('\n', "\n      "));
+            }
+        }
+    }
     for d in &r.outcome.diagnostics {
         let _ = writeln!(t, "    {}", d.to_string().replace('\n', "\n    "));
     }
