@@ -4,9 +4,10 @@
 //!
 //! Root bus: a reported slot keeps its number unless L1 uses it (q35's
 //! host bridge at 00, the lab's 9p shares at 02 and 03, ICH9 at 1f).
-//! Bus N: one reported device in slot 0 sits behind a `pcie-root-port`;
-//! several slots, or a bridge the report groups with its endpoints, sit
-//! behind a conventional `pci-bridge` (which groups what is behind it).
+//! Bus N: one reported device in slot 0 sits behind a `pcie-root-port`
+//! (without ACS where the report groups a bridge with it, so that L1's
+//! kernel does the same); several slots sit behind a conventional
+//! `pci-bridge` (which groups itself and what is behind it).
 //! Bridges take free root-bus slots in the order of their buses, and an
 //! empty root port with `bus-reserve` before one keeps the numbers below
 //! N, so that the firmware gives it bus N.
@@ -23,15 +24,17 @@ use crate::host::topology::{Bridge, IommuModel, RootPort, Slot, Topology};
 const TAKEN: &[u8] = &[0x00, 0x02, 0x03, 0x1f];
 
 /// The QEMU device that stands in for a reported function, by its class,
-/// and that device's ids: (spec, vendor:device, class).
-pub fn stand_in(class: u32, multifunction: bool, nth: usize) -> (String, &'static str, u32) {
+/// and that device's ids: (spec, vendor:device, class). `grouped`: the
+/// report puts it in a group with other endpoints.
+pub fn stand_in(class: u32, grouped: bool, nth: usize) -> (String, &'static str, u32) {
     match class >> 8 {
         0x0300..=0x03ff => ("bochs-display".into(), "1234:1111", 0x038000),
         0x0403 => ("ich9-intel-hda".into(), "8086:293e", 0x040300),
         0x0c03 => ("qemu-xhci".into(), "1b36:000d", 0x0c0330),
         // The kernel's ACS quirk for Intel NICs isolates an e1000e from
-        // its slot's other functions; e1000 keeps a slot's group whole.
-        0x0200..=0x02ff if multifunction => ("e1000".into(), "8086:100e", 0x020000),
+        // its slot's other functions (as the reporter's kernel did when the
+        // NIC has a group of its own); e1000 keeps a slot's group whole.
+        0x0200..=0x02ff if grouped => ("e1000".into(), "8086:100e", 0x020000),
         0x0200..=0x02ff => ("e1000e".into(), "8086:10d3", 0x020000),
         0x0108 => (format!("nvme,serial=mflab{nth}"), "1b36:0010", 0x010802),
         0x0106 => ("ich9-ahci".into(), "8086:2922", 0x010601),
@@ -151,56 +154,71 @@ pub fn build(name: &str, host: &ReportedHost) -> Result<LabHost, BuildError> {
     };
     let mut map: Vec<MappedFunction> = Vec::new();
     let mut nth = 0usize;
-    let mut place = |d: &Device,
-                     lab_slot: PciAddress,
-                     why: Option<String>,
-                     map: &mut Vec<MappedFunction>| {
-        let packed = !d.functions.iter().any(|f| f.address.function == 0);
-        let width = if packed {
-            d.functions.len()
-        } else {
-            d.functions
+    let endpoint_ids: Vec<PciAddress> = devices
+        .iter()
+        .flat_map(|d| d.functions.iter().map(|f| f.address))
+        .collect();
+    let grouped = |a: PciAddress| {
+        group_of(a).is_some_and(|g| {
+            groups[&g]
                 .iter()
-                .map(|f| f.address.function as usize + 1)
-                .max()
-                .unwrap_or(1)
-        };
-        let multi = width > 1;
-        let mut specs = vec![String::new(); width];
-        for (i, f) in d.functions.iter().enumerate() {
-            let function = if packed { i as u8 } else { f.address.function };
-            nth += 1;
-            let (spec, ids, class) = stand_in(f.class, multi, nth);
-            let lab = PciAddress {
-                function,
-                ..lab_slot
-            };
-            let why = why.clone().or_else(|| {
-                packed.then(|| {
-                    "the report has no function 0 in this slot; its functions are packed from 0"
-                        .into()
-                })
-            });
-            map.push(MappedFunction {
-                reported: f.address,
-                lab,
-                reported_ids: format!("{:04x}:{:04x}", f.vendor, f.device),
-                reported_class: format!("{:#08x}", f.class),
-                description: f.description.clone(),
-                device: spec.split(',').next().unwrap_or("").to_string(),
-                lab_ids: ids.into(),
-                lab_class: format!("{class:#08x}"),
-                why: if lab == f.address { None } else { why },
-            });
-            specs[function as usize] = spec;
-        }
-        // A gap in the reported function numbers is filled, or the
-        // functions after it would not be there for the kernel.
-        for s in specs.iter_mut().filter(|s| s.is_empty()) {
-            *s = "pci-testdev".into();
-        }
-        specs
+                .any(|m| *m != a && endpoint_ids.contains(m))
+        })
     };
+    let mut fillers: Vec<PciAddress> = Vec::new();
+    let mut place =
+        |d: &Device, lab_slot: PciAddress, why: Option<String>, map: &mut Vec<MappedFunction>| {
+            let packed = !d.functions.iter().any(|f| f.address.function == 0);
+            let width = if packed {
+                d.functions.len()
+            } else {
+                d.functions
+                    .iter()
+                    .map(|f| f.address.function as usize + 1)
+                    .max()
+                    .unwrap_or(1)
+            };
+            let mut specs = vec![String::new(); width];
+            for (i, f) in d.functions.iter().enumerate() {
+                let function = if packed { i as u8 } else { f.address.function };
+                nth += 1;
+                let (spec, ids, class) = stand_in(f.class, grouped(f.address), nth);
+                let lab = PciAddress {
+                    function,
+                    ..lab_slot
+                };
+                let why = why.clone().or_else(|| {
+                    packed.then(|| {
+                        "the report has no function 0 in this slot; its functions are packed from 0"
+                            .into()
+                    })
+                });
+                map.push(MappedFunction {
+                    reported: f.address,
+                    lab,
+                    reported_ids: format!("{:04x}:{:04x}", f.vendor, f.device),
+                    reported_class: format!("{:#08x}", f.class),
+                    description: f.description.clone(),
+                    device: spec.split(',').next().unwrap_or("").to_string(),
+                    lab_ids: ids.into(),
+                    lab_class: format!("{class:#08x}"),
+                    why: if lab == f.address { None } else { why },
+                });
+                specs[function as usize] = spec;
+            }
+            // A gap in the reported function numbers is filled, or the
+            // functions after it would not be there for the kernel.
+            for (function, s) in specs.iter_mut().enumerate() {
+                if s.is_empty() {
+                    *s = "pci-testdev".into();
+                    fillers.push(PciAddress {
+                        function: function as u8,
+                        ..lab_slot
+                    });
+                }
+            }
+            specs
+        };
     for d in devices
         .iter()
         .filter(|d| d.address.bus == 0 && !TAKEN.contains(&d.address.slot))
@@ -230,13 +248,13 @@ pub fn build(name: &str, host: &ReportedHost) -> Result<LabHost, BuildError> {
             t.root_port.push(RootPort {
                 addr: free.next().expect("counted"),
                 bus_reserve: reserve,
+                disable_acs: false,
                 functions: Vec::new(),
             });
         }
         let on_bus = &by_bus[&bus];
         let addr = free.next().expect("counted");
-        let conventional =
-            on_bus.len() > 1 || on_bus[0].address.slot != 0 || bridge_grouped_with(bus);
+        let conventional = on_bus.len() > 1 || on_bus[0].address.slot != 0;
         if conventional {
             let mut bridge = Bridge {
                 addr,
@@ -255,6 +273,7 @@ pub fn build(name: &str, host: &ReportedHost) -> Result<LabHost, BuildError> {
             t.root_port.push(RootPort {
                 addr,
                 bus_reserve: 0,
+                disable_acs: bridge_grouped_with(bus),
                 functions: specs,
             });
         }
@@ -275,7 +294,7 @@ pub fn build(name: &str, host: &ReportedHost) -> Result<LabHost, BuildError> {
             reported_groups.push(endpoints);
         }
     }
-    let bridge_notes = groups
+    let mut bridge_notes: Vec<String> = groups
         .iter()
         .filter_map(|(g, members)| {
             let bridges: Vec<String> = members
@@ -286,13 +305,20 @@ pub fn build(name: &str, host: &ReportedHost) -> Result<LabHost, BuildError> {
             let ends: Vec<String> = members.iter().filter(|a| lab_of(**a).is_some()).map(|a| a.to_string()).collect();
             (!bridges.is_empty() && !ends.is_empty()).then(|| {
                 format!(
-                    "reported group {g} holds bridge {} with {}: the lab builds no endpoint for a bridge, so L1's group of those endpoints has the lab's own bridge or none",
+                    "reported group {g} holds bridge {} with {}: bridges get no stand-in (the port in front of them has no ACS when the group says so) and are not compared",
                     bridges.join(", "),
                     ends.join(", ")
                 )
             })
         })
         .collect();
+    if !fillers.is_empty() {
+        let list: Vec<String> = fillers.iter().map(|a| a.to_string()).collect();
+        bridge_notes.push(format!(
+            "{} not in the report: pci-testdev functions that fill gaps in a slot's function numbers (the kernel finds a slot's functions only when function 0 is there; the lab keeps the reported numbers)",
+            list.join(", ")
+        ));
+    }
     map.sort_by_key(|m| m.reported);
     Ok(LabHost {
         topology: t,

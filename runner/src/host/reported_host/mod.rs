@@ -149,6 +149,9 @@ impl LabHost {
             if p.bus_reserve > 0 {
                 let _ = writeln!(s, "bus_reserve = {}", p.bus_reserve);
             }
+            if p.disable_acs {
+                let _ = writeln!(s, "disable_acs = true");
+            }
             if !p.functions.is_empty() {
                 functions(&mut s, &p.functions);
             }

@@ -24,6 +24,11 @@ pub struct RootPort {
     /// that the next bridge's bus is further on.
     #[serde(default)]
     pub bus_reserve: u8,
+    /// A port without ACS (`disable-acs=on`): L1's kernel then puts the
+    /// port into the group of what is behind it, as on hosts whose root
+    /// ports have no ACS.
+    #[serde(default)]
+    pub disable_acs: bool,
     /// Function i of the device behind the port; none for an empty port.
     #[serde(default)]
     pub functions: Vec<String>,
@@ -223,9 +228,12 @@ impl Topology {
         for (i, p) in self.root_port.iter().enumerate() {
             let id = format!("rp{i}");
             port(args, "pcie-root-port", &id, "pcie.0", p.addr);
+            let last = args.last_mut().expect("just pushed");
             if p.bus_reserve > 0 {
-                let last = args.last_mut().expect("just pushed");
                 last.push_str(&format!(",bus-reserve={}", p.bus_reserve));
+            }
+            if p.disable_acs {
+                last.push_str(",disable-acs=on");
             }
             self.behind_port(args, &id, &p.functions);
         }
