@@ -1,5 +1,7 @@
-//! Boots L1 for every shipped topology and checks the IOMMU groups its
-//! kernel formed against the topology's `expect_groups`. Needs QEMU and a
+//! Boots L1 for every shipped topology, and for the topology built from
+//! every reporter's listing the suite holds, and checks the IOMMU groups
+//! its kernel formed against the topology's `expect_groups` (for a
+//! listing: the reported groups at the lab's addresses). Needs QEMU and a
 //! kernel: when they are missing this fails, it never skips.
 
 use std::collections::BTreeMap;
@@ -24,10 +26,45 @@ fn main() -> std::process::ExitCode {
         })
         .collect();
     names.sort();
-    let trials = names
+    let mut trials: Vec<Trial> = names
         .into_iter()
         .map(|name| Trial::test(format!("vm::boot::{name}"), move || boot_and_check(&name)))
         .collect();
+    // The topologies built from reporters' listings: the reports the
+    // scenarios reproduce and the listings lab's parser is tested on.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut listings: Vec<std::path::PathBuf> = Vec::new();
+    for dir in std::fs::read_dir(root.join("scenarios/reports")).expect("scenarios/reports") {
+        listings.extend(
+            std::fs::read_dir(dir.unwrap().path())
+                .unwrap()
+                .filter_map(|e| {
+                    let p = e.ok()?.path();
+                    (p.extension()? == "txt").then_some(p)
+                }),
+        );
+    }
+    listings.extend(
+        std::fs::read_dir(root.join("lab/tests/listings"))
+            .expect("lab/tests/listings")
+            .filter_map(|e| {
+                let p = e.ok()?.path();
+                let name = p.file_name()?.to_string_lossy().into_owned();
+                (name.ends_with(".txt") && !name.starts_with("malformed-")).then_some(p)
+            }),
+    );
+    listings.sort();
+    for listing in listings {
+        let label = listing
+            .strip_prefix(&root)
+            .unwrap_or(&listing)
+            .display()
+            .to_string();
+        let name = mflab::host::reported_host::topology_name(&listing);
+        trials.push(Trial::test(format!("vm::boot::host::{label}"), move || {
+            boot_and_check(&name)
+        }));
+    }
     libtest_mimic::run(&args, trials).exit_code()
 }
 

@@ -21,6 +21,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "bridge",
         include_str!("../../../images/topologies/bridge.toml"),
     ),
+    (
+        "gpu-audio-root-port",
+        include_str!("../../../images/topologies/gpu-audio-root-port.toml"),
+    ),
+    (
+        "pcie-switch",
+        include_str!("../../../images/topologies/pcie-switch.toml"),
+    ),
 ];
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]

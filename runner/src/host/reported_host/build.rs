@@ -232,8 +232,13 @@ pub fn build(name: &str, host: &ReportedHost) -> Result<LabHost, BuildError> {
     }
     for (d, lab_slot) in moved_root.iter().zip(moved_slots) {
         let why = format!(
-            "slot {:02x} of L1's root bus is the lab's own (q35's host bridge 00, the lab's shares 02 and 03, ICH9 1f)",
-            d.address.slot
+            "slot {:02x} of L1's root bus is {}",
+            d.address.slot,
+            match d.address.slot {
+                0x00 => "q35's host bridge",
+                0x1f => "q35's ICH9 (LPC, SATA, SMBus)",
+                _ => "one of the lab's 9p shares",
+            }
         );
         let specs = place(d, PciAddress::new(0, 0, lab_slot, 0), Some(why), &mut map);
         root_slots.push(Slot {
@@ -305,7 +310,7 @@ pub fn build(name: &str, host: &ReportedHost) -> Result<LabHost, BuildError> {
             let ends: Vec<String> = members.iter().filter(|a| lab_of(**a).is_some()).map(|a| a.to_string()).collect();
             (!bridges.is_empty() && !ends.is_empty()).then(|| {
                 format!(
-                    "reported group {g} holds bridge {} with {}: bridges get no stand-in (the port in front of them has no ACS when the group says so) and are not compared",
+                    "reported group {g} holds bridge {} beside {}: bridges are not compared (the lab's port in front of them has no ACS, as the group says)",
                     bridges.join(", "),
                     ends.join(", ")
                 )
@@ -315,7 +320,7 @@ pub fn build(name: &str, host: &ReportedHost) -> Result<LabHost, BuildError> {
     if !fillers.is_empty() {
         let list: Vec<String> = fillers.iter().map(|a| a.to_string()).collect();
         bridge_notes.push(format!(
-            "{} not in the report: pci-testdev functions that fill gaps in a slot's function numbers (the kernel finds a slot's functions only when function 0 is there; the lab keeps the reported numbers)",
+            "{} not in the report: pci-testdev fillers, so that the kernel finds the reported function numbers after a gap",
             list.join(", ")
         ));
     }

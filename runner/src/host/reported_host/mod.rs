@@ -81,22 +81,32 @@ impl LabHost {
         self.map.iter().filter(|m| m.reported != m.lab)
     }
 
-    /// The host map as text lines, one a function.
+    /// The host map as text lines: one per function that sits elsewhere,
+    /// one for all those at their reported address.
     pub fn map_lines(&self) -> Vec<String> {
-        self.map
+        let same: Vec<String> = self
+            .map
             .iter()
+            .filter(|m| m.lab == m.reported)
+            .map(|m| format!("{} {} [{}]", m.reported, m.device, m.lab_ids))
+            .collect();
+        let mut lines: Vec<String> = self
+            .moved()
             .map(|m| {
-                let at = match &m.why {
-                    None if m.lab == m.reported => "at the same address".to_string(),
-                    None => format!("at {}", m.lab),
-                    Some(why) => format!("at {} ({why})", m.lab),
-                };
+                let why = m
+                    .why
+                    .as_deref()
+                    .map_or(String::new(), |w| format!(" ({w})"));
                 format!(
-                    "{} [{}] class {} -> {} [{}] {at}",
-                    m.reported, m.reported_ids, m.reported_class, m.device, m.lab_ids
+                    "{} [{}] class {} -> {} {} [{}]{why}",
+                    m.reported, m.reported_ids, m.reported_class, m.lab, m.device, m.lab_ids
                 )
             })
-            .collect()
+            .collect();
+        if !same.is_empty() {
+            lines.insert(0, format!("at the reported address: {}", same.join(", ")));
+        }
+        lines
     }
 
     /// The topology as a topology file (the format of
