@@ -49,7 +49,7 @@ fn a_gpu_behind_a_root_port_keeps_bus_1_and_its_group() {
     let sata = lab.map.iter().find(|m| m.reported == a("00:1f.2")).unwrap();
     assert_ne!(sata.lab.slot, 0x1f);
     assert_eq!(sata.device, "ich9-ahci");
-    assert!(sata.why.as_deref().unwrap().contains("ICH9 1f"));
+    assert!(sata.why.as_deref().unwrap().contains("ICH9"));
     // 00:05.0, .2, .4 keep their function numbers (the gaps are filled).
     let s5 = lab.topology.slot.iter().find(|s| s.addr == 5).unwrap();
     assert_eq!(s5.functions.len(), 5);
