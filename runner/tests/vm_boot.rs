@@ -11,6 +11,7 @@ use std::process::Command;
 use lab::protocol::FunctionRow;
 use lab::PciAddress;
 use libtest_mimic::{Arguments, Failed, Trial};
+use mflab::host::reported_host::{groups, LabHost};
 use mflab::host::topology;
 
 fn main() -> std::process::ExitCode {
@@ -60,19 +61,28 @@ fn main() -> std::process::ExitCode {
             .unwrap_or(&listing)
             .display()
             .to_string();
-        let name = mflab::host::reported_host::topology_name(&listing);
         trials.push(Trial::test(format!("vm::boot::host::{label}"), move || {
-            boot_and_check(&name)
+            boot_and_check_listing(&listing)
         }));
     }
     libtest_mimic::run(&args, trials).exit_code()
 }
 
-fn boot_and_check(name: &str) -> Result<(), Failed> {
-    let expected = topology::load(name)?.expect_groups;
-    if expected.is_empty() {
-        return Err(format!("topology {name} has no expect_groups").into());
+/// A reported host: which reported endpoints share a group in L1 must be
+/// as reported (the lab's bridges and gap fillers aside), as every run on
+/// that host checks.
+fn boot_and_check_listing(listing: &Path) -> Result<(), Failed> {
+    let lab = LabHost::load(listing)?;
+    let rows = boot(&lab.topology.name)?;
+    let check = groups::check(&lab, &rows);
+    match check.mismatch {
+        Some(m) => Err(format!("{m}\nnotes: {:?}", check.notes).into()),
+        None => Ok(()),
     }
+}
+
+/// `mflab boot --format json` on a topology: L1's functions.
+fn boot(name: &str) -> Result<Vec<FunctionRow>, Failed> {
     let out = Command::new(env!("CARGO_BIN_EXE_mflab"))
         .args(["boot", "--topology", name, "--format", "json"])
         .output()?;
@@ -92,7 +102,15 @@ fn boot_and_check(name: &str) -> Result<(), Failed> {
             }
         }
     }
-    let rows: Vec<FunctionRow> = serde_json::from_slice(&out.stdout)?;
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn boot_and_check(name: &str) -> Result<(), Failed> {
+    let expected = topology::load(name)?.expect_groups;
+    if expected.is_empty() {
+        return Err(format!("topology {name} has no expect_groups").into());
+    }
+    let rows = boot(name)?;
     let mut groups: BTreeMap<u32, Vec<PciAddress>> = BTreeMap::new();
     for r in &rows {
         let group = r

@@ -134,7 +134,7 @@ impl LabHost {
             .collect();
         let _ = writeln!(
             s,
-            "# What L1's kernel must form: the reported groups, at the lab's addresses."
+            "# The reported groups (endpoints) at the lab's addresses; mflab compares L1's with them, the lab's bridges and gap fillers aside."
         );
         let _ = writeln!(s, "expect_groups = [{}]", groups.join(", "));
         let functions = |s: &mut String, f: &[String]| {
