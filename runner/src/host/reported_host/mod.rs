@@ -16,6 +16,7 @@ pub mod rewrite;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use lab::host::{HostView, PciFunction};
 use lab::host_listing::parse_listing;
 use lab::PciAddress;
 use serde::Serialize;
@@ -194,3 +195,38 @@ pub fn listing_path(topology: &str) -> Option<&Path> {
 
 #[cfg(test)]
 mod tests;
+
+/// The reporter's host as a host view, at the reported addresses, for
+/// `mflab plan --host`: ids, classes and groups as reported; the listing
+/// says nothing of drivers, so every function has none.
+pub fn host_view(path: &Path) -> Result<HostView, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let host = parse_listing(&path.display().to_string(), &text).map_err(|e| e.to_string())?;
+    let groups = host.groups();
+    let group_of = |a: PciAddress| groups.iter().find(|(_, m)| m.contains(&a)).map(|(g, _)| *g);
+    let functions = host
+        .functions
+        .iter()
+        .map(|f| {
+            let bridge = matches!(f.class >> 8, 0x0604 | 0x0609);
+            let multifunction = host
+                .functions
+                .iter()
+                .filter(|o| o.address.same_slot(f.address))
+                .count()
+                > 1;
+            let function = PciFunction {
+                address: f.address,
+                vendor: f.vendor,
+                device: f.device,
+                class: f.class,
+                header_type: u8::from(bridge) | if multifunction { 0x80 } else { 0 },
+                driver: None,
+                driver_override: None,
+                iommu_group: group_of(f.address),
+            };
+            (f.address, function)
+        })
+        .collect();
+    Ok(HostView { functions, groups })
+}
