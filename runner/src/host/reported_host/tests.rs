@@ -156,3 +156,30 @@ fn groups_that_differ_fail_with_both_groupings() {
     assert!(bad.contains("reported:"), "{bad}");
     assert!(bad.contains("group 99: {0000:01:00.2}"), "{bad}");
 }
+
+#[test]
+fn groups_differ_turns_the_verdict_around() {
+    let lab = built(TURING);
+    let same: Vec<FunctionRow> = lab
+        .map
+        .iter()
+        .map(|m| row(&m.lab.to_string(), "0x038000", m.lab.bus as u32))
+        .collect();
+    let mut notes = Vec::new();
+    assert_eq!(groups::verdict(&lab, &same, false, &mut notes), None);
+    let expected_but_same = groups::verdict(&lab, &same, true, &mut notes).unwrap();
+    assert!(
+        expected_but_same.contains("they match"),
+        "{expected_but_same}"
+    );
+    let mut split = same.clone();
+    split.retain(|r| r.bdf != a("01:00.3"));
+    // A reported function L1 does not have is a difference too.
+    let absent = groups::check(&lab, &split).mismatch.unwrap();
+    assert!(absent.contains("0000:01:00.3: not in L1"), "{absent}");
+    let mut notes = Vec::new();
+    assert_eq!(groups::verdict(&lab, &split, true, &mut notes), None);
+    assert!(notes
+        .iter()
+        .any(|n| n.starts_with("as the scenario expects")));
+}
