@@ -348,6 +348,7 @@ mod tests {
     #[test]
     fn function_0_of_a_shared_slot_is_added_last() {
         let a = |h: &str, g: &str, m: bool| Assign {
+            written: None,
             host: h.parse::<PciAddress>().unwrap(),
             guest: g.parse().unwrap(),
             multifunction: m,

@@ -45,6 +45,12 @@ pub struct Assign {
     /// `multifunction=on` for QEMU: set on function 0 of a shared guest slot.
     #[serde(skip)]
     pub multifunction: bool,
+    /// The guest address the XML wrote, when L2 got another: one on a bus
+    /// of the domain's own controllers (libvirt's q35 gives each hostdev a
+    /// pcie-root-port, so a pasted hostdev sits at guest bus 0x01 or
+    /// later), while the lab's L2 has only its root bus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written: Option<PciAddress>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -436,10 +442,42 @@ fn guest_addresses(declared: &[Declared], domain: &Domain, out: &mut Errors) -> 
         .filter(|(g, _)| g.domain == 0 && g.bus == 0)
         .map(|(g, _)| g.slot)
         .collect();
+    // A slot on another guest bus moves to a free root-bus slot, its
+    // functions together.
+    let mut moved: BTreeMap<PciAddress, u8> = BTreeMap::new();
     let mut result = Vec::new();
     for d in assigned {
-        let (guest, multifunction) = match d.device.guest_pci() {
-            Some(explicit) => explicit,
+        let explicit = d.device.guest_pci().map(|(guest, multifunction)| {
+            if guest.domain == 0 && guest.bus == 0 {
+                return Some((guest, multifunction, None));
+            }
+            let slot = match moved.get(&guest.function0()) {
+                Some(slot) => *slot,
+                None => {
+                    let slot = (FIRST_GUEST_SLOT..=LAST_GUEST_SLOT).find(|s| !taken.contains(s))?;
+                    taken.insert(slot);
+                    moved.insert(guest.function0(), slot);
+                    slot
+                }
+            };
+            let on_root = PciAddress::new(0, 0, slot, guest.function);
+            Some((on_root, multifunction, Some(guest)))
+        });
+        let mut written = None;
+        let (guest, multifunction) = match explicit {
+            Some(Some((guest, multifunction, was))) => {
+                written = was;
+                (guest, multifunction)
+            }
+            Some(None) => {
+                out.push(
+                    RuleId::R13,
+                    d.device.at,
+                    "no free guest slot left on the inner guest's root bus".into(),
+                    "give some hostdevs explicit guest addresses sharing a slot (function 0 with multifunction='on')".into(),
+                );
+                continue;
+            }
             None => match (FIRST_GUEST_SLOT..=LAST_GUEST_SLOT).find(|s| !taken.contains(s)) {
                 Some(slot) => {
                     taken.insert(slot);
@@ -460,6 +498,7 @@ fn guest_addresses(declared: &[Declared], domain: &Domain, out: &mut Errors) -> 
             host: d.source,
             guest,
             multifunction,
+            written,
         });
     }
     result.sort_by_key(|a| a.host);

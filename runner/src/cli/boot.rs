@@ -19,8 +19,11 @@ use lab::qemu_cmdline::{shell_line, QEMU};
 #[derive(Args)]
 pub struct BootArgs {
     /// The L1 topology (gpu-audio, nic-quad, bridge).
-    #[arg(long, default_value = "gpu-audio")]
+    #[arg(long, default_value = "gpu-audio", conflicts_with = "host")]
     topology: String,
+    /// A reporter's PCI listing: boot the topology mflab builds from it.
+    #[arg(long)]
+    host: Option<std::path::PathBuf>,
     /// An interactive shell in L1 instead of the self-check.
     #[arg(long)]
     shell: bool,
@@ -41,7 +44,14 @@ pub struct BootArgs {
 const SELF_CHECK: &str = "exec /mflab/mflab agent self-check --out /mflab/selfcheck.json\n";
 const SHELL: &str = "echo 'mflab: L1 shell; exit to power off'\nexec setsid -c /bin/sh -i </dev/ttyS0 >/dev/ttyS0 2>&1\n";
 
-pub fn run(args: BootArgs) -> Outcome {
+pub fn run(mut args: BootArgs) -> Outcome {
+    if let Some(listing) = &args.host {
+        if let Err(e) = crate::host::reported_host::LabHost::load(listing) {
+            eprintln!("mflab: {e}");
+            return Outcome::UsageOrIo;
+        }
+        args.topology = crate::host::reported_host::topology_name(listing);
+    }
     let topology = match load(&args.topology) {
         Ok(t) => t,
         Err(e) => {

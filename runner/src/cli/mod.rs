@@ -10,6 +10,7 @@ mod boot;
 mod check;
 mod check_libvirt;
 mod clean;
+mod host;
 mod images;
 mod plan;
 mod probe;
@@ -50,6 +51,8 @@ enum Command {
     Run(run::RunArgs),
     /// Remove the work directories of runners that were killed (kept ones with --kept).
     Clean(clean::CleanArgs),
+    /// Print the L1 topology built from a reporter's PCI listing (and its host map).
+    Host(host::HostArgs),
     /// Boot the lab VM (L1) on a topology, list its PCI functions, power off.
     Boot(boot::BootArgs),
     /// The runner's health check: accelerator and why, QEMU, the kernel and
@@ -105,6 +108,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plan(args) => plan::run(args).into(),
         Command::Restore(args) => restore::run(args).into(),
         Command::Boot(args) => boot::run(args).into(),
+        Command::Host(args) => host::run(args).into(),
         Command::Run(args) => run::run(args).into(),
         Command::Clean(args) => clean::run(args).into(),
         Command::Agent(args) => agent::run(args).into(),

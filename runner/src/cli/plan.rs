@@ -13,8 +13,12 @@ use super::{Format, Outcome};
 #[derive(Args)]
 pub struct PlanArgs {
     /// The sysfs root to read the host's PCI view from.
-    #[arg(long, default_value = "/sys")]
+    #[arg(long, default_value = "/sys", conflicts_with = "host")]
     sysfs: PathBuf,
+    /// Plan on a reporter's host instead: its pasted PCI listing (IOMMU
+    /// group loop, `lspci -nn` or `virsh nodedev-dumpxml`); drivers are unknown there.
+    #[arg(long)]
+    host: Option<PathBuf>,
     /// fixed: partial assignment with R11/R12; legacy: libvirt before the fix.
     #[arg(long, value_enum, default_value_t = PolicyArg::Fixed)]
     policy: PolicyArg,
@@ -48,7 +52,11 @@ pub fn run(args: PlanArgs) -> Outcome {
             return Outcome::UsageOrIo;
         }
     };
-    let host = match read_host_view(&args.sysfs) {
+    let view = match &args.host {
+        Some(listing) => crate::host::reported_host::host_view(listing),
+        None => read_host_view(&args.sysfs).map_err(|e| e.to_string()),
+    };
+    let host = match view {
         Ok(h) => h,
         Err(e) => {
             eprintln!("mflab: {e}");

@@ -16,6 +16,7 @@ use crate::host::images::{prepare_l1, proof_guest};
 use crate::host::progress::{for_stderr, Observer};
 use crate::host::report::text::TextStyle;
 use crate::host::report::{json, junit, side_by_side, summary, text};
+use crate::host::reported_host::{rewrite::rewrite_sources, LabHost};
 use crate::host::scenario::{discover, load, Expect, Scenario};
 use crate::host::suite::attempt::DEFAULT_RETRIES;
 use crate::host::suite::schedule::{RunKey, Suite};
@@ -69,11 +70,15 @@ pub struct RunArgs {
     #[arg(long)]
     list: bool,
     /// Run this domain XML as it is, without a scenario file.
-    #[arg(long, requires = "topology")]
+    #[arg(long)]
     xml: Option<PathBuf>,
     /// The L1 topology for --xml.
-    #[arg(long)]
+    #[arg(long, requires = "xml", conflicts_with = "host")]
     topology: Option<String>,
+    /// For --xml: the reporter's PCI listing (IOMMU group loop, `lspci -nn`
+    /// or `virsh nodedev-dumpxml`); L1 is built from it.
+    #[arg(long, requires = "xml")]
+    host: Option<PathBuf>,
     /// The policy for --xml.
     #[arg(long, value_enum, default_value_t = PolicyArg::Fixed)]
     policy: PolicyArg,
@@ -257,7 +262,20 @@ pub fn run(args: RunArgs) -> Outcome {
         }
     }
     if args.format == Format::Json {
-        let objects: Vec<serde_json::Value> = reports.iter().map(json::object).collect();
+        let objects: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|r| {
+                let mut o = json::object(r);
+                let host = scenarios
+                    .iter()
+                    .find(|s| s.name == r.name)
+                    .and_then(|s| s.host.as_ref());
+                if let (Some(host), Some(map)) = (host, o.as_object_mut()) {
+                    map.insert("host_map".into(), serde_json::json!(host.map));
+                }
+                o
+            })
+            .collect();
         let value = if args.xml.is_some() {
             objects.into_iter().next().unwrap_or_default()
         } else {
@@ -342,17 +360,31 @@ fn sweep_leftovers() {
 fn bare_xml_scenario(xml: &PathBuf, args: &RunArgs) -> Result<Scenario, String> {
     let text =
         std::fs::read_to_string(xml).map_err(|e| format!("cannot read {}: {e}", xml.display()))?;
-    let topology = args.topology.clone().unwrap_or_default();
-    if !known().contains(&topology.as_str()) {
-        return Err(format!(
-            "unknown topology '{topology}'; the shipped ones are: {}",
-            known().join(", ")
-        ));
-    }
+    let (topology, host, text) = match &args.host {
+        Some(listing) => {
+            let lab = LabHost::load(listing)?;
+            let (text, _) = rewrite_sources(&text, &lab);
+            (lab.topology.name.clone(), Some(lab), text)
+        }
+        None => {
+            let topology = args
+                .topology
+                .clone()
+                .ok_or_else(|| "--xml needs --topology NAME or --host LISTING".to_string())?;
+            if !known().contains(&topology.as_str()) {
+                return Err(format!(
+                    "unknown topology '{topology}'; the shipped ones are: {}",
+                    known().join(", ")
+                ));
+            }
+            (topology, None, text)
+        }
+    };
     Ok(Scenario {
         name: xml.display().to_string(),
         description: String::new(),
         topology,
+        host,
         policy: Policy::from(args.policy),
         depth: args.depth,
         xml_name: xml.display().to_string(),

@@ -14,6 +14,7 @@ pub mod images;
 pub mod l1;
 pub mod progress;
 pub mod report;
+pub mod reported_host;
 pub mod run_error;
 pub mod scenario;
 pub mod suite;

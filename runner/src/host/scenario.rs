@@ -11,12 +11,16 @@ use lab::{PciAddress, RuleId};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::host::reported_host::{rewrite::rewrite_sources, LabHost};
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ScenarioFile {
     #[serde(default)]
     description: String,
     topology: Option<Spanned<String>>,
+    /// A reporter's PCI listing: L1's topology is built from it.
+    host_file: Option<Spanned<String>>,
     #[serde(default)]
     policy: Policy,
     #[serde(default)]
@@ -65,6 +69,9 @@ pub struct Expect {
     pub l2_guest: Option<Vec<String>>,
     /// A text the failure must contain (e.g. "is not viable").
     pub error: Option<String>,
+    /// With `host_file`: L1's kernel groups the reported endpoints otherwise
+    /// than the report, and that is known (default false: a difference fails).
+    pub groups_differ: Option<bool>,
     /// Where libvirt's truth differs: these keys replace the ones above
     /// when the backend is libvirt (libvirt ignores `assigned=`, puts
     /// hostdevs behind its own root ports, lets QEMU find a non-viable group).
@@ -93,6 +100,7 @@ impl Expect {
             l2_qmp: over.l2_qmp.or_else(|| self.l2_qmp.clone()),
             l2_guest: over.l2_guest.or_else(|| self.l2_guest.clone()),
             error: over.error.or_else(|| self.error.clone()),
+            groups_differ: over.groups_differ.or(self.groups_differ),
             libvirt: None,
         }
     }
@@ -103,6 +111,8 @@ pub struct Scenario {
     pub name: String,
     pub description: String,
     pub topology: String,
+    /// The reported host L1 is built from (`host_file`), with its host map.
+    pub host: Option<LabHost>,
     pub policy: Policy,
     pub depth: Depth,
     pub xml_name: String,
@@ -205,7 +215,26 @@ pub fn load(path: &Path, known_topologies: &[&str]) -> Result<Scenario, String> 
             ))
         }
     };
+    let mut host = None;
+    let mut xml = xml;
+    if let Some(rel) = &file.host_file {
+        if let Some(t) = &file.topology {
+            return Err(format!(
+                "{}: give topology or host_file, not both",
+                here(t.span())
+            ));
+        }
+        let listing = path.parent().unwrap_or(Path::new(".")).join(rel.get_ref());
+        let lab =
+            LabHost::load(&listing).map_err(|e| format!("{}: host_file: {e}", here(rel.span())))?;
+        xml = rewrite_sources(&xml, &lab).0;
+        host = Some(lab);
+    }
     let topology = match (&file.topology, file.depth) {
+        _ if host.is_some() => host
+            .as_ref()
+            .map(|h| h.topology.name.clone())
+            .unwrap_or_default(),
         (Some(t), _) if !known_topologies.contains(&t.get_ref().as_str()) => {
             return Err(format!(
                 "{}: unknown topology '{}'; the shipped ones are: {}",
@@ -230,6 +259,7 @@ pub fn load(path: &Path, known_topologies: &[&str]) -> Result<Scenario, String> 
         name,
         description: file.description,
         topology,
+        host,
         policy: file.policy,
         depth: file.depth,
         xml_name,

@@ -4,6 +4,9 @@
 
 use serde::Deserialize;
 
+pub mod pcie;
+pub use pcie::{Downstream, RootPort, Switch};
+
 /// The topologies shipped with mflab, compiled in.
 pub const BUILTIN: &[(&str, &str)] = &[
     (
@@ -17,6 +20,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
     (
         "bridge",
         include_str!("../../../images/topologies/bridge.toml"),
+    ),
+    (
+        "gpu-audio-root-port",
+        include_str!("../../../images/topologies/gpu-audio-root-port.toml"),
+    ),
+    (
+        "pcie-switch",
+        include_str!("../../../images/topologies/pcie-switch.toml"),
     ),
 ];
 
@@ -32,6 +43,10 @@ pub struct Topology {
     pub slot: Vec<Slot>,
     #[serde(default)]
     pub bridge: Vec<Bridge>,
+    #[serde(default)]
+    pub root_port: Vec<RootPort>,
+    #[serde(default)]
+    pub switch: Vec<Switch>,
     /// IOMMU groups L1's kernel must form, each exactly these functions
     /// (checked by the VM tests; groups are read, never assumed).
     #[serde(default)]
@@ -102,6 +117,12 @@ pub fn builtin_names() -> String {
 }
 
 pub fn load(name: &str) -> Result<Topology, TopologyError> {
+    // A reported host's listing (see `reported_host`).
+    if let Some(listing) = crate::host::reported_host::listing_path(name) {
+        return crate::host::reported_host::LabHost::load(listing)
+            .map(|built| built.topology)
+            .map_err(|e| TopologyError::Invalid(name.into(), e));
+    }
     let (_, text) = BUILTIN
         .iter()
         .find(|(n, _)| *n == name)
@@ -131,6 +152,7 @@ pub fn parse(name: &str, text: &str) -> Result<Topology, TopologyError> {
             ));
         }
     }
+    pcie::validate(&t).map_err(|e| TopologyError::Invalid(name.into(), e))?;
     Ok(t)
 }
 
@@ -162,6 +184,7 @@ impl Topology {
                 self.slot_args(&mut args, &id, slot);
             }
         }
+        self.pcie_args(&mut args);
         args
     }
 

@@ -47,6 +47,30 @@ pub fn render(s: &Scenario, r: &ScenarioReport, style: TextStyle) -> String {
     for n in &r.notes {
         let _ = writeln!(t, "    note: {n}");
     }
+    for a in r.outcome.plan.iter().flat_map(|p| p.assign.iter()) {
+        if let Some(written) = a.written {
+            let _ = writeln!(
+                t,
+                "    note: {} is written at guest {written}, a bus of the domain's own controllers; the lab's L2 has only its root bus and got it at {}",
+                a.host, a.guest
+            );
+        }
+    }
+    if let Some(host) = &s.host {
+        let _ = writeln!(t, "    host map (reported -> lab):");
+        for line in host.map_lines() {
+            let _ = writeln!(t, "      {line}");
+        }
+        if style.bare {
+            for m in r
+                .mismatches
+                .iter()
+                .filter(|m| m.starts_with("IOMMU groups"))
+            {
+                let _ = writeln!(t, "    mismatch: {}", m.replace('\n', "\n      "));
+            }
+        }
+    }
     for d in &r.outcome.diagnostics {
         let _ = writeln!(t, "    {}", d.to_string().replace('\n', "\n    "));
     }

@@ -192,7 +192,16 @@ pub fn run_scenario(
             w.keep();
         }
     }
-    let mut mismatches = compare(&s.expect.for_backend(options.backend), &outcome);
+    let expect = s.expect.for_backend(options.backend);
+    let mut mismatches = compare(&expect, &outcome);
+    if let Some(host) = s.host.as_ref().filter(|_| !outcome.l1_before.is_empty()) {
+        mismatches.extend(crate::host::reported_host::groups::verdict(
+            host,
+            &outcome.l1_before,
+            expect.groups_differ.unwrap_or(false),
+            &mut notes,
+        ));
+    }
     if outcome.l1_before.is_empty() && s.depth != Depth::Rules {
         if let Some(w) = &work {
             mismatches.push(format!(
