@@ -9,14 +9,37 @@ use super::stage::Stage;
 pub const START: &str = "MFLAB-L2-START";
 pub const PCI: &str = "MFLAB-L2-PCI";
 pub const DONE: &str = "MFLAB-L2-DONE";
+pub const STEP_PCI: &str = "MFLAB-L2-STEP-PCI";
+pub const STEP_DONE: &str = "MFLAB-L2-STEP-DONE";
+/// On L2's kernel command line: stay up after the report, for steps.
+pub const STEPS_KERNEL_ARG: &str = "mflab.steps";
+/// Written to L2's second serial port: power off.
+pub const DONE_COMMAND: &str = "done\n";
+
+/// Written to L2's second serial port: rescan and report, tagged `step`.
+pub fn rescan_command(step: usize) -> String {
+    format!("rescan {step}\n")
+}
+
+/// What L2's init reported after step `step`, once its report is complete.
+pub fn parse_step_report(serial: &str, step: usize) -> Option<Vec<GuestFunction>> {
+    let done = format!("{STEP_DONE} {step} ");
+    if !serial.lines().any(|l| l.contains(done.as_str())) {
+        return None;
+    }
+    Some(parse_rows(serial, &format!("{STEP_PCI} {step} ")))
+}
 
 /// Every `MFLAB-L2-PCI` line of L2's console, serial noise around it aside.
 pub fn parse_guest_report(serial: &str) -> Vec<GuestFunction> {
-    let marker = format!("{PCI} ");
+    parse_rows(serial, &format!("{PCI} "))
+}
+
+fn parse_rows(serial: &str, marker: &str) -> Vec<GuestFunction> {
     serial
         .lines()
         .filter_map(|line| {
-            let rest = line.trim_end_matches('\r').split(marker.as_str()).nth(1)?;
+            let rest = line.trim_end_matches('\r').split(marker).nth(1)?;
             let f: Vec<&str> = rest.split_whitespace().collect();
             let [bdf, vendor, device, class, driver] = f.as_slice() else {
                 return None;
@@ -77,12 +100,36 @@ mod tests {
     #[test]
     fn l2_init_prints_the_markers_read_here() {
         let init = include_str!("../../../images/l2-init.sh");
-        for marker in [START, PCI, DONE] {
+        for marker in [START, DONE, STEP_DONE] {
             assert!(
                 init.contains(&format!("echo \"{marker} ")),
                 "l2-init.sh does not print {marker}"
             );
         }
+        for marker in [PCI, STEP_PCI] {
+            assert!(
+                init.contains(&format!("report \"{marker}")),
+                "l2-init.sh does not report with {marker}"
+            );
+        }
+        assert!(init.contains("echo \"$1 ${d##*/} $vendor $device $class $drv\""));
+        assert!(init.contains(&format!("*\" {STEPS_KERNEL_ARG} \"*)")));
+        assert!(init.contains("rescan)") && init.contains("done) break;;"));
+        assert_eq!(rescan_command(2), "rescan 2\n");
+    }
+
+    #[test]
+    fn a_step_report_is_read_by_its_number_and_only_once_complete() {
+        let serial = "MFLAB-L2-PCI 0000:00:05.0 0x1234 0x1111 0x038000 -\nMFLAB-L2-DONE 2.5\nMFLAB-L2-STEP-PCI 1 0000:00:00.0 0x8086 0x1237 0x060000 -\nMFLAB-L2-STEP-DONE 1 3.0\nMFLAB-L2-STEP-PCI 2 0000:00:05.0 0x1234 0x1111 0x038000 -\n";
+        assert_eq!(parse_guest_report(serial).len(), 1);
+        let one = parse_step_report(serial, 1).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].key(), "8086:1237@0000:00:00.0");
+        assert!(
+            parse_step_report(serial, 2).is_none(),
+            "step 2 is not done yet"
+        );
+        assert!(guest_report_complete(serial));
     }
 
     #[test]
