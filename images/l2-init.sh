@@ -32,6 +32,8 @@ echo "MFLAB-L2-DONE $up"
 read -r cmdline < /proc/cmdline
 case " $cmdline " in
 *" mflab.steps "*)
+  # The initramfs has no /dev/ttyS1 of its own.
+  mount -t devtmpfs dev /dev
   stty -F /dev/ttyS1 -echo 2>/dev/null
   exec 3< /dev/ttyS1
   while read -r word n <&3; do

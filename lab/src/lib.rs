@@ -26,6 +26,7 @@ pub mod domain_reader;
 pub mod host;
 pub mod host_listing;
 pub mod hotplug;
+pub mod hotplug_run;
 pub mod inner;
 pub mod kernel_needs;
 pub mod kvm_proof;

@@ -16,6 +16,7 @@ pub mod progress;
 pub mod report;
 pub mod run_error;
 pub mod scenario;
+pub mod scenario_steps;
 pub mod suite;
 pub mod topology;
 pub mod workdir;

@@ -193,6 +193,11 @@ pub fn run_scenario(
         }
     }
     let mut mismatches = compare(&s.expect.for_backend(options.backend), &outcome);
+    mismatches.extend(super::expect_steps::compare_steps(
+        &s.steps,
+        options.backend,
+        &outcome,
+    ));
     if outcome.l1_before.is_empty() && s.depth != Depth::Rules {
         if let Some(w) = &work {
             mismatches.push(format!(
@@ -270,6 +275,7 @@ fn run_in_vm(
         l2_initrd: L2_INITRD.into(),
         backend: options.backend,
         libvirt_bin: options.libvirt_bin.clone(),
+        steps: s.steps.iter().map(|step| step.request()).collect(),
     };
     if let Err(e) = std::fs::write(
         work.path().join(SINGLE_REQUEST),
