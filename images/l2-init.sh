@@ -34,8 +34,11 @@ case " $cmdline " in
 *" mflab.steps "*)
   # The initramfs has no /dev/ttyS1 of its own.
   mount -t devtmpfs dev /dev
-  stty -F /dev/ttyS1 -echo 2>/dev/null
+  # Opening the port clears its FIFO: what came before is lost, so the
+  # agent writes nothing until READY.
   exec 3< /dev/ttyS1
+  stty -echo <&3 2>/dev/null
+  echo "MFLAB-L2-READY"
   while read -r word n <&3; do
     case "$word" in
     rescan)

@@ -18,7 +18,8 @@ use crate::hotplug_run::StepsRun;
 use crate::lab_fault::{of_mflab_l2, LabFault, MflabL2End};
 use crate::plan::Plan;
 use crate::protocol::guest_report::{
-    boot_stages, guest_report_complete, parse_guest_report, DONE_COMMAND, STEPS_KERNEL_ARG,
+    boot_stages, guest_ready_for_steps, guest_report_complete, parse_guest_report, DONE_COMMAND,
+    STEPS_KERNEL_ARG,
 };
 use crate::protocol::{GuestFunction, Stage};
 use crate::qemu_cmdline::DirectBoot;
@@ -347,11 +348,13 @@ async fn run_steps(
     let start = Instant::now();
     loop {
         let serial = std::fs::read_to_string(serial_log).unwrap_or_default();
-        if guest_report_complete(&serial) {
+        if guest_ready_for_steps(&serial) {
             break;
         }
         if start.elapsed() > timeout {
-            return Err(format!("L2 did not report within {timeout:?}"));
+            return Err(format!(
+                "L2's init was not ready for steps within {timeout:?}"
+            ));
         }
         if let Ok(Some(_)) = child.try_wait() {
             return Err(REPORT_CUT_SHORT.into());

@@ -9,6 +9,8 @@ use super::stage::Stage;
 pub const START: &str = "MFLAB-L2-START";
 pub const PCI: &str = "MFLAB-L2-PCI";
 pub const DONE: &str = "MFLAB-L2-DONE";
+/// Printed once L2's init listens on its second serial port.
+pub const READY: &str = "MFLAB-L2-READY";
 pub const STEP_PCI: &str = "MFLAB-L2-STEP-PCI";
 pub const STEP_DONE: &str = "MFLAB-L2-STEP-DONE";
 /// On L2's kernel command line: stay up after the report, for steps.
@@ -60,6 +62,13 @@ pub fn guest_report_complete(serial: &str) -> bool {
     serial.contains(DONE)
 }
 
+/// Whether L2's init listens for step commands (bytes sent before are lost).
+pub fn guest_ready_for_steps(serial: &str) -> bool {
+    serial
+        .lines()
+        .any(|l| l.trim_end_matches('\r').ends_with(READY))
+}
+
 /// Whether L2's init started at all.
 pub fn guest_init_started(serial: &str) -> bool {
     serial.contains(START)
@@ -100,6 +109,7 @@ mod tests {
     #[test]
     fn l2_init_prints_the_markers_read_here() {
         let init = include_str!("../../../images/l2-init.sh");
+        assert!(init.contains(&format!("echo \"{READY}\"")));
         for marker in [START, DONE, STEP_DONE] {
             assert!(
                 init.contains(&format!("echo \"{marker} ")),
@@ -130,6 +140,8 @@ mod tests {
             "step 2 is not done yet"
         );
         assert!(guest_report_complete(serial));
+        assert!(!guest_ready_for_steps(serial));
+        assert!(guest_ready_for_steps("x\r\nMFLAB-L2-READY\r\n"));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use lab::domain::AddressKind;
 use lab::hotplug::Attached;
 use lab::hotplug_run::{ask_report, StepsRun};
 use lab::plan::Plan;
-use lab::protocol::guest_report::{guest_report_complete, DONE_COMMAND, STEPS_KERNEL_ARG};
+use lab::protocol::guest_report::{guest_ready_for_steps, DONE_COMMAND, STEPS_KERNEL_ARG};
 use lab::protocol::{function_rows, LiveHostdev, RunOutcome, RunRequest, StepAction, StepOutcome};
 
 use super::l1_state::{sysfs, SYSFS};
@@ -82,8 +82,12 @@ pub fn libvirt_domain_for_steps(xml: &str) -> String {
     let mut extra = format!(
         "    <serial type='unix'><source mode='bind' path='/run/{L2_CONTROL_SOCKET}'/><target port='1'/></serial>\n"
     );
-    for _ in 0..SPARE_ROOT_PORTS {
-        extra.push_str("    <controller type='pci' model='pcie-root-port'/>\n");
+    // libvirt wants the root complex written first once any PCI controller is.
+    extra.push_str("    <controller type='pci' index='0' model='pcie-root'/>\n");
+    for i in 1..=SPARE_ROOT_PORTS {
+        extra.push_str(&format!(
+            "    <controller type='pci' index='{i}' model='pcie-root-port'/>\n"
+        ));
     }
     xml.replacen("</cmdline>", &format!(" {STEPS_KERNEL_ARG}</cmdline>"), 1)
         .replacen("  </devices>", &format!("{extra}  </devices>"), 1)
@@ -100,7 +104,7 @@ pub fn libvirt_steps(
     out: &mut RunOutcome,
 ) -> Result<(), String> {
     let start = Instant::now();
-    while !guest_report_complete(&std::fs::read_to_string(serial).unwrap_or_default()) {
+    while !guest_ready_for_steps(&std::fs::read_to_string(serial).unwrap_or_default()) {
         if start.elapsed() > timeout || daemon.domstate() == "shut off" {
             return Err("L2 did not make its first report, so no step ran".into());
         }
