@@ -3,7 +3,8 @@
 # enumerated, one line each, on the serial console; then power off.
 # With `mflab.steps` on the kernel command line it stays up after the
 # report and reads commands from the second serial port (ttyS1):
-# "rescan N" rescans the PCI bus and reports again, tagged with step N;
+# "rescan N" rescans the PCI bus and reports again, tagged N, with the
+# number of lines it printed (the console has been seen to drop a byte);
 # "done" powers off.
 # Shell builtins only in the loops: under nested KVM on TCG every fork and
 # exec costs tens of milliseconds.
@@ -11,6 +12,7 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 report() {
+  count=0
   for d in /sys/bus/pci/devices/*; do
     [ -e "$d/vendor" ] || continue
     read -r vendor < "$d/vendor"
@@ -22,6 +24,7 @@ report() {
       drv=${drv##*/}
     fi
     echo "$1 ${d##*/} $vendor $device $class $drv"
+    count=$((count + 1))
   done
 }
 read -r up _ < /proc/uptime
@@ -45,7 +48,7 @@ case " $cmdline " in
       echo 1 > /sys/bus/pci/rescan
       report "MFLAB-L2-STEP-PCI $n"
       read -r up _ < /proc/uptime
-      echo "MFLAB-L2-STEP-DONE $n $up";;
+      echo "MFLAB-L2-STEP-DONE $n $up $count";;
     done) break;;
     esac
   done;;

@@ -37,7 +37,7 @@ use crate::qmp::QmpSession;
 pub const DEVICE_DELETED_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long L2's init may take to rescan and report after a step.
-pub const STEP_REPORT_TIMEOUT: Duration = Duration::from_secs(20);
+pub const STEP_REPORT_TIMEOUT: Duration = Duration::from_secs(24);
 
 /// The steps of one run and what they hold between them.
 pub struct StepsRun {
@@ -260,24 +260,33 @@ async fn device_del(qmp: &mut QmpSession, host: crate::PciAddress, id: &str) -> 
 }
 
 /// Asks L2's init to rescan and report for step `n`, and reads its report
-/// (polling the serial log: nothing else runs meanwhile).
+/// (polling the serial log: nothing else runs meanwhile). L2's console
+/// has been seen to drop a byte of a marker line: a report that does not
+/// come complete is asked for again under a new tag, three times in all.
 pub fn ask_report(
     control: &mut UnixStream,
     serial_log: &Path,
     n: usize,
 ) -> Result<Vec<crate::protocol::GuestFunction>, String> {
-    control
-        .write_all(rescan_command(n).as_bytes())
-        .map_err(|e| format!("asking L2 to report after step {n}: {e}"))?;
-    let start = Instant::now();
-    while start.elapsed() < STEP_REPORT_TIMEOUT {
-        let serial = std::fs::read_to_string(serial_log).unwrap_or_default();
-        if let Some(view) = parse_step_report(&serial, n) {
-            return Ok(view);
+    const ASKS: u32 = 3;
+    for ask in 1..=ASKS {
+        let tag = match ask {
+            1 => n.to_string(),
+            k => format!("{n}.{k}"),
+        };
+        control
+            .write_all(rescan_command(&tag).as_bytes())
+            .map_err(|e| format!("asking L2 to report after step {n}: {e}"))?;
+        let start = Instant::now();
+        while start.elapsed() < STEP_REPORT_TIMEOUT / ASKS {
+            let serial = std::fs::read_to_string(serial_log).unwrap_or_default();
+            if let Some(view) = parse_step_report(&serial, &tag) {
+                return Ok(view);
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
     Err(format!(
-        "L2's init did not report after step {n} within {STEP_REPORT_TIMEOUT:?}"
+        "L2's init did not report after step {n} within {STEP_REPORT_TIMEOUT:?} ({ASKS} asks)"
     ))
 }

@@ -143,3 +143,71 @@ pub fn read_steps(
     }
     Ok(steps)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::host::scenario::load;
+    use lab::protocol::{Backend, StepAction};
+
+    fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn steps_are_read_in_order_with_files_and_libvirt_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "audio.xml", "<hostdev/>");
+        let p = write(
+            dir.path(),
+            "s.toml",
+            "topology = \"gpu-audio\"\nxml = '<domain/>'\n[[step]]\nattach_file = \"audio.xml\"\n[step.expect]\nrules = [\"R11\"]\nl1 = { \"0000:00:06.1\" = \"vfio-pci\" }\n[step.expect.libvirt]\nrules = []\nerror = \"is not viable\"\n[[step]]\ndetach = '<hostdev/>'\n",
+        );
+        let s = load(&p, &["gpu-audio"]).unwrap();
+        assert_eq!(s.steps.len(), 2);
+        assert_eq!(s.steps[0].action, StepAction::Attach);
+        assert_eq!(s.steps[0].xml, "<hostdev/>");
+        assert!(s.steps[0].xml_name.ends_with("audio.xml"));
+        assert_eq!(s.steps[1].action, StepAction::Detach);
+        let m = s.steps[0].expect.for_backend(Backend::Mflab);
+        assert_eq!(m.rules.unwrap().len(), 1);
+        assert_eq!(m.error, None);
+        let l = s.steps[0].expect.for_backend(Backend::Libvirt);
+        assert_eq!(l.rules.unwrap().len(), 0);
+        assert_eq!(l.error.as_deref(), Some("is not viable"));
+        assert!(l.l1.unwrap().contains_key(&"0000:00:06.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_step_must_say_one_thing_and_steps_need_a_booted_l2() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "s.toml",
+            "topology = \"gpu-audio\"\nxml = '<domain/>'\n[[step]]\nattach = '<a/>'\ndetach = '<a/>'\n",
+        );
+        let err = load(&p, &["gpu-audio"]).unwrap_err();
+        assert!(
+            err.contains("step 1") && err.contains("exactly one"),
+            "{err}"
+        );
+        let p = write(
+            dir.path(),
+            "t.toml",
+            "topology = \"gpu-audio\"\ndepth = \"qmp\"\nxml = '<domain/>'\n[[step]]\nattach = '<a/>'\n",
+        );
+        let err = load(&p, &["gpu-audio"]).unwrap_err();
+        assert!(err.contains("depth = \"guest\""), "{err}");
+        let p = write(
+            dir.path(),
+            "u.toml",
+            "topology = \"gpu-audio\"\nxml = '<domain/>'\n[[step]]\nattach = '<a/>'\n[step.expect]\nl2_gest = []\n",
+        );
+        let err = load(&p, &["gpu-audio"]).unwrap_err();
+        assert!(
+            err.contains("u.toml:6:1") && err.contains("l2_gest"),
+            "{err}"
+        );
+    }
+}

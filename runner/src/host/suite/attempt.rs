@@ -30,6 +30,15 @@ use crate::host::workdir::WorkDir;
 /// seconds. The backstop for what those do not catch (a hung L1).
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(240);
 
+/// What each step on a running L2 adds to that: its own waits
+/// (`DEVICE_DELETED` 20 s, L2's report 24 s, virsh calls) are shorter;
+/// a libvirt step took 10-25 s here on a loaded machine.
+const STEP_TIMEOUT: Duration = Duration::from_secs(45);
+
+fn scenario_timeout(s: &Scenario) -> Duration {
+    SCENARIO_TIMEOUT + STEP_TIMEOUT * s.steps.len() as u32
+}
+
 /// Lab-fault retries of one run when `--retries` is not given: three
 /// runs at most.
 pub const DEFAULT_RETRIES: usize = 2;
@@ -289,7 +298,7 @@ fn run_in_vm(
             images,
             accel,
             &request,
-            SCENARIO_TIMEOUT,
+            scenario_timeout(s),
             progress,
         ) {
             Ok(served) => {
@@ -308,7 +317,7 @@ fn run_in_vm(
     }
     progress(Progress::L1Booting);
     let config = L1Config::new(&topology, images, accel, work.path());
-    if let Err(e) = boot(&config, &single_script(), SCENARIO_TIMEOUT) {
+    if let Err(e) = boot(&config, &single_script(), scenario_timeout(s)) {
         let log = std::fs::read_to_string(work.path().join(L1_SERIAL_LOG)).unwrap_or_default();
         let error = match e.interrupted() {
             true => RunError::Interrupted,
