@@ -37,7 +37,7 @@ use crate::qmp::QmpSession;
 pub const DEVICE_DELETED_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long L2's init may take to rescan and report after a step.
-pub const STEP_REPORT_TIMEOUT: Duration = Duration::from_secs(24);
+pub const STEP_REPORT_TIMEOUT: Duration = Duration::from_secs(32);
 
 /// The steps of one run and what they hold between them.
 pub struct StepsRun {
@@ -172,7 +172,9 @@ impl StepsRun {
         // Step 2: the guest lets go of each assigned function.
         for (host_fn, id) in &step.device_del {
             if let Err(e) = device_del(qmp, *host_fn, id).await {
-                // It is still QEMU's: it stays held and is not reattached.
+                // The step stops: this one is still QEMU's, and every
+                // function of the step stays held on vfio-pci until
+                // teardown reattaches it once L2 is gone.
                 out.error = Some(e);
                 return;
             }
@@ -261,32 +263,43 @@ async fn device_del(qmp: &mut QmpSession, host: crate::PciAddress, id: &str) -> 
 
 /// Asks L2's init to rescan and report for step `n`, and reads its report
 /// (polling the serial log: nothing else runs meanwhile). L2's console
-/// has been seen to drop a byte of a marker line: a report that does not
-/// come complete is asked for again under a new tag, three times in all.
+/// has been seen to drop a byte of a line (`0000:00:f.3` for
+/// `0000:00:1f.3`, `MFLAB-L2STEP-DONE`), so a view counts only when two
+/// reports in a row agree; each ask has its own tag (`N.1`, `N.2`, …),
+/// at most [`ASKS`] of them.
 pub fn ask_report(
     control: &mut UnixStream,
     serial_log: &Path,
     n: usize,
 ) -> Result<Vec<crate::protocol::GuestFunction>, String> {
-    const ASKS: u32 = 3;
+    let mut last: Option<Vec<crate::protocol::GuestFunction>> = None;
     for ask in 1..=ASKS {
-        let tag = match ask {
-            1 => n.to_string(),
-            k => format!("{n}.{k}"),
-        };
+        let tag = format!("{n}.{ask}");
         control
             .write_all(rescan_command(&tag).as_bytes())
             .map_err(|e| format!("asking L2 to report after step {n}: {e}"))?;
         let start = Instant::now();
-        while start.elapsed() < STEP_REPORT_TIMEOUT / ASKS {
+        let view = loop {
             let serial = std::fs::read_to_string(serial_log).unwrap_or_default();
             if let Some(view) = parse_step_report(&serial, &tag) {
-                return Ok(view);
+                break Some(view);
+            }
+            if start.elapsed() > STEP_REPORT_TIMEOUT / ASKS {
+                break None;
             }
             std::thread::sleep(Duration::from_millis(50));
+        };
+        if let Some(view) = view {
+            if last.as_ref() == Some(&view) {
+                return Ok(view);
+            }
+            last = Some(view);
         }
     }
     Err(format!(
-        "L2's init did not report after step {n} within {STEP_REPORT_TIMEOUT:?} ({ASKS} asks)"
+        "L2's init gave no two agreeing reports after step {n} within {STEP_REPORT_TIMEOUT:?} ({ASKS} asks)"
     ))
 }
+
+/// How many reports one step may ask L2 for.
+pub const ASKS: u32 = 4;

@@ -260,7 +260,9 @@ pub async fn run_inner_guest(
             .iter()
             .find(|(k, _)| *k == Stage::L2Boot)
             .map(|t| t.1);
-        if let Some(boot) = boot {
+        // With steps, L2's time from `cont` to power-off holds the steps
+        // too: it is not split into boot stages.
+        if let (Some(boot), None) = (boot, &c.control_socket) {
             run.timings.extend(boot_stages(&serial, boot));
         }
     }

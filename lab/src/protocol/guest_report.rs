@@ -19,7 +19,7 @@ pub const STEPS_KERNEL_ARG: &str = "mflab.steps";
 pub const DONE_COMMAND: &str = "done\n";
 
 /// Written to L2's second serial port: rescan and report, tagged `tag`
-/// (the step's number; `N.2`, `N.3` when asked again).
+/// (`N.1`, `N.2`, … for step N: each ask its own).
 pub fn rescan_command(tag: &str) -> String {
     format!("rescan {tag}\n")
 }

@@ -31,7 +31,7 @@ use crate::host::workdir::WorkDir;
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// What each step on a running L2 adds to that: its own waits
-/// (`DEVICE_DELETED` 20 s, L2's report 24 s, virsh calls) are shorter;
+/// (`DEVICE_DELETED` 20 s, L2's reports 32 s at most, virsh calls) are shorter;
 /// a libvirt step took 10-25 s here on a loaded machine.
 const STEP_TIMEOUT: Duration = Duration::from_secs(45);
 
