@@ -1,25 +1,56 @@
 #!/bin/sh
 # mflab L2 init (busybox): report every PCI function L2's kernel
 # enumerated, one line each, on the serial console; then power off.
-# Shell builtins only in the loop: under nested KVM on TCG every fork and
+# With `mflab.steps` on the kernel command line it stays up after the
+# report and reads commands from the second serial port (ttyS1):
+# "rescan N" rescans the PCI bus and reports again, tagged N, with the
+# number of lines it printed (the console has been seen to drop a byte);
+# "done" powers off.
+# Shell builtins only in the loops: under nested KVM on TCG every fork and
 # exec costs tens of milliseconds.
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
+report() {
+  count=0
+  for d in /sys/bus/pci/devices/*; do
+    [ -e "$d/vendor" ] || continue
+    read -r vendor < "$d/vendor"
+    read -r device < "$d/device"
+    read -r class < "$d/class"
+    drv=-
+    if [ -L "$d/driver" ]; then
+      drv=$(cd -P "$d/driver" && pwd)
+      drv=${drv##*/}
+    fi
+    echo "$1 ${d##*/} $vendor $device $class $drv"
+    count=$((count + 1))
+  done
+}
 read -r up _ < /proc/uptime
 echo "MFLAB-L2-START $up"
-for d in /sys/bus/pci/devices/*; do
-  [ -e "$d/vendor" ] || continue
-  read -r vendor < "$d/vendor"
-  read -r device < "$d/device"
-  read -r class < "$d/class"
-  drv=-
-  if [ -L "$d/driver" ]; then
-    drv=$(cd -P "$d/driver" && pwd)
-    drv=${drv##*/}
-  fi
-  echo "MFLAB-L2-PCI ${d##*/} $vendor $device $class $drv"
-done
+report "MFLAB-L2-PCI"
 read -r up _ < /proc/uptime
 echo "MFLAB-L2-DONE $up"
+read -r cmdline < /proc/cmdline
+case " $cmdline " in
+*" mflab.steps "*)
+  # The initramfs has no /dev/ttyS1 of its own.
+  mount -t devtmpfs dev /dev
+  # Opening the port clears its FIFO: what came before is lost, so the
+  # agent writes nothing until READY.
+  exec 3< /dev/ttyS1
+  stty -echo <&3 2>/dev/null
+  echo "MFLAB-L2-READY"
+  while read -r word n <&3; do
+    case "$word" in
+    rescan)
+      echo 1 > /sys/bus/pci/rescan
+      report "MFLAB-L2-STEP-PCI $n"
+      read -r up _ < /proc/uptime
+      echo "MFLAB-L2-STEP-DONE $n $up $count";;
+    done) break;;
+    esac
+  done;;
+esac
 poweroff -f

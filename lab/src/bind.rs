@@ -170,6 +170,29 @@ impl Detached {
         self.journal.entries.iter().map(|e| e.host)
     }
 
+    /// Gives back only `functions` (a hot-unplug), each to its original
+    /// driver, in reverse journal order; the journal keeps the others and
+    /// is rewritten before returning. Tries every one even if one fails.
+    pub fn reattach_only(
+        &mut self,
+        kernel: &dyn DriverControl,
+        functions: &[PciAddress],
+    ) -> Result<(), BindError> {
+        let (going, staying): (Vec<Restore>, Vec<Restore>) = self
+            .journal
+            .entries
+            .iter()
+            .cloned()
+            .partition(|e| functions.contains(&e.host));
+        if going.is_empty() {
+            return Ok(());
+        }
+        let result = reattach_all(kernel, &going);
+        self.journal.entries = staying;
+        self.journal.store(&self.journal_path)?;
+        result
+    }
+
     /// Teardown: every function back to its original driver, in reverse.
     /// Tries every function even if one fails; the journal is removed only
     /// when all came back.

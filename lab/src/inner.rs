@@ -14,9 +14,13 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::accel::Accel;
+use crate::hotplug_run::StepsRun;
 use crate::lab_fault::{of_mflab_l2, LabFault, MflabL2End};
 use crate::plan::Plan;
-use crate::protocol::guest_report::{boot_stages, guest_report_complete, parse_guest_report};
+use crate::protocol::guest_report::{
+    boot_stages, guest_ready_for_steps, guest_report_complete, parse_guest_report, DONE_COMMAND,
+    STEPS_KERNEL_ARG,
+};
 use crate::protocol::{GuestFunction, Stage};
 use crate::qemu_cmdline::DirectBoot;
 use crate::qmp::QmpSession;
@@ -34,6 +38,10 @@ pub struct L2Config {
     /// A file (on hugetlbfs) that holds L2's RAM, mapped shared so that it
     /// outlives this L2 and the next one can reuse it (runner's `l2_ram`).
     pub ram_file: Option<PathBuf>,
+    /// For a run with steps: L2's second serial port (ttyS1) on this
+    /// socket, and [`STEPS_KERNEL_ARG`] on its kernel command line, so that
+    /// its init stays up and reports again when asked.
+    pub control_socket: Option<PathBuf>,
 }
 
 /// L2's kernel command line. Every item was measured in L2 under nested
@@ -85,6 +93,10 @@ pub fn l2_args(c: &L2Config) -> Vec<String> {
             ),
         ]);
     }
+    let append = match &c.control_socket {
+        Some(_) => format!("{L2_KERNEL_CMDLINE} {STEPS_KERNEL_ARG}"),
+        None => L2_KERNEL_CMDLINE.to_string(),
+    };
     args.extend(
         DirectBoot {
             machine: &machine,
@@ -93,7 +105,7 @@ pub fn l2_args(c: &L2Config) -> Vec<String> {
             smp: L2_VCPUS,
             kernel: &c.kernel,
             initrd: &c.initrd,
-            append: L2_KERNEL_CMDLINE,
+            append: &append,
         }
         .args(),
     );
@@ -103,6 +115,17 @@ pub fn l2_args(c: &L2Config) -> Vec<String> {
         "-qmp".to_string(),
         format!("unix:{},server=on,wait=off", c.qmp_socket.display()),
     ]);
+    if let Some(control) = &c.control_socket {
+        args.extend([
+            "-chardev".to_string(),
+            format!(
+                "socket,id=mflabctl,path={},server=on,wait=off",
+                control.display()
+            ),
+            "-serial".to_string(),
+            "chardev:mflabctl".to_string(),
+        ]);
+    }
     args
 }
 
@@ -159,6 +182,7 @@ pub async fn run_inner_guest(
     plan: &Plan,
     depth: InnerDepth,
     timeout: Duration,
+    steps: Option<&mut StepsRun>,
 ) -> InnerRun {
     let mut run = InnerRun::default();
     let stderr_log = c.serial_log.with_extension("qemu.log");
@@ -198,7 +222,10 @@ pub async fn run_inner_guest(
     run.timings
         .push((Stage::L2QemuStart, start.elapsed().as_secs_f64()));
 
-    let result = drive(&mut qmp, &mut child, plan, depth, timeout, &mut run).await;
+    let result = drive(
+        &mut qmp, &mut child, plan, depth, timeout, &mut run, steps, c,
+    )
+    .await;
     run.transcript = std::mem::take(&mut qmp.transcript);
     if let Err(e) = result {
         let said = qemu_said();
@@ -233,7 +260,9 @@ pub async fn run_inner_guest(
             .iter()
             .find(|(k, _)| *k == Stage::L2Boot)
             .map(|t| t.1);
-        if let Some(boot) = boot {
+        // With steps, L2's time from `cont` to power-off holds the steps
+        // too: it is not split into boot stages.
+        if let (Some(boot), None) = (boot, &c.control_socket) {
             run.timings.extend(boot_stages(&serial, boot));
         }
     }
@@ -259,6 +288,7 @@ async fn reap(child: &mut tokio::process::Child) -> bool {
         .is_ok()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn drive(
     qmp: &mut QmpSession,
     child: &mut tokio::process::Child,
@@ -266,6 +296,8 @@ async fn drive(
     depth: InnerDepth,
     timeout: Duration,
     run: &mut InnerRun,
+    steps: Option<&mut StepsRun>,
+    c: &L2Config,
 ) -> Result<(), String> {
     let t = Instant::now();
     for add in device_adds(plan) {
@@ -293,6 +325,9 @@ async fn drive(
         let _ = child.start_kill();
         return Err("L2 was killed with SIGKILL while running (kill_l2)".into());
     }
+    if let (Some(steps), Some(control)) = (steps, &c.control_socket) {
+        run_steps(qmp, child, steps, control, &c.serial_log, timeout).await?;
+    }
     match tokio::time::timeout(timeout, child.wait()).await {
         Ok(_) => {
             run.timings.push((Stage::L2Boot, t.elapsed().as_secs_f64()));
@@ -300,6 +335,40 @@ async fn drive(
         }
         Err(_) => Err(format!("L2 did not power off within {timeout:?}")),
     }
+}
+
+/// The steps, once L2's init has made its first report; then L2 is told
+/// to power off.
+async fn run_steps(
+    qmp: &mut QmpSession,
+    child: &mut tokio::process::Child,
+    steps: &mut StepsRun,
+    control: &Path,
+    serial_log: &Path,
+    timeout: Duration,
+) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        let serial = std::fs::read_to_string(serial_log).unwrap_or_default();
+        if guest_ready_for_steps(&serial) {
+            break;
+        }
+        if start.elapsed() > timeout {
+            return Err(format!(
+                "L2's init was not ready for steps within {timeout:?}"
+            ));
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return Err(REPORT_CUT_SHORT.into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut port = std::os::unix::net::UnixStream::connect(control)
+        .map_err(|e| format!("L2's control port {}: {e}", control.display()))?;
+    steps.run_all(qmp, &mut port).await;
+    use std::io::Write;
+    port.write_all(DONE_COMMAND.as_bytes())
+        .map_err(|e| format!("telling L2 to power off: {e}"))
 }
 
 /// Every function in a `query-pci` reply, those behind bridges included.

@@ -9,6 +9,8 @@
 //! - [`host_listing`] reads a reporter's host from a pasted IOMMU/PCI listing;
 //! - [`plan`] decides detach/assign/unassigned/restore with R9–R13;
 //! - [`bind`] carries a plan out on sysfs, with a journal for undo;
+//! - [`hotplug`] plans a step (attach, detach) on a running L2 against the
+//!   host now and what the domain holds;
 //! - [`inner`] runs the inner guest (L2) over [`qmp`];
 //! - [`protocol`] is what passes between the runner and the agent in L1,
 //!   and [`lab_fault`] decides when a failure is the lab's own;
@@ -23,6 +25,8 @@ pub mod domain;
 pub mod domain_reader;
 pub mod host;
 pub mod host_listing;
+pub mod hotplug;
+pub mod hotplug_run;
 pub mod inner;
 pub mod kernel_needs;
 pub mod kvm_proof;

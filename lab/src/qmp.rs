@@ -45,6 +45,8 @@ pub struct QmpSession {
     pub transcript: Vec<String>,
     /// Names of the events seen so far, in order.
     pub events: Vec<String>,
+    /// The events not yet taken by [`QmpSession::wait_event`], whole.
+    unclaimed: Vec<Value>,
 }
 
 impl QmpSession {
@@ -68,6 +70,7 @@ impl QmpSession {
             next_id: 0,
             transcript: Vec::new(),
             events: Vec::new(),
+            unclaimed: Vec::new(),
         };
         let greeting = tokio::time::timeout(timeout, session.read_message())
             .await
@@ -100,6 +103,39 @@ impl QmpSession {
         }
     }
 
+    /// Keeps an event; false when the message is not one.
+    fn record_event(&mut self, message: &Value) -> bool {
+        let Some(event) = message.get("event").and_then(Value::as_str) else {
+            return false;
+        };
+        tracing::debug!("QMP event {event}");
+        self.events.push(event.to_string());
+        self.unclaimed.push(message.clone());
+        true
+    }
+
+    /// Waits for an event named `name` whose `data` satisfies `wanted`
+    /// (one that came earlier and was not yet taken counts), until
+    /// `timeout`. Returns the event's `data`.
+    pub async fn wait_event(
+        &mut self,
+        name: &str,
+        wanted: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Result<Value, QmpError> {
+        let matches = |e: &Value| e["event"] == name && wanted(&e["data"]);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.unclaimed.iter().position(matches) {
+                return Ok(self.unclaimed.remove(i)["data"].take());
+            }
+            let message = tokio::time::timeout_at(deadline, self.read_message())
+                .await
+                .map_err(|_| QmpError::Timeout(format!("the event {name} ({timeout:?})")))??;
+            self.record_event(&message);
+        }
+    }
+
     /// Runs one command and returns its typed reply. Events that arrive
     /// meanwhile are recorded, whatever their name.
     pub async fn execute<C: Command>(&mut self, command: &C) -> Result<C::Ok, QmpError> {
@@ -112,9 +148,7 @@ impl QmpSession {
         self.writer.write_all(b"\n").await?;
         loop {
             let message = self.read_message().await?;
-            if let Some(event) = message.get("event").and_then(Value::as_str) {
-                tracing::debug!("QMP event {event}");
-                self.events.push(event.to_string());
+            if self.record_event(&message) {
                 continue;
             }
             if message.get("id").and_then(Value::as_u64) != Some(id) {
@@ -190,6 +224,26 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("group 3 is not viable"), "{err}");
         qmp.execute(&qapi::qmp::cont {}).await.unwrap();
+        // An event that came with a reply is still there to wait for; one
+        // that never comes ends at the deadline with its name.
+        let data = qmp
+            .wait_event(
+                "FUTURE_EVENT",
+                |d| d["mode"] == "brand-new-enum",
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(data["mode"], "brand-new-enum");
+        let err = qmp
+            .wait_event(
+                "DEVICE_DELETED",
+                |d| d["device"] == "hostdev0",
+                Duration::from_millis(200),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("DEVICE_DELETED"), "{err}");
         assert!(qmp
             .transcript
             .iter()

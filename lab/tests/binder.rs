@@ -241,3 +241,32 @@ fn a_killed_run_is_restored_from_its_journal() {
     );
     assert!(!journal.exists());
 }
+
+#[test]
+fn a_hot_unplug_gives_back_only_its_functions_and_the_journal_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.json");
+    let k = SimulatedKernel::with(&[
+        ("0000:00:06.0", Some("bochs-drm")),
+        ("0000:00:06.1", Some("snd_hda_intel")),
+    ]);
+    let plan = plan_detaching(&["0000:00:06.0", "0000:00:06.1"]);
+    let mut detached = detach(&plan, &k, Path::new("/sys"), &journal).unwrap();
+    detached.reattach_only(&k, &[a("0000:00:06.0")]).unwrap();
+    assert_eq!(k.state("0000:00:06.0"), (Some("bochs-drm".into()), None));
+    assert_eq!(
+        k.state("0000:00:06.1"),
+        (Some("vfio-pci".into()), Some("vfio-pci".into())),
+        "the sibling stays held"
+    );
+    let kept = lab::bind::Journal::load(&journal).unwrap();
+    assert_eq!(kept.entries.len(), 1);
+    assert_eq!(kept.entries[0].host, a("0000:00:06.1"));
+    assert_eq!(detached.functions().count(), 1);
+    detached.reattach(&k).unwrap();
+    assert_eq!(
+        k.state("0000:00:06.1"),
+        (Some("snd_hda_intel".into()), None)
+    );
+    assert!(!journal.exists());
+}

@@ -9,14 +9,44 @@ use super::stage::Stage;
 pub const START: &str = "MFLAB-L2-START";
 pub const PCI: &str = "MFLAB-L2-PCI";
 pub const DONE: &str = "MFLAB-L2-DONE";
+/// Printed once L2's init listens on its second serial port.
+pub const READY: &str = "MFLAB-L2-READY";
+pub const STEP_PCI: &str = "MFLAB-L2-STEP-PCI";
+pub const STEP_DONE: &str = "MFLAB-L2-STEP-DONE";
+/// On L2's kernel command line: stay up after the report, for steps.
+pub const STEPS_KERNEL_ARG: &str = "mflab.steps";
+/// Written to L2's second serial port: power off.
+pub const DONE_COMMAND: &str = "done\n";
+
+/// Written to L2's second serial port: rescan and report, tagged `tag`
+/// (`N.1`, `N.2`, … for step N: each ask its own).
+pub fn rescan_command(tag: &str) -> String {
+    format!("rescan {tag}\n")
+}
+
+/// What L2's init reported under `tag`, once its report is complete and
+/// every line it counted was read (a line the console mangled makes the
+/// report incomplete: ask again under a new tag).
+pub fn parse_step_report(serial: &str, tag: &str) -> Option<Vec<GuestFunction>> {
+    let done = format!("{STEP_DONE} {tag} ");
+    let count: usize = serial.lines().find_map(|l| {
+        let rest = l.trim_end_matches('\r').split(done.as_str()).nth(1)?;
+        rest.split_whitespace().nth(1)?.parse().ok()
+    })?;
+    let rows = parse_rows(serial, &format!("{STEP_PCI} {tag} "));
+    (rows.len() == count).then_some(rows)
+}
 
 /// Every `MFLAB-L2-PCI` line of L2's console, serial noise around it aside.
 pub fn parse_guest_report(serial: &str) -> Vec<GuestFunction> {
-    let marker = format!("{PCI} ");
+    parse_rows(serial, &format!("{PCI} "))
+}
+
+fn parse_rows(serial: &str, marker: &str) -> Vec<GuestFunction> {
     serial
         .lines()
         .filter_map(|line| {
-            let rest = line.trim_end_matches('\r').split(marker.as_str()).nth(1)?;
+            let rest = line.trim_end_matches('\r').split(marker).nth(1)?;
             let f: Vec<&str> = rest.split_whitespace().collect();
             let [bdf, vendor, device, class, driver] = f.as_slice() else {
                 return None;
@@ -35,6 +65,13 @@ pub fn parse_guest_report(serial: &str) -> Vec<GuestFunction> {
 /// Whether L2's init finished its report.
 pub fn guest_report_complete(serial: &str) -> bool {
     serial.contains(DONE)
+}
+
+/// Whether L2's init listens for step commands (bytes sent before are lost).
+pub fn guest_ready_for_steps(serial: &str) -> bool {
+    serial
+        .lines()
+        .any(|l| l.trim_end_matches('\r').ends_with(READY))
 }
 
 /// Whether L2's init started at all.
@@ -77,12 +114,43 @@ mod tests {
     #[test]
     fn l2_init_prints_the_markers_read_here() {
         let init = include_str!("../../../images/l2-init.sh");
-        for marker in [START, PCI, DONE] {
+        assert!(init.contains(&format!("echo \"{READY}\"")));
+        for marker in [START, DONE, STEP_DONE] {
             assert!(
                 init.contains(&format!("echo \"{marker} ")),
                 "l2-init.sh does not print {marker}"
             );
         }
+        for marker in [PCI, STEP_PCI] {
+            assert!(
+                init.contains(&format!("report \"{marker}")),
+                "l2-init.sh does not report with {marker}"
+            );
+        }
+        assert!(init.contains("echo \"$1 ${d##*/} $vendor $device $class $drv\""));
+        assert!(init.contains(&format!("*\" {STEPS_KERNEL_ARG} \"*)")));
+        assert!(init.contains("rescan)") && init.contains("done) break;;"));
+        assert_eq!(rescan_command("2"), "rescan 2\n");
+    }
+
+    #[test]
+    fn a_step_report_is_read_by_its_number_and_only_once_complete() {
+        let serial = "MFLAB-L2-PCI 0000:00:05.0 0x1234 0x1111 0x038000 -\nMFLAB-L2-DONE 2.5\nMFLAB-L2-STEP-PCI 1 0000:00:00.0 0x8086 0x1237 0x060000 -\nMFLAB-L2-STEP-DONE 1 3.0 1\nMFLAB-L2-STEP-PCI 2 0000:00:05.0 0x1234 0x1111 0x038000 -\n";
+        assert_eq!(parse_guest_report(serial).len(), 1);
+        let one = parse_step_report(serial, "1").unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].key(), "8086:1237@0000:00:00.0");
+        assert!(
+            parse_step_report(serial, "2").is_none(),
+            "step 2 is not done yet"
+        );
+        // A line the console mangled: the count says the report is short.
+        let mangled = "MFLAB-L2-STEP-PCI 3 0000:00:00.0 0x8086 0x1237 0x060000 -\nMFLAB-L2STEP-PCI 3 0000:00:05.0 0x1234 0x1111 0x038000 -\nMFLAB-L2-STEP-DONE 3 4.0 2\n";
+        assert!(parse_step_report(mangled, "3").is_none());
+        assert!(parse_step_report("MFLAB-L2STEP-DONE 1 3.0 0\n", "1").is_none());
+        assert!(guest_report_complete(serial));
+        assert!(!guest_ready_for_steps(serial));
+        assert!(guest_ready_for_steps("x\r\nMFLAB-L2-READY\r\n"));
     }
 
     #[test]

@@ -153,6 +153,7 @@ mod tests {
             l2_initrd: "/l2/initrd".into(),
             backend: Default::default(),
             libvirt_bin: None,
+            steps: vec![],
         };
         host.post_request(1, &request).unwrap();
         assert_eq!(agent.take_request(1).unwrap().unwrap().xml, "<hostdev/>");

@@ -9,7 +9,8 @@
 //! - [`mailbox`]: request/result files in the shared work directory,
 //!   written atomically, and the agent's progress lines;
 //! - [`guest_report`]: the marker lines L2's init prints on its console;
-//! - [`paths`]: where things are, as both sides see them.
+//! - [`paths`]: where things are, as both sides see them;
+//! - [`step`]: scenario steps while L2 runs (attach, detach) and what held after each.
 
 pub mod fault;
 pub mod guest_report;
@@ -18,7 +19,9 @@ pub mod outcome;
 pub mod paths;
 pub mod request;
 pub mod stage;
+pub mod step;
 
 pub use outcome::{function_rows, FunctionRow, GuestFunction, RunOutcome, ServedResult};
 pub use request::{Backend, CheckItem, Depth, LibvirtVerdict, RunRequest};
 pub use stage::{Progress, Stage};
+pub use step::{LiveHostdev, StepAction, StepOutcome, StepRequest};

@@ -78,6 +78,9 @@ pub struct RunOutcome {
     pub timings: BTreeMap<Stage, f64>,
     /// L2's accelerator inside L1, when an L2 was started.
     pub l2_accel: Option<Accel>,
+    /// One entry per scenario step carried out (or refused), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<super::step::StepOutcome>,
 }
 
 /// What a serving agent answers for one request: the outcome, and whether

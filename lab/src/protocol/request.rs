@@ -75,6 +75,9 @@ pub struct RunRequest {
     /// A directory holding another build's `libvirtd` and `virsh`.
     #[serde(default)]
     pub libvirt_bin: Option<PathBuf>,
+    /// Steps carried out on the running L2, in order (guest depth).
+    #[serde(default)]
+    pub steps: Vec<super::step::StepRequest>,
 }
 
 /// One file for libvirt's static verdict (`mflab check --backend libvirt`).

@@ -393,5 +393,6 @@ fn bare_xml_scenario(xml: &PathBuf, args: &RunArgs) -> Result<Scenario, String> 
         manual_detach: vec![],
         backends: vec![Backend::Mflab],
         expect: Expect::default(),
+        steps: vec![],
     })
 }

@@ -17,6 +17,7 @@ pub mod report;
 pub mod reported_host;
 pub mod run_error;
 pub mod scenario;
+pub mod scenario_steps;
 pub mod suite;
 pub mod topology;
 pub mod workdir;

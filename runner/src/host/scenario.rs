@@ -37,6 +37,9 @@ struct ScenarioFile {
     backends: Vec<Backend>,
     #[serde(default)]
     expect: Expect,
+    /// Steps on the running L2 (`scenario_steps`).
+    #[serde(default, rename = "step")]
+    steps: Vec<super::scenario_steps::StepFile>,
 }
 
 fn default_backends() -> Vec<Backend> {
@@ -121,6 +124,7 @@ pub struct Scenario {
     pub manual_detach: Vec<PciAddress>,
     pub backends: Vec<Backend>,
     pub expect: Expect,
+    pub steps: Vec<super::scenario_steps::ScenarioStep>,
 }
 
 impl Expect {
@@ -255,6 +259,14 @@ pub fn load(path: &Path, known_topologies: &[&str]) -> Result<Scenario, String> 
     };
     let mut expect = file.expect;
     expect.read_plans(path, &text)?;
+    let steps = super::scenario_steps::read_steps(path, file.steps, &here)?;
+    if !steps.is_empty() && file.depth != Depth::Guest {
+        return Err(format!(
+            "{}:1:1: steps run on a booted L2: write depth = \"guest\" (not '{}')",
+            path.display(),
+            file.depth
+        ));
+    }
     Ok(Scenario {
         name,
         description: file.description,
@@ -268,6 +280,7 @@ pub fn load(path: &Path, known_topologies: &[&str]) -> Result<Scenario, String> 
         manual_detach: file.manual_detach,
         backends: file.backends,
         expect,
+        steps,
     })
 }
 

@@ -25,6 +25,7 @@ use lab::protocol::{Depth, Progress, RunOutcome, RunRequest, Stage};
 use lab::qemu_cmdline::{shell_line, QEMU};
 
 use super::l1_state::{begin, finish, rows, sysfs, SYSFS};
+use super::steps::L2_CONTROL_SOCKET;
 
 /// L2's RAM: the least that boots the distribution kernel with room to
 /// spare. Every MiB is pinned and mapped through L1's IOMMU when the
@@ -51,8 +52,17 @@ pub fn run(req: &RunRequest, work: &Path, progress: &dyn Fn(Progress)) -> RunOut
         return finish(out);
     };
     progress(Progress::BindDone);
+    if !req.steps.is_empty() && req.depth == Depth::Guest {
+        // Steps on the running L2 (`super::steps`); teardown reattaches
+        // the run's journal and every step's, newest first.
+        let mut steps = super::steps::mflab_steps(req, work, &plan, detached);
+        run_l2(req, work, &plan, &mut out, progress, Some(&mut steps));
+        progress(Progress::Teardown);
+        super::steps::mflab_teardown(steps, &mut out);
+        return finish(out);
+    }
     if req.depth >= Depth::Qmp {
-        run_l2(req, work, &plan, &mut out, progress);
+        run_l2(req, work, &plan, &mut out, progress, None);
     }
     progress(Progress::Teardown);
     teardown(detached, &mut out);
@@ -107,6 +117,7 @@ pub fn run_l2(
     plan: &Plan,
     out: &mut RunOutcome,
     progress: &dyn Fn(Progress),
+    steps: Option<&mut lab::hotplug_run::StepsRun>,
 ) {
     if let Err(e) = super::kvm::ready_for_l2() {
         out.error = Some(e);
@@ -123,6 +134,9 @@ pub fn run_l2(
         qmp_socket: socket_path(Path::new("/run")),
         memory_mib: L2_MEMORY_MIB,
         ram_file: super::l2_ram::prepare(L2_MEMORY_MIB),
+        control_socket: steps
+            .is_some()
+            .then(|| Path::new("/run").join(L2_CONTROL_SOCKET)),
     };
     std::fs::write(
         work.join(L2_CMDLINE),
@@ -139,7 +153,13 @@ pub fn run_l2(
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let inner = runtime.block_on(run_inner_guest(&config, plan, depth, l2_timeout(accel)));
+    let inner = runtime.block_on(run_inner_guest(
+        &config,
+        plan,
+        depth,
+        l2_timeout(accel),
+        steps,
+    ));
     if inner.resumed {
         progress(Progress::L2Booted);
     }

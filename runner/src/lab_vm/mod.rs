@@ -7,6 +7,7 @@
 //! - [`mflab_backend`] and [`libvirt_backend`]: one scenario carried out by
 //!   mflab's own logic or by a real libvirtd, as steps whose teardown
 //!   mirrors their preparation;
+//! - [`steps`]: scenario steps (attach, detach) on a running L2, for both;
 //! - [`l1_state`]: L1's PCI view before and after, shared by both;
 //! - [`libvirtd`], [`kvm`], [`l2_ram`]: the daemon, KVM readiness, L2's RAM.
 
@@ -19,4 +20,5 @@ pub mod libvirt_domain;
 pub mod libvirtd;
 pub mod mflab_backend;
 pub mod serve;
+pub mod steps;
 pub mod virsh_session;

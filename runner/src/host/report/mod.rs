@@ -6,5 +6,6 @@
 pub mod json;
 pub mod junit;
 pub mod side_by_side;
+pub mod step_lines;
 pub mod summary;
 pub mod text;

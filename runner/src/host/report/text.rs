@@ -82,6 +82,9 @@ pub fn render(s: &Scenario, r: &ScenarioReport, style: TextStyle) -> String {
             let _ = writeln!(t, "    {line}");
         }
     }
+    for line in super::step_lines::describe_steps(s, &r.outcome) {
+        let _ = writeln!(t, "    {line}");
+    }
     if !r.mismatches.is_empty() && !style.bare {
         for m in &r.mismatches {
             let _ = writeln!(t, "    mismatch: {}", m.replace('\n', "\n      "));

@@ -30,6 +30,15 @@ use crate::host::workdir::WorkDir;
 /// seconds. The backstop for what those do not catch (a hung L1).
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(240);
 
+/// What each step on a running L2 adds to that: its own waits
+/// (`DEVICE_DELETED` 20 s, L2's reports 32 s at most, virsh calls) are shorter;
+/// a libvirt step took 10-25 s here on a loaded machine.
+const STEP_TIMEOUT: Duration = Duration::from_secs(45);
+
+fn scenario_timeout(s: &Scenario) -> Duration {
+    SCENARIO_TIMEOUT + STEP_TIMEOUT * s.steps.len() as u32
+}
+
 /// Lab-fault retries of one run when `--retries` is not given: three
 /// runs at most.
 pub const DEFAULT_RETRIES: usize = 2;
@@ -202,6 +211,11 @@ pub fn run_scenario(
             &mut notes,
         ));
     }
+    mismatches.extend(super::expect_steps::compare_steps(
+        &s.steps,
+        options.backend,
+        &outcome,
+    ));
     if outcome.l1_before.is_empty() && s.depth != Depth::Rules {
         if let Some(w) = &work {
             mismatches.push(format!(
@@ -279,6 +293,7 @@ fn run_in_vm(
         l2_initrd: L2_INITRD.into(),
         backend: options.backend,
         libvirt_bin: options.libvirt_bin.clone(),
+        steps: s.steps.iter().map(|step| step.request()).collect(),
     };
     if let Err(e) = std::fs::write(
         work.path().join(SINGLE_REQUEST),
@@ -292,7 +307,7 @@ fn run_in_vm(
             images,
             accel,
             &request,
-            SCENARIO_TIMEOUT,
+            scenario_timeout(s),
             progress,
         ) {
             Ok(served) => {
@@ -311,7 +326,7 @@ fn run_in_vm(
     }
     progress(Progress::L1Booting);
     let config = L1Config::new(&topology, images, accel, work.path());
-    if let Err(e) = boot(&config, &single_script(), SCENARIO_TIMEOUT) {
+    if let Err(e) = boot(&config, &single_script(), scenario_timeout(s)) {
         let log = std::fs::read_to_string(work.path().join(L1_SERIAL_LOG)).unwrap_or_default();
         let error = match e.interrupted() {
             true => RunError::Interrupted,

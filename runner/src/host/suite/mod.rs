@@ -4,4 +4,5 @@
 
 pub mod attempt;
 pub mod expect;
+pub mod expect_steps;
 pub mod schedule;

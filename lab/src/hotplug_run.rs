@@ -1,0 +1,305 @@
+//! mflab's own hotplug: the steps of a scenario carried out on a running
+//! L2 over QMP, each as a numbered sequence whose failure path undoes what
+//! it did (as at start):
+//! - attach: 1. read the host now and plan the step ([`crate::hotplug`]:
+//!   R11 at hotplug time, nothing touched on an error); 2. detach the
+//!   step's functions against a journal of their own; 3. `device_add` each
+//!   assigned function at its guest address (an unassigned one is held,
+//!   never given to QEMU); on a refusal, `device_del` what was added and
+//!   reattach step 2's functions;
+//! - detach: 1. plan (only held functions; the group stays viable);
+//!   2. `device_del` each assigned function and wait for QEMU's
+//!   `DEVICE_DELETED` (the guest ejected it), with a deadline; 3. give the
+//!   functions back to exactly their original drivers.
+//!
+//! After each step L2's init is asked to rescan and report again
+//! ([`crate::protocol::guest_report`]), and L1's drivers are read.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::bind::{detach, Detached, Sysfs};
+use crate::check::check_text;
+use crate::diagnostic::Diagnostic;
+use crate::host::read_host_view;
+use crate::hotplug::{plan_attach, plan_detach, AttachPlan, Attached};
+use crate::plan::Assign;
+use crate::protocol::guest_report::{parse_step_report, rescan_command};
+use crate::protocol::{function_rows, LiveHostdev, StepAction, StepOutcome, StepRequest};
+use crate::qmp::QmpSession;
+
+/// How long the guest may take to release a device after `device_del`
+/// (ACPI eject on the `pc` machine: well under a second here).
+pub const DEVICE_DELETED_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long L2's init may take to rescan and report after a step.
+pub const STEP_REPORT_TIMEOUT: Duration = Duration::from_secs(32);
+
+/// The steps of one run and what they hold between them.
+pub struct StepsRun {
+    pub requests: Vec<StepRequest>,
+    pub sysfs: PathBuf,
+    /// Where each step's journal goes.
+    pub work: PathBuf,
+    pub serial_log: PathBuf,
+    pub attached: Attached,
+    /// Journals of what was detached (the run's own first, then each
+    /// attach step's); teardown reattaches them in reverse.
+    pub detached: Vec<Detached>,
+    pub outcomes: Vec<StepOutcome>,
+}
+
+impl StepsRun {
+    /// Every step in order; one that fails is recorded and the next runs.
+    pub async fn run_all(&mut self, qmp: &mut QmpSession, control: &mut UnixStream) {
+        for (i, request) in self.requests.clone().iter().enumerate() {
+            let n = i + 1;
+            let mut out = StepOutcome::default();
+            match request.action {
+                StepAction::Attach => self.attach(n, request, qmp, &mut out).await,
+                StepAction::Detach => self.detach(request, qmp, &mut out).await,
+            }
+            out.l1 = function_rows(&self.sysfs).unwrap_or_default();
+            out.live = self.live();
+            match ask_report(control, &self.serial_log, n) {
+                Ok(view) => {
+                    out.l2_guest = view;
+                    out.l2_reported = true;
+                }
+                Err(e) => {
+                    out.error.get_or_insert(e);
+                }
+            }
+            self.outcomes.push(out);
+        }
+    }
+
+    fn live(&self) -> Vec<LiveHostdev> {
+        self.attached
+            .held
+            .iter()
+            .map(|h| LiveHostdev {
+                host: h.host,
+                address_type: if h.guest.is_some() {
+                    "pci"
+                } else {
+                    "unassigned"
+                }
+                .into(),
+                guest: h.guest.as_ref().map(|g| g.0),
+                alias: h.guest.as_ref().map(|g| g.1.clone()),
+            })
+            .collect()
+    }
+
+    fn plan_input(
+        &self,
+        request: &StepRequest,
+        out: &mut StepOutcome,
+    ) -> Option<(crate::domain::Domain, crate::host::HostView)> {
+        let checked = check_text(&request.xml_name, &request.xml);
+        if checked.has_errors() {
+            out.diagnostics = errors(checked.diagnostics);
+            return None;
+        }
+        match read_host_view(&self.sysfs) {
+            Ok(host) => Some((checked.domain, host)),
+            Err(e) => {
+                out.error = Some(e.to_string());
+                None
+            }
+        }
+    }
+
+    async fn attach(
+        &mut self,
+        n: usize,
+        request: &StepRequest,
+        qmp: &mut QmpSession,
+        out: &mut StepOutcome,
+    ) {
+        // Step 1: plan against the host now; nothing touched on an error.
+        let Some((domain, host)) = self.plan_input(request, out) else {
+            return;
+        };
+        let step = match plan_attach(&domain, &host, &self.attached) {
+            Ok(step) => step,
+            Err(diagnostics) => {
+                out.diagnostics = diagnostics;
+                return;
+            }
+        };
+        // Step 2: the step's functions to vfio-pci, against its own journal.
+        let journal = self.work.join(format!("journal-step-{n}.json"));
+        let kernel = Sysfs::new(&self.sysfs);
+        let detached = match detach(&step.plan, &kernel, &self.sysfs, &journal) {
+            Ok(d) => d,
+            Err(e) => {
+                out.error = Some(format!("detach: {e}"));
+                return;
+            }
+        };
+        // Step 3: device_add each assigned function; undo on a refusal.
+        if let Err(e) = add_all(qmp, &step).await {
+            out.error = Some(e);
+            if let Err(e) = detached.reattach(&kernel) {
+                out.error = Some(format!(
+                    "{}; reattach: {e}",
+                    out.error.take().unwrap_or_default()
+                ));
+            }
+            return;
+        }
+        self.attached.record_attach(&step);
+        self.detached.push(detached);
+    }
+
+    async fn detach(&mut self, request: &StepRequest, qmp: &mut QmpSession, out: &mut StepOutcome) {
+        let Some((domain, host)) = self.plan_input(request, out) else {
+            return;
+        };
+        let step = match plan_detach(&domain, &host, &self.attached) {
+            Ok(step) => step,
+            Err(diagnostics) => {
+                out.diagnostics = diagnostics;
+                return;
+            }
+        };
+        // Step 2: the guest lets go of each assigned function.
+        for (host_fn, id) in &step.device_del {
+            if let Err(e) = device_del(qmp, *host_fn, id).await {
+                // The step stops: this one is still QEMU's, and every
+                // function of the step stays held on vfio-pci until
+                // teardown reattaches it once L2 is gone.
+                out.error = Some(e);
+                return;
+            }
+        }
+        // Step 3: back to exactly the drivers they had.
+        let kernel = Sysfs::new(&self.sysfs);
+        let giving_back: Vec<_> = step.reattach.iter().map(|r| r.host).collect();
+        let mut failures = Vec::new();
+        for d in self.detached.iter_mut().rev() {
+            if let Err(e) = d.reattach_only(&kernel, &giving_back) {
+                failures.push(e.to_string());
+            }
+        }
+        if !failures.is_empty() {
+            out.error = Some(format!("reattach: {}", failures.join("; ")));
+        }
+        self.attached.record_detach(&step);
+    }
+
+    /// Teardown, once L2 is gone: every journal, newest first.
+    pub fn reattach_all(self, kernel: &Sysfs) -> Result<(), String> {
+        let mut failures = Vec::new();
+        for d in self.detached.into_iter().rev() {
+            if let Err(e) = d.reattach(kernel) {
+                failures.push(e.to_string());
+            }
+        }
+        match failures.is_empty() {
+            true => Ok(()),
+            false => Err(failures.join("; ")),
+        }
+    }
+}
+
+fn errors(list: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    list.into_iter().filter(Diagnostic::is_error).collect()
+}
+
+/// `device_add` for one assigned function, at its guest address.
+pub fn device_add(a: &Assign, id: &str) -> qapi::qmp::device_add {
+    let mut arguments = qapi::Dictionary::new();
+    arguments.insert("host".into(), json!(a.host.to_string()));
+    arguments.insert("addr".into(), json!(a.guest.qemu_addr()));
+    if a.multifunction {
+        arguments.insert("multifunction".into(), json!("on"));
+    }
+    qapi::qmp::device_add {
+        driver: "vfio-pci".into(),
+        bus: Some("pci.0".into()),
+        id: Some(id.to_string()),
+        arguments,
+    }
+}
+
+async fn add_all(qmp: &mut QmpSession, step: &AttachPlan) -> Result<(), String> {
+    let mut added: Vec<(&Assign, &String)> = Vec::new();
+    for (a, id) in &step.assign {
+        if let Err(e) = qmp.execute(&device_add(a, id)).await {
+            let mut text = e.to_string();
+            for (a, id) in added.iter().rev() {
+                if let Err(undo) = device_del(qmp, a.host, id).await {
+                    text.push_str(&format!("; undoing: {undo}"));
+                }
+            }
+            return Err(text);
+        }
+        added.push((a, id));
+    }
+    Ok(())
+}
+
+/// `device_del` and the guest's release of the device, with a deadline.
+async fn device_del(qmp: &mut QmpSession, host: crate::PciAddress, id: &str) -> Result<(), String> {
+    qmp.execute(&qapi::qmp::device_del { id: id.to_string() })
+        .await
+        .map_err(|e| e.to_string())?;
+    qmp.wait_event("DEVICE_DELETED", |d| d["device"] == id, DEVICE_DELETED_TIMEOUT)
+        .await
+        .map(|_| ())
+        .map_err(|_| {
+            format!(
+                "L2 did not release {id} ({host}) within {DEVICE_DELETED_TIMEOUT:?} of device_del (no DEVICE_DELETED): the guest never ejected it, so it stays with QEMU and is not reattached"
+            )
+        })
+}
+
+/// Asks L2's init to rescan and report for step `n`, and reads its report
+/// (polling the serial log: nothing else runs meanwhile). L2's console
+/// has been seen to drop a byte of a line (`0000:00:f.3` for
+/// `0000:00:1f.3`, `MFLAB-L2STEP-DONE`), so a view counts only when two
+/// reports in a row agree; each ask has its own tag (`N.1`, `N.2`, …),
+/// at most [`ASKS`] of them.
+pub fn ask_report(
+    control: &mut UnixStream,
+    serial_log: &Path,
+    n: usize,
+) -> Result<Vec<crate::protocol::GuestFunction>, String> {
+    let mut last: Option<Vec<crate::protocol::GuestFunction>> = None;
+    for ask in 1..=ASKS {
+        let tag = format!("{n}.{ask}");
+        control
+            .write_all(rescan_command(&tag).as_bytes())
+            .map_err(|e| format!("asking L2 to report after step {n}: {e}"))?;
+        let start = Instant::now();
+        let view = loop {
+            let serial = std::fs::read_to_string(serial_log).unwrap_or_default();
+            if let Some(view) = parse_step_report(&serial, &tag) {
+                break Some(view);
+            }
+            if start.elapsed() > STEP_REPORT_TIMEOUT / ASKS {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if let Some(view) = view {
+            if last.as_ref() == Some(&view) {
+                return Ok(view);
+            }
+            last = Some(view);
+        }
+    }
+    Err(format!(
+        "L2's init gave no two agreeing reports after step {n} within {STEP_REPORT_TIMEOUT:?} ({ASKS} asks)"
+    ))
+}
+
+/// How many reports one step may ask L2 for.
+pub const ASKS: u32 = 4;

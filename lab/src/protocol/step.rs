@@ -1,0 +1,67 @@
+//! Scenario steps after L2 boots: what the runner asks (attach or detach
+//! of hostdev XML while L2 runs) and what the agent reports after each.
+
+use serde::{Deserialize, Serialize};
+
+use super::outcome::{FunctionRow, GuestFunction};
+use crate::diagnostic::Diagnostic;
+use crate::PciAddress;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepAction {
+    /// `virsh attach-device --live` / QMP `device_add`.
+    Attach,
+    /// `virsh detach-device --live` / QMP `device_del`.
+    Detach,
+}
+
+impl std::fmt::Display for StepAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StepAction::Attach => "attach",
+            StepAction::Detach => "detach",
+        })
+    }
+}
+
+/// One step of a running L2: its hostdev elements, word for word.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StepRequest {
+    pub action: StepAction,
+    /// The name diagnostics use for the XML.
+    pub xml_name: String,
+    pub xml: String,
+}
+
+/// One hostdev of the running domain as its backend shows it (libvirt:
+/// `virsh dumpxml` of the live domain; mflab: what it holds for L2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveHostdev {
+    pub host: PciAddress,
+    /// The guest `<address type=…>`: `pci`, `unassigned`, or `none` when absent.
+    pub address_type: String,
+    /// The guest PCI address, when of type `pci`.
+    pub guest: Option<PciAddress>,
+    /// `<alias name=…>` (QEMU's device id for assigned functions).
+    pub alias: Option<String>,
+}
+
+/// What held after one step.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StepOutcome {
+    /// Rule errors that refused the step before anything was touched.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The step's failure text (the backend's own words).
+    pub error: Option<String>,
+    /// L1's drivers after the step.
+    pub l1: Vec<FunctionRow>,
+    /// The live domain's hostdevs after the step.
+    pub live: Vec<LiveHostdev>,
+    /// The live domain's XML as the backend printed it (libvirt only).
+    pub live_xml: Option<String>,
+    /// What L2's kernel enumerated after the step (L2's init reported again).
+    pub l2_guest: Vec<GuestFunction>,
+    /// Whether L2's init reported for this step at all.
+    pub l2_reported: bool,
+}
