@@ -37,7 +37,7 @@ use crate::qmp::QmpSession;
 pub const DEVICE_DELETED_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long L2's init may take to rescan and report after a step.
-pub const STEP_REPORT_TIMEOUT: Duration = Duration::from_secs(32);
+pub const STEP_REPORT_TIMEOUT: Duration = Duration::from_secs(64);
 
 /// The steps of one run and what they hold between them.
 pub struct StepsRun {
@@ -302,4 +302,4 @@ pub fn ask_report(
 }
 
 /// How many reports one step may ask L2 for.
-pub const ASKS: u32 = 4;
+pub const ASKS: u32 = 8;

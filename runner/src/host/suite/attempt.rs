@@ -31,9 +31,9 @@ use crate::host::workdir::WorkDir;
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// What each step on a running L2 adds to that: its own waits
-/// (`DEVICE_DELETED` 20 s, L2's reports 32 s at most, virsh calls) are shorter;
+/// (`DEVICE_DELETED` 20 s, L2's reports 64 s at most, virsh calls) are shorter;
 /// a libvirt step took 10-25 s here on a loaded machine.
-const STEP_TIMEOUT: Duration = Duration::from_secs(45);
+const STEP_TIMEOUT: Duration = Duration::from_secs(90);
 
 fn scenario_timeout(s: &Scenario) -> Duration {
     SCENARIO_TIMEOUT + STEP_TIMEOUT * s.steps.len() as u32
