@@ -28,7 +28,7 @@ use crate::diagnostic::Diagnostic;
 use crate::host::read_host_view;
 use crate::hotplug::{plan_attach, plan_detach, AttachPlan, Attached};
 use crate::plan::Assign;
-use crate::protocol::guest_report::{parse_step_report, rescan_command};
+use crate::protocol::guest_report::{parse_step_report, rescan_command, STEP_DONE};
 use crate::protocol::{function_rows, LiveHostdev, StepAction, StepOutcome, StepRequest};
 use crate::qmp::QmpSession;
 
@@ -273,18 +273,26 @@ pub fn ask_report(
     n: usize,
 ) -> Result<Vec<crate::protocol::GuestFunction>, String> {
     let mut last: Option<Vec<crate::protocol::GuestFunction>> = None;
+    let asked = Instant::now();
     for ask in 1..=ASKS {
+        if asked.elapsed() > STEP_REPORT_TIMEOUT {
+            break;
+        }
         let tag = format!("{n}.{ask}");
         control
             .write_all(rescan_command(&tag).as_bytes())
             .map_err(|e| format!("asking L2 to report after step {n}: {e}"))?;
+        // Wait for this ask's end line (a rescan of libvirt's q35 L2 took
+        // about 8 s under load); one whose end line was lost is given up
+        // after a while and asked again.
         let start = Instant::now();
+        let done = format!("{STEP_DONE} {tag} ");
         let view = loop {
             let serial = std::fs::read_to_string(serial_log).unwrap_or_default();
-            if let Some(view) = parse_step_report(&serial, &tag) {
-                break Some(view);
+            if serial.contains(done.as_str()) {
+                break parse_step_report(&serial, &tag);
             }
-            if start.elapsed() > STEP_REPORT_TIMEOUT / ASKS {
+            if start.elapsed() > ASK_TIMEOUT || asked.elapsed() > STEP_REPORT_TIMEOUT {
                 break None;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -303,3 +311,6 @@ pub fn ask_report(
 
 /// How many reports one step may ask L2 for.
 pub const ASKS: u32 = 8;
+
+/// How long one ask waits for its report's end line.
+const ASK_TIMEOUT: Duration = Duration::from_secs(20);
