@@ -2,6 +2,7 @@
 //! expectation that does not hold becomes one "expected … / seen …" line.
 
 use lab::protocol::{FunctionRow, GuestFunction, RunOutcome};
+use lab::{Diagnostic, RuleId};
 
 use crate::host::scenario::Expect;
 
@@ -23,27 +24,49 @@ pub fn assigned_view(list: &[GuestFunction]) -> Vec<String> {
     keys
 }
 
-pub fn compare(e: &Expect, o: &RunOutcome) -> Vec<String> {
-    let mut m = Vec::new();
-    let seen_rules: Vec<String> = o.diagnostics.iter().map(|d| d.rule.to_string()).collect();
-    let want_rules: Vec<String> = e.rules.iter().flatten().map(|r| r.to_string()).collect();
+/// The checks every outcome has: its rule errors in order, and its
+/// failure text (none, or one containing the expected words).
+pub fn rules_and_error(
+    want_rules: Option<&[RuleId]>,
+    seen: &[Diagnostic],
+    want_error: Option<&str>,
+    seen_error: Option<&str>,
+    m: &mut Vec<String>,
+) {
+    let seen_rules: Vec<String> = seen.iter().map(|d| d.rule.to_string()).collect();
+    let want_rules: Vec<String> = want_rules
+        .into_iter()
+        .flatten()
+        .map(|r| r.to_string())
+        .collect();
     if seen_rules != want_rules {
-        let detail: Vec<String> = o.diagnostics.iter().map(|d| d.to_string()).collect();
+        let detail: Vec<String> = seen.iter().map(|d| d.to_string()).collect();
         m.push(format!(
             "rule errors: expected {want_rules:?}, seen {seen_rules:?}\n{}",
             detail.join("\n")
         ));
     }
-    match (&e.error, &o.error) {
+    match (want_error, seen_error) {
         (None, Some(seen)) => m.push(format!("error: expected none, seen: {seen}")),
         (Some(want), None) => m.push(format!(
             "error: expected a failure containing {want:?}, seen none"
         )),
-        (Some(want), Some(seen)) if !seen.contains(want.as_str()) => m.push(format!(
+        (Some(want), Some(seen)) if !seen.contains(want) => m.push(format!(
             "error: expected a failure containing {want:?}, seen: {seen}"
         )),
         _ => {}
     }
+}
+
+pub fn compare(e: &Expect, o: &RunOutcome) -> Vec<String> {
+    let mut m = Vec::new();
+    rules_and_error(
+        e.rules.as_deref(),
+        &o.diagnostics,
+        e.error.as_deref(),
+        o.error.as_deref(),
+        &mut m,
+    );
     let want_restored = e.restored.unwrap_or(true);
     if o.restored != want_restored {
         m.push(format!(

@@ -4,7 +4,7 @@
 
 use lab::protocol::{Backend, RunOutcome, StepOutcome};
 
-use super::expect::assigned_view;
+use super::expect::{assigned_view, rules_and_error};
 use crate::host::scenario_steps::{ScenarioStep, StepExpect};
 
 pub fn compare_steps(steps: &[ScenarioStep], backend: Backend, o: &RunOutcome) -> Vec<String> {
@@ -27,25 +27,13 @@ pub fn compare_steps(steps: &[ScenarioStep], backend: Backend, o: &RunOutcome) -
 
 pub fn compare_step(e: &StepExpect, o: &StepOutcome) -> Vec<String> {
     let mut m = Vec::new();
-    let seen_rules: Vec<String> = o.diagnostics.iter().map(|d| d.rule.to_string()).collect();
-    let want_rules: Vec<String> = e.rules.iter().flatten().map(|r| r.to_string()).collect();
-    if seen_rules != want_rules {
-        let detail: Vec<String> = o.diagnostics.iter().map(|d| d.to_string()).collect();
-        m.push(format!(
-            "rule errors: expected {want_rules:?}, seen {seen_rules:?}\n{}",
-            detail.join("\n")
-        ));
-    }
-    match (&e.error, &o.error) {
-        (None, Some(seen)) => m.push(format!("error: expected none, seen: {seen}")),
-        (Some(want), None) => m.push(format!(
-            "error: expected a failure containing {want:?}, seen none"
-        )),
-        (Some(want), Some(seen)) if !seen.contains(want.as_str()) => m.push(format!(
-            "error: expected a failure containing {want:?}, seen: {seen}"
-        )),
-        _ => {}
-    }
+    rules_and_error(
+        e.rules.as_deref(),
+        &o.diagnostics,
+        e.error.as_deref(),
+        o.error.as_deref(),
+        &mut m,
+    );
     for (bdf, driver) in e.l1.iter().flatten() {
         let seen =
             o.l1.iter()
