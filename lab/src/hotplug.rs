@@ -182,12 +182,13 @@ fn static_errors(domain: &Domain) -> Option<Vec<Diagnostic>> {
     (!errors.is_empty()).then_some(errors)
 }
 
-/// Plans an attach step against the host now and what the domain holds.
-pub fn plan_attach(
-    step: &Domain,
-    host: &HostView,
-    attached: &Attached,
-) -> Result<AttachPlan, Vec<Diagnostic>> {
+/// What both kinds of step start with: the static rules (their errors
+/// stop the step), and the step's PCI hostdevs (none is an error).
+fn begin_step<'a>(
+    step: &'a Domain,
+    verb: &str,
+    hint: &str,
+) -> Result<(Step<'a>, Vec<StepHostdev>), Vec<Diagnostic>> {
     if let Some(errors) = static_errors(step) {
         return Err(errors);
     }
@@ -200,10 +201,24 @@ pub fn plan_attach(
         out.error(
             RuleId::Host,
             Pos { line: 1, column: 1 },
-            "the step has no PCI <hostdev> to attach".into(),
-            "write one or more <hostdev mode='subsystem' type='pci'> elements".into(),
+            format!("the step has no PCI <hostdev> to {verb}"),
+            hint.to_string(),
         );
     }
+    Ok((out, hostdevs))
+}
+
+/// Plans an attach step against the host now and what the domain holds.
+pub fn plan_attach(
+    step: &Domain,
+    host: &HostView,
+    attached: &Attached,
+) -> Result<AttachPlan, Vec<Diagnostic>> {
+    let (mut out, hostdevs) = begin_step(
+        step,
+        "attach",
+        "write one or more <hostdev mode='subsystem' type='pci'> elements",
+    )?;
     // Each function on its own: on the host, an endpoint, not held already.
     for &(at, source, _, _, _) in &hostdevs {
         match host.function(source) {
@@ -394,22 +409,11 @@ pub fn plan_detach(
     host: &HostView,
     attached: &Attached,
 ) -> Result<DetachPlan, Vec<Diagnostic>> {
-    if let Some(errors) = static_errors(step) {
-        return Err(errors);
-    }
-    let mut out = Step {
-        file: &step.file,
-        list: Vec::new(),
-    };
-    let hostdevs = step_hostdevs(step);
-    if hostdevs.is_empty() {
-        out.error(
-            RuleId::Host,
-            Pos { line: 1, column: 1 },
-            "the step has no PCI <hostdev> to detach".into(),
-            "write the <hostdev> elements to detach, as they were attached".into(),
-        );
-    }
+    let (mut out, hostdevs) = begin_step(
+        step,
+        "detach",
+        "write the <hostdev> elements to detach, as they were attached",
+    )?;
     let leaving: BTreeSet<PciAddress> = hostdevs.iter().map(|h| h.1).collect();
     let mut device_del = Vec::new();
     let mut reattach = Vec::new();
