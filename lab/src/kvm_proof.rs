@@ -125,14 +125,21 @@ pub fn args(bios: &Path, accel: &str) -> Vec<String> {
 }
 
 /// Starts the test guest on `accel` with `qemu` and waits up to `deadline`.
+/// Proofs side by side in one process (tests, probes) each get their own
+/// BIOS file: one proof removing the file must not pull it from another.
+static PROOFS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub fn prove(qemu: &str, accel: &str, guest: &ProofGuest, deadline: Duration) -> KvmProof {
     match guest {
         ProofGuest::Kernel { kernel, initrd } => {
             run(qemu, kernel_args(kernel, initrd, accel), 0, deadline)
         }
         ProofGuest::Bios => {
-            let bios =
-                std::env::temp_dir().join(format!("mflab-kvm-proof-{}.rom", std::process::id()));
+            let bios = std::env::temp_dir().join(format!(
+                "mflab-kvm-proof-{}-{}.rom",
+                std::process::id(),
+                PROOFS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
             if let Err(e) = std::fs::write(&bios, bios_image()) {
                 return KvmProof::Failed {
                     message: format!("{}: {e}", bios.display()),
