@@ -73,8 +73,14 @@ pub fn l1_args(c: &L1Config) -> Vec<String> {
     } else {
         format!("file:{}", c.work_dir.join(L1_SERIAL_LOG).display())
     };
+    let (machine, devices) = super::interrupt_remapping::apply(
+        c.accel.accel,
+        c.topology.iommu,
+        format!("q35,accel={accel}"),
+        c.topology.device_args(),
+    );
     let mut args = DirectBoot {
-        machine: &format!("q35,accel={accel}"),
+        machine: &machine,
         cpu: &c.accel.cpu,
         memory_mib: c.memory_mib,
         smp: 2,
@@ -87,7 +93,7 @@ pub fn l1_args(c: &L1Config) -> Vec<String> {
     }
     .args();
     args.extend(["-serial".to_string(), serial]);
-    args.extend(c.topology.device_args());
+    args.extend(devices);
     args.extend(
         [
             "-fsdev",
@@ -130,6 +136,57 @@ fn l2_image_params(images: &L1Images) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lab::accel::Accel;
+
+    fn choice(accel: Accel) -> AccelChoice {
+        AccelChoice {
+            accel,
+            cpu: accel.cpu_model().into(),
+            reason: String::new(),
+            l2: String::new(),
+            l1_kvm_module: None,
+        }
+    }
+
+    /// The arguments that differ between KVM and TCG, in order.
+    fn accel_args(accel: Accel) -> Vec<String> {
+        let topology = crate::host::topology::load("gpu-audio").unwrap();
+        let images = L1Images::none();
+        let accel = choice(accel);
+        let args = l1_args(&L1Config::new(&topology, &images, &accel, Path::new("/w")));
+        args.windows(2)
+            .filter(|w| {
+                matches!(w[0].as_str(), "-machine" | "-cpu") || w[1].starts_with("intel-iommu")
+            })
+            .flat_map(|w| w.to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn kvm_l1_has_interrupt_remapping_tcg_l1_as_before() {
+        assert_eq!(
+            accel_args(Accel::Kvm),
+            [
+                "-machine",
+                "q35,accel=kvm,kernel-irqchip=split",
+                "-cpu",
+                "host",
+                "-device",
+                "intel-iommu,caching-mode=on,intremap=on"
+            ]
+        );
+        assert_eq!(
+            accel_args(Accel::Tcg),
+            [
+                "-machine",
+                "q35,accel=tcg",
+                "-cpu",
+                "max",
+                "-device",
+                "intel-iommu,caching-mode=on"
+            ]
+        );
+    }
 
     #[test]
     fn l2_image_paths_reach_init_whole() {

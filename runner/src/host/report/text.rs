@@ -58,6 +58,13 @@ pub fn render(s: &Scenario, r: &ScenarioReport, style: TextStyle) -> String {
             let _ = writeln!(t, "    {line}");
         }
     }
+    if let Some(accel) = r.outcome.l2_accel {
+        let _ = writeln!(
+            t,
+            "    L2 ran under {} inside L1",
+            accel.qemu_name().to_uppercase()
+        );
+    }
     if !r.mismatches.is_empty() && !style.bare {
         for m in &r.mismatches {
             let _ = writeln!(t, "    mismatch: {}", m.replace('\n', "\n      "));
