@@ -16,7 +16,9 @@ use mflab::host::workdir::WorkDir;
 
 /// The whole outer VM, from QEMU's start to its power-off (measured: see
 /// the figures this test prints).
-const TIMEOUT: Duration = Duration::from_secs(540);
+const TIMEOUT: Duration = Duration::from_secs(840);
+/// `mflab run` inside it, killed after this so that its logs still come out.
+const RUN_LIMIT: Duration = Duration::from_secs(660);
 
 #[test]
 fn kvm_host_made_of_a_tcg_vm_runs_a_scenario_with_l1_under_kvm() {
@@ -38,12 +40,13 @@ ls -l /dev/kvm > /mflab/dev-kvm.txt 2>&1
 t0=$(cut -d' ' -f1 /proc/uptime)
 '{mflab}' probe > /mflab/probe.txt 2>&1; echo $? > /mflab/probe.rc
 t1=$(cut -d' ' -f1 /proc/uptime)
-'{mflab}' run --backend mflab --keep --format json '{scenario}' > /mflab/run.json 2> /mflab/run.err; echo $? > /mflab/run.rc
+timeout -s KILL {run_limit} '{mflab}' run --backend mflab --keep --format json '{scenario}' > /mflab/run.json 2> /mflab/run.err; echo $? > /mflab/run.rc
 t2=$(cut -d' ' -f1 /proc/uptime)
 echo "ready $t0 probe $t1 run $t2" > /mflab/uptimes.txt
-tar -C /tmp -cf /mflab/inner.tar --exclude=mflab --exclude='*.cpio' --exclude='*.elf' $(cd /tmp && ls -d mflab-* 2>/dev/null) 2>/dev/null
+for f in /tmp/mflab-*/*serial.log /tmp/mflab-*/*/*serial.log; do [ -f "$f" ] && {{ echo "== $f"; tail -n 20 "$f"; }}; done > /mflab/inner-serial.txt 2>&1
 "#,
         cache = cache_dir().display(),
+        run_limit = RUN_LIMIT.as_secs(),
         scenario = scenario.display(),
     );
     let mut work = WorkDir::new("mflab-kvmhost-").expect("work directory");
@@ -72,6 +75,7 @@ tar -C /tmp -cf /mflab/inner.tar --exclude=mflab --exclude='*.cpio' --exclude='*
         run_rc.trim()
     );
     println!("--- its JSON:\n{run_json}");
+    println!("--- inner serial logs (tails):\n{}", read("inner-serial.txt"));
     let mut check = |ok: bool, what: String| {
         if !ok {
             let kept = work.keep();

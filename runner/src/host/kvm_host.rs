@@ -30,6 +30,7 @@ pub fn accel() -> AccelChoice {
         reason: "a KVM host made from a TCG VM: TCG's emulated AMD SVM with nested paging".into(),
         l2: "KVM on TCG's emulated SVM".into(),
         l1_kvm_module: Some("kvm_amd".into()),
+        time_scale: 1,
     }
 }
 

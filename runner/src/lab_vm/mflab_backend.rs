@@ -37,11 +37,12 @@ const L2_MEMORY_MIB: u32 = 128;
 /// takes about 60 s: three times that, and still under the runner's
 /// scenario timeout (240 s, L1's boot and the bind included), so a slow
 /// L2 is reported by the agent, with its serial log, not cut off by the host.
+/// Both times this L1's time scale (see `super::kvm::time_scale`).
 pub fn l2_timeout(accel: Accel) -> Duration {
     Duration::from_secs(match accel {
         Accel::Kvm => 60,
         Accel::Tcg => 180,
-    })
+    }) * super::kvm::time_scale()
 }
 
 pub fn run(req: &RunRequest, work: &Path, progress: &dyn Fn(Progress)) -> RunOutcome {

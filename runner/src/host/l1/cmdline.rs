@@ -23,8 +23,17 @@ use crate::host::topology::{IommuModel, Topology};
 /// in). A soft lockup is reported after twice `watchdog_thresh`; 5 s
 /// leaves ample room for L1's real work, whose long loops (zeroing L2's
 /// RAM, KVM_RUN) yield the CPU.
+/// `no_timer_check`: the kernel's check that the timer ticks through the
+/// IO-APIC within a busy loop panicked an L1 under TCG on a loaded machine
+/// ("timer doesn't work through Interrupt-remapped IO-APIC"); the timer
+/// works, the emulation was slow.
 const L1_TRIMS: &str =
-    "cryptomgr.notests rodata=off init_on_alloc=0 softlockup_panic=1 watchdog_thresh=5";
+    "cryptomgr.notests rodata=off init_on_alloc=0 softlockup_panic=1 watchdog_thresh=5 no_timer_check";
+
+/// The accelerator's time scale, for the agent's own timeouts inside L1
+/// (the kernel hands it to init, and so to the agent, as an environment
+/// variable).
+pub const TIME_SCALE_PARAM: &str = "mflab_time_scale";
 
 /// Everything the command line depends on.
 pub struct L1Config<'a> {
@@ -87,8 +96,9 @@ pub fn l1_args(c: &L1Config) -> Vec<String> {
         kernel: &c.images.boot_kernel,
         initrd: &c.images.initramfs,
         append: &format!(
-            "console=ttyS0 {iommu_cmdline} {L1_TRIMS} panic=-1 quiet loglevel=4 {}",
-            l2_image_params(c.images)
+            "console=ttyS0 {iommu_cmdline} {L1_TRIMS} panic=-1 quiet loglevel=4 {} {TIME_SCALE_PARAM}={}",
+            l2_image_params(c.images),
+            c.accel.time_scale.max(1)
         ),
     }
     .args();
@@ -145,6 +155,7 @@ mod tests {
             reason: String::new(),
             l2: String::new(),
             l1_kvm_module: None,
+            time_scale: 1,
         }
     }
 

@@ -283,7 +283,7 @@ fn run_in_vm(
             images,
             accel,
             &request,
-            SCENARIO_TIMEOUT,
+            SCENARIO_TIMEOUT * accel.time_scale.max(1),
             progress,
         ) {
             Ok(served) => {
@@ -302,7 +302,11 @@ fn run_in_vm(
     }
     progress(Progress::L1Booting);
     let config = L1Config::new(&topology, images, accel, work.path());
-    if let Err(e) = boot(&config, &single_script(), SCENARIO_TIMEOUT) {
+    if let Err(e) = boot(
+        &config,
+        &single_script(),
+        SCENARIO_TIMEOUT * accel.time_scale.max(1),
+    ) {
         let log = std::fs::read_to_string(work.path().join(L1_SERIAL_LOG)).unwrap_or_default();
         let error = match e.interrupted() {
             true => RunError::Interrupted,
