@@ -105,6 +105,14 @@ pub fn kernel_args(kernel: &Path, initrd: &Path, accel: &str) -> Vec<String> {
     .to_vec()
 }
 
+/// A file of this proof's own in the temp dir: proofs that run side by
+/// side in one process (tests) must not share one.
+fn scratch_file(ext: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("mflab-kvm-proof-{}-{n}.{ext}", std::process::id()))
+}
+
 /// QEMU's debug console (port 0x402, where SeaBIOS logs) into `log`.
 pub fn debugcon_args(log: &Path) -> [String; 4] {
     [
@@ -151,8 +159,7 @@ pub fn prove(qemu: &str, accel: &str, guest: &ProofGuest, deadline: Duration) ->
             // its first lines within a second of the vCPU's start (the
             // kernel stays quiet: every byte it printed on a serial port
             // cost milliseconds under nested KVM, a minute in all).
-            let log = std::env::temp_dir()
-                .join(format!("mflab-kvm-proof-{}.debugcon", std::process::id()));
+            let log = scratch_file("debugcon");
             let _ = std::fs::remove_file(&log);
             let mut args = kernel_args(kernel, initrd, accel);
             args.extend(debugcon_args(&log));
@@ -162,8 +169,7 @@ pub fn prove(qemu: &str, accel: &str, guest: &ProofGuest, deadline: Duration) ->
             outcome
         }
         ProofGuest::Bios => {
-            let bios =
-                std::env::temp_dir().join(format!("mflab-kvm-proof-{}.rom", std::process::id()));
+            let bios = scratch_file("rom");
             if let Err(e) = std::fs::write(&bios, bios_image()) {
                 return KvmProof::Failed {
                     message: format!("{}: {e}", bios.display()),
