@@ -68,6 +68,18 @@ pub struct AccelChoice {
     /// The KVM vendor module L1's CPU takes (for L2): kvm_amd under TCG's
     /// emulated SVM, the host's own under KVM.
     pub l1_kvm_module: Option<String>,
+    /// How many times the usual timeouts L1 gets (1 as a rule): a KVM whose
+    /// test guest took tens of seconds (a KVM host that is itself an
+    /// emulated VM) runs L1 slower than TCG on the bare machine does.
+    pub time_scale: u32,
+}
+
+/// The time scale for a KVM whose test guest ran in `millis`: hardware
+/// KVM boots it in well under a second (1); a KVM host made from a TCG VM
+/// took 29-55 s on a loaded machine (6-8), while its L1 needed over 60 s
+/// to reach its agent. At most 8.
+pub fn time_scale(millis: u64) -> u32 {
+    (millis / 5000 + 1).min(8) as u32
 }
 
 /// What the probe looks at, gathered so the decision is a pure function.
@@ -117,6 +129,7 @@ pub fn decide(f: &HostFacts) -> AccelChoice {
         reason,
         l2: "KVM inside L1, on TCG's emulated AMD SVM (nested paging)".into(),
         l1_kvm_module: Some("kvm_amd".into()),
+        time_scale: 1,
     };
     match (f.dev_kvm, hw, &f.vendor_module) {
         (false, _, _) => tcg("no /dev/kvm: software emulation (TCG)".into()),
@@ -139,25 +152,34 @@ pub fn decide(f: &HostFacts) -> AccelChoice {
                 format!("TCG inside L1 ({module} has nested=N)")
             },
             l1_kvm_module: Some(module.clone()),
+            time_scale: match &f.kvm_proof {
+                Some(KvmProof::Ran { millis }) => time_scale(*millis),
+                _ => 1,
+            },
         },
     }
 }
 
-/// How long the test guest may take: a kernel to its init under KVM takes
-/// well under a second; a `/dev/kvm` that hangs guests never answers.
-pub const PROOF_DEADLINE: Duration = Duration::from_secs(5);
+/// How long the test guest may take to show progress (see
+/// [`crate::kvm_proof::prove`]): under hardware KVM a kernel prints its
+/// first line within a second; on a KVM host that is itself an emulated
+/// VM (as `vm_kvm_host` runs it), QEMU's own start takes seconds. A
+/// `/dev/kvm` that hangs guests never answers, and costs this only where
+/// the facts already say KVM.
+pub const PROOF_DEADLINE: Duration = Duration::from_secs(20);
 
 /// The host's facts, with a proof run only where the facts alone would
 /// choose KVM (elsewhere it would change nothing and cost seconds).
 pub fn probe_facts(guest: &ProofGuest) -> HostFacts {
+    probe_facts_within(guest, PROOF_DEADLINE)
+}
+
+/// The same with another deadline: inside an emulated L1, QEMU itself
+/// takes seconds to start.
+pub fn probe_facts_within(guest: &ProofGuest, deadline: Duration) -> HostFacts {
     let mut facts = gather(Path::new("/"));
     if decide(&facts).accel == Accel::Kvm {
-        facts.kvm_proof = Some(prove(
-            crate::qemu_cmdline::QEMU,
-            "kvm",
-            guest,
-            PROOF_DEADLINE,
-        ));
+        facts.kvm_proof = Some(prove(crate::qemu_cmdline::QEMU, "kvm", guest, deadline));
     }
     facts
 }
@@ -191,6 +213,11 @@ mod tests {
         f.kvm_proof = Some(KvmProof::Ran { millis: 300 });
         let c = decide(&f);
         assert_eq!(c.accel, Accel::Kvm);
+        assert_eq!(c.time_scale, 1);
+        f.kvm_proof = Some(KvmProof::Ran { millis: 28_934 });
+        assert_eq!(decide(&f).time_scale, 6);
+        f.kvm_proof = Some(KvmProof::Ran { millis: 300_000 });
+        assert_eq!(decide(&f).time_scale, 8);
         assert!(c.reason.contains("ran under -accel kvm"), "{}", c.reason);
         assert_eq!(c.l1_kvm_module.as_deref(), Some("kvm_intel"));
     }

@@ -82,6 +82,7 @@ pub enum ProofGuest {
 }
 
 /// QEMU's arguments for the kernel guest on `accel`; it powers off (exit 0).
+/// [`prove`] adds the debug console it watches.
 pub fn kernel_args(kernel: &Path, initrd: &Path, accel: &str) -> Vec<String> {
     [
         "-nodefaults",
@@ -104,6 +105,24 @@ pub fn kernel_args(kernel: &Path, initrd: &Path, accel: &str) -> Vec<String> {
     .to_vec()
 }
 
+/// A file of this proof's own in the temp dir: proofs that run side by
+/// side in one process (tests) must not share one.
+fn scratch_file(ext: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("mflab-kvm-proof-{}-{n}.{ext}", std::process::id()))
+}
+
+/// QEMU's debug console (port 0x402, where SeaBIOS logs) into `log`.
+pub fn debugcon_args(log: &Path) -> [String; 4] {
+    [
+        "-chardev".into(),
+        format!("file,id=proofdbg,path={}", log.display()),
+        "-device".into(),
+        "isa-debugcon,iobase=0x402,chardev=proofdbg".into(),
+    ]
+}
+
 /// QEMU's arguments for the BIOS guest on `accel`.
 pub fn args(bios: &Path, accel: &str) -> Vec<String> {
     [
@@ -124,35 +143,56 @@ pub fn args(bios: &Path, accel: &str) -> Vec<String> {
     .to_vec()
 }
 
-/// Starts the test guest on `accel` with `qemu` and waits up to `deadline`.
-/// Proofs side by side in one process (tests, probes) each get their own
-/// BIOS file: one proof removing the file must not pull it from another.
-static PROOFS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// How long a kernel guest that has shown signs of life (its firmware
+/// speaks) may take to power off: on a KVM host that is itself an
+/// emulated VM it takes a minute or more under load, where hardware KVM
+/// takes well under a second.
+pub const BOOT_LIMIT: Duration = Duration::from_secs(120);
 
+/// Starts the test guest on `accel` with `qemu`: it must show progress
+/// within `deadline` (the BIOS: exit; a kernel: a byte of its firmware's
+/// log, then power-off within [`BOOT_LIMIT`]).
 pub fn prove(qemu: &str, accel: &str, guest: &ProofGuest, deadline: Duration) -> KvmProof {
     match guest {
         ProofGuest::Kernel { kernel, initrd } => {
-            run(qemu, kernel_args(kernel, initrd, accel), 0, deadline)
+            // The sign of life: SeaBIOS's log on QEMU's debug console,
+            // its first lines within a second of the vCPU's start (the
+            // kernel stays quiet: every byte it printed on a serial port
+            // cost milliseconds under nested KVM, a minute in all).
+            let log = scratch_file("debugcon");
+            let _ = std::fs::remove_file(&log);
+            let mut args = kernel_args(kernel, initrd, accel);
+            args.extend(debugcon_args(&log));
+            let spoke = || std::fs::metadata(&log).is_ok_and(|m| m.len() > 0);
+            let outcome = run(qemu, args, 0, deadline, &spoke);
+            let _ = std::fs::remove_file(&log);
+            outcome
         }
         ProofGuest::Bios => {
-            let bios = std::env::temp_dir().join(format!(
-                "mflab-kvm-proof-{}-{}.rom",
-                std::process::id(),
-                PROOFS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            ));
+            let bios = scratch_file("rom");
             if let Err(e) = std::fs::write(&bios, bios_image()) {
                 return KvmProof::Failed {
                     message: format!("{}: {e}", bios.display()),
                 };
             }
-            let outcome = run(qemu, args(&bios, accel), EXPECTED_STATUS, deadline);
+            let outcome = run(qemu, args(&bios, accel), EXPECTED_STATUS, deadline, &|| {
+                false
+            });
             let _ = std::fs::remove_file(&bios);
             outcome
         }
     }
 }
 
-fn run(qemu: &str, args: Vec<String>, expected: i32, deadline: Duration) -> KvmProof {
+/// Waits for `expected` within `deadline`, or within [`BOOT_LIMIT`] once
+/// `progress` says the guest is making some.
+fn run(
+    qemu: &str,
+    args: Vec<String>,
+    expected: i32,
+    deadline: Duration,
+    progress: &dyn Fn() -> bool,
+) -> KvmProof {
     let failed = |message: String| KvmProof::Failed { message };
     let start = Instant::now();
     let mut child = match Command::new(qemu)
@@ -180,11 +220,13 @@ fn run(qemu: &str, args: Vec<String>, expected: i32, deadline: Duration) -> KvmP
                 let said = stderr.lines().next().unwrap_or("no message").to_string();
                 return failed(format!("{status}: {said}"));
             }
-            Ok(None) if start.elapsed() >= deadline => {
+            Ok(None)
+                if start.elapsed() >= deadline && !progress() || start.elapsed() >= BOOT_LIMIT =>
+            {
                 let _ = child.kill();
                 let _ = child.wait();
                 return KvmProof::Hung {
-                    after_secs: deadline.as_secs(),
+                    after_secs: start.elapsed().as_secs(),
                 };
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),

@@ -28,8 +28,11 @@ use clap::{Parser, Subcommand, ValueEnum};
     about = "A lab for partial assignment of multifunction PCI devices"
 )]
 pub struct Cli {
-    /// The kernel L1 and L2 boot: a vmlinuz (with --modules), or `host` for
-    /// the running one; default: Debian's linux-image-amd64, else the running one.
+    /// The kernel L1 and L2 boot: a vmlinuz (with --modules), `host` for
+    /// the running one, or `debian-12`/`debian-13` for that release's
+    /// linux-image-amd64 (fetched into the cache with a sources list of
+    /// mflab's own); default: Debian's linux-image-amd64 from the system's
+    /// sources, else the running one.
     #[arg(long, global = true, env = "MFLAB_KERNEL")]
     kernel: Option<std::path::PathBuf>,
     /// That kernel's modules directory (lib/modules/<version>; .ko, .ko.xz, .ko.zst or .ko.gz files).

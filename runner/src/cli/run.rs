@@ -187,6 +187,12 @@ pub fn run(args: RunArgs) -> Outcome {
     };
     sweep_leftovers();
     let accel = probe(&proof_guest(images.as_ref()));
+    if needs_vm {
+        eprintln!(
+            "mflab: L1 runs under {} (-cpu {}): {}; L2: {}",
+            accel.accel, accel.cpu, accel.reason, accel.l2
+        );
+    }
     let mut runs = repeated(&runs, args.repeat as usize);
     match args.shuffle {
         Some(seed) => shuffle(&mut runs, seed),

@@ -11,6 +11,7 @@
 //! - [`progress`], [`report`]: what the user sees while and after it runs.
 
 pub mod images;
+pub mod kvm_host;
 pub mod l1;
 pub mod progress;
 pub mod report;

@@ -17,7 +17,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lab::accel::{decide, gather, Accel};
+use lab::accel::Accel;
 use lab::device_text::{device_texts, DeviceText};
 use lab::inner::{qmp_view, REPORT_CUT_SHORT};
 use lab::lab_fault::{of_libvirt_l2, of_virsh_call};
@@ -65,7 +65,7 @@ fn steps(
     let daemon = timed(out, Stage::LibvirtdStart, || {
         daemons.get(req.libvirt_bin.as_deref())
     })?;
-    let accel = decide(&gather(Path::new("/"))).accel;
+    let accel = super::kvm::l2_accel();
     out.l2_accel = Some(accel);
     let serial = work.join(L2_SERIAL_LOG);
     timed(out, Stage::Define, || {
@@ -186,11 +186,9 @@ fn resume_and_wait(
         daemon.virsh(&["destroy", DOMAIN_NAME]);
         return Err("L2 was destroyed while running (kill_l2)".into());
     }
-    // L2 powers off 5-10 s after `resume` here; 60 s is ample under load.
-    let timeout = Duration::from_secs(match accel {
-        Accel::Kvm => 60,
-        Accel::Tcg => 300,
-    });
+    // L2 powers off 5-10 s after `resume` here under KVM; the same
+    // allowance as mflab's own L2 (TCG's included).
+    let timeout = super::mflab_backend::l2_timeout(accel);
     if !req.steps.is_empty() {
         let work = serial.parent().unwrap_or(Path::new("."));
         super::steps::libvirt_steps(req, daemon, serial, work, timeout, out)?;

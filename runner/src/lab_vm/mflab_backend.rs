@@ -14,7 +14,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lab::accel::{decide, gather, Accel};
+use lab::accel::Accel;
 use lab::bind::{detach, Detached, Sysfs};
 use lab::check::check_text;
 use lab::host::read_host_view;
@@ -34,13 +34,16 @@ const L2_MEMORY_MIB: u32 = 128;
 
 /// How long L2 may take from `cont` to power-off: it takes 4-8 s here
 /// under nested KVM, so 60 s is ample under load, and an L2 that never
-/// speaks is retried (a lab fault) sooner. L2 under TCG inside L1 takes
-/// about a minute.
-fn l2_timeout(accel: Accel) -> Duration {
+/// speaks is retried (a lab fault) sooner. L2 under TCG inside a TCG L1
+/// takes about 60 s: three times that, and still under the runner's
+/// scenario timeout (240 s, L1's boot and the bind included), so a slow
+/// L2 is reported by the agent, with its serial log, not cut off by the host.
+/// Both times this L1's time scale (see `super::kvm::time_scale`).
+pub fn l2_timeout(accel: Accel) -> Duration {
     Duration::from_secs(match accel {
         Accel::Kvm => 60,
-        Accel::Tcg => 300,
-    })
+        Accel::Tcg => 180,
+    }) * super::kvm::time_scale()
 }
 
 pub fn run(req: &RunRequest, work: &Path, progress: &dyn Fn(Progress)) -> RunOutcome {
@@ -123,7 +126,7 @@ pub fn run_l2(
         out.error = Some(e);
         return;
     }
-    let accel = decide(&gather(Path::new("/"))).accel;
+    let accel = super::kvm::l2_accel();
     out.l2_accel = Some(accel);
     let config = L2Config {
         qemu: QEMU.into(),

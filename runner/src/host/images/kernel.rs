@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::debian_release::DebianRelease;
 use super::{cache_dir, io_err, ImageError};
 
 #[derive(Clone, Debug)]
@@ -24,6 +25,9 @@ pub fn find_kernel() -> Result<KernelSource, ImageError> {
     let modules = std::env::var_os("MFLAB_MODULES").map(PathBuf::from);
     match (kernel, modules) {
         (Some(k), None) if k.as_os_str() == "host" => host_kernel("--kernel host"),
+        (Some(k), None) if DebianRelease::named(&k.to_string_lossy()).is_some() => {
+            super::debian_release::kernel(DebianRelease::named(&k.to_string_lossy()).expect("checked"))
+        }
         (Some(vmlinuz), Some(modules)) => {
             if !vmlinuz.is_file() {
                 return Err(ImageError::Kernel(format!("kernel {} is not a file; give a vmlinuz (bzImage)", vmlinuz.display())));
@@ -40,7 +44,7 @@ pub fn find_kernel() -> Result<KernelSource, ImageError> {
             })
         }
         (None, None) => debian_kernel(),
-        _ => Err(ImageError::Kernel("give both MFLAB_KERNEL (a vmlinuz) and MFLAB_MODULES (a lib/modules/<version> directory), MFLAB_KERNEL=host alone, or neither".into())),
+        _ => Err(ImageError::Kernel(format!("give both MFLAB_KERNEL (a vmlinuz) and MFLAB_MODULES (a lib/modules/<version> directory), MFLAB_KERNEL=host or a Debian release ({}) alone, or neither", DebianRelease::names()))),
     }
 }
 
@@ -106,7 +110,17 @@ fn debian_kernel() -> Result<KernelSource, ImageError> {
             })
         }
     };
-    let dir = kernels.join(&package);
+    fetch_package(&kernels, &package, &[])
+}
+
+/// `apt-get download` of `package` (with `apt_options`) into `kernels`,
+/// unpacked there with `dpkg-deb -x` as `kernels/<package>`; the kernel in it.
+pub(super) fn fetch_package(
+    kernels: &Path,
+    package: &str,
+    apt_options: &[String],
+) -> Result<KernelSource, ImageError> {
+    let dir = kernels.join(package);
     // Per process, so that two runners starting at once do not collide;
     // the unpacked tree is renamed into place, and the first one wins.
     let download = kernels.join(format!("download.{}", std::process::id()));
@@ -114,12 +128,14 @@ fn debian_kernel() -> Result<KernelSource, ImageError> {
     tracing::info!("downloading {package}");
     // apt-get's progress goes to stderr: stdout is the report's (JSON).
     let status = Command::new("apt-get")
-        .args(["download", &package])
+        .args(apt_options)
+        .args(["download", package])
         .current_dir(&download)
         .stdout(std::io::stderr())
         .status()
         .map_err(|e| ImageError::Kernel(format!("apt-get download {package}: {e}")))?;
     if !status.success() {
+        let _ = std::fs::remove_dir_all(&download);
         return Err(ImageError::Kernel(format!(
             "apt-get download {package} failed ({status})"
         )));
@@ -130,7 +146,7 @@ fn debian_kernel() -> Result<KernelSource, ImageError> {
         .map(|e| e.path())
         .find(|p| {
             p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&package))
+                .is_some_and(|n| n.to_string_lossy().starts_with(package))
         })
         .ok_or_else(|| ImageError::Kernel(format!("apt-get download left no {package}*.deb")))?;
     let partial = kernels.join(format!("{package}.{}.partial", std::process::id()));
@@ -151,11 +167,12 @@ fn debian_kernel() -> Result<KernelSource, ImageError> {
         let _ = std::fs::remove_dir_all(&partial); // another runner was first
     }
     let _ = std::fs::remove_dir_all(&download);
-    unpacked_kernel(&kernels)?
+    unpacked_kernel(kernels)?
         .ok_or_else(|| ImageError::Kernel(format!("{} holds no boot/vmlinuz-*", dir.display())))
 }
 
-fn unpacked_kernel(kernels: &Path) -> Result<Option<KernelSource>, ImageError> {
+/// The newest `linux-image-*` unpacked in `kernels`, if any.
+pub(super) fn unpacked_kernel(kernels: &Path) -> Result<Option<KernelSource>, ImageError> {
     let Ok(entries) = std::fs::read_dir(kernels) else {
         return Ok(None);
     };
@@ -189,8 +206,14 @@ fn unpacked_kernel(kernels: &Path) -> Result<Option<KernelSource>, ImageError> {
         .to_string_lossy()
         .trim_start_matches("vmlinuz-")
         .to_string();
+    // Debian 13's packages put the modules under usr/ (merged /usr).
+    let modules = ["lib/modules", "usr/lib/modules"]
+        .iter()
+        .map(|m| dir.join(m).join(&version))
+        .find(|m| m.is_dir())
+        .unwrap_or_else(|| dir.join("lib/modules").join(&version));
     Ok(Some(KernelSource {
-        modules: dir.join("lib/modules").join(&version),
+        modules,
         vmlinuz,
         origin: format!(
             "Debian package {}",

@@ -83,7 +83,9 @@ pub fn load_groups(
                 merged.push(m);
             }
         }
-        groups.push(merged);
+        if !merged.is_empty() {
+            groups.push(merged);
+        }
     }
     Ok(groups)
 }
@@ -126,6 +128,17 @@ pub fn without_signature(ko: &[u8]) -> &[u8] {
     }
 }
 
+/// The modules built into the kernel, by name, from `modules.builtin`
+/// (one `kernel/…/name.ko` path a line).
+pub fn builtin(tree: &Path) -> HashSet<String> {
+    std::fs::read_to_string(tree.join("modules.builtin"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.rsplit('/').next()?.strip_suffix(".ko"))
+        .map(normalize)
+        .collect()
+}
+
 fn visit(
     name: &str,
     index: &BTreeMap<String, PathBuf>,
@@ -136,9 +149,13 @@ fn visit(
     if !seen.insert(name.to_string()) {
         return Ok(());
     }
-    let path = index
-        .get(name)
-        .ok_or_else(|| ImageError::ModuleMissing(name.into(), tree.to_path_buf()))?;
+    let Some(path) = index.get(name) else {
+        // Built into the kernel (Debian 13 builds virtio_pci in): nothing to load.
+        if builtin(tree).contains(name) {
+            return Ok(());
+        }
+        return Err(ImageError::ModuleMissing(name.into(), tree.to_path_buf()));
+    };
     let bytes = read_module(path).map_err(io_err(path))?;
     for dep in module_depends(&bytes) {
         visit(&dep, index, tree, seen, order)?;
@@ -191,6 +208,14 @@ mod tests {
             [vec!["d"], vec!["c", "b_mod", "a", "e"]]
         );
         let wanted = ["nope".to_string()];
+        assert!(load_groups(&wanted, &index, dir.path()).is_err());
+        // Built in (modules.builtin names it): nothing to load, no error.
+        std::fs::write(
+            dir.path().join("modules.builtin"),
+            "kernel/drivers/virtio/virtio_pci.ko\n",
+        )
+        .unwrap();
+        assert_eq!(names(&["virtio-pci", "d"]), [["d"]]);
         assert!(load_groups(&wanted, &index, dir.path()).is_err());
     }
 

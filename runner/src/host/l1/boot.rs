@@ -41,10 +41,15 @@ pub struct BootOutcome {
 /// whole scenario timeout for such an L1 cost 4 minutes.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// [`READY_TIMEOUT`] times the accelerator's time scale.
+pub fn ready_timeout(accel: &lab::accel::AccelChoice) -> Duration {
+    READY_TIMEOUT * accel.time_scale.max(1)
+}
+
 /// The error for an L1 that did not reach its agent in time.
-pub fn not_ready(work_dir: &Path) -> String {
+pub fn not_ready(work_dir: &Path, timeout: Duration) -> String {
     format!(
-        "L1's agent was not ready within {READY_TIMEOUT:?}; serial log:\n{}",
+        "L1's agent was not ready within {timeout:?}; serial log:\n{}",
         tail(&work_dir.join(L1_SERIAL_LOG), 15)
     )
 }
@@ -57,12 +62,13 @@ pub fn boot(c: &L1Config, agent_script: &str, timeout: Duration) -> Result<BootO
     let process = start_l1(c, agent_script)?;
     let ready_file = c.work_dir.join(READY_FILE);
     let mut ready = None;
+    let ready_within = ready_timeout(c.accel);
     process.wait(timeout, || {
         if ready.is_none() && ready_file.exists() {
             ready = Some(start.elapsed());
         }
         match ready {
-            None if start.elapsed() > READY_TIMEOUT => Err(not_ready(c.work_dir)),
+            None if start.elapsed() > ready_within => Err(not_ready(c.work_dir, ready_within)),
             _ => Ok(()),
         }
     })?;

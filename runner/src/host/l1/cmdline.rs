@@ -23,8 +23,17 @@ use crate::host::topology::{IommuModel, Topology};
 /// in). A soft lockup is reported after twice `watchdog_thresh`; 5 s
 /// leaves ample room for L1's real work, whose long loops (zeroing L2's
 /// RAM, KVM_RUN) yield the CPU.
+/// `no_timer_check`: the kernel's check that the timer ticks through the
+/// IO-APIC within a busy loop panicked an L1 under TCG on a loaded machine
+/// ("timer doesn't work through Interrupt-remapped IO-APIC"); the timer
+/// works, the emulation was slow.
 const L1_TRIMS: &str =
-    "cryptomgr.notests rodata=off init_on_alloc=0 softlockup_panic=1 watchdog_thresh=5";
+    "cryptomgr.notests rodata=off init_on_alloc=0 softlockup_panic=1 watchdog_thresh=5 no_timer_check";
+
+/// The accelerator's time scale, for the agent's own timeouts inside L1
+/// (the kernel hands it to init, and so to the agent, as an environment
+/// variable).
+pub const TIME_SCALE_PARAM: &str = "mflab_time_scale";
 
 /// Everything the command line depends on.
 pub struct L1Config<'a> {
@@ -73,21 +82,28 @@ pub fn l1_args(c: &L1Config) -> Vec<String> {
     } else {
         format!("file:{}", c.work_dir.join(L1_SERIAL_LOG).display())
     };
+    let (machine, devices) = super::interrupt_remapping::apply(
+        c.accel.accel,
+        c.topology.iommu,
+        format!("q35,accel={accel}"),
+        c.topology.device_args(),
+    );
     let mut args = DirectBoot {
-        machine: &format!("q35,accel={accel}"),
+        machine: &machine,
         cpu: &c.accel.cpu,
         memory_mib: c.memory_mib,
         smp: 2,
         kernel: &c.images.boot_kernel,
         initrd: &c.images.initramfs,
         append: &format!(
-            "console=ttyS0 {iommu_cmdline} {L1_TRIMS} panic=-1 quiet loglevel=4 {}",
-            l2_image_params(c.images)
+            "console=ttyS0 {iommu_cmdline} {L1_TRIMS} panic=-1 quiet loglevel=4 {} {TIME_SCALE_PARAM}={}",
+            l2_image_params(c.images),
+            c.accel.time_scale.max(1)
         ),
     }
     .args();
     args.extend(["-serial".to_string(), serial]);
-    args.extend(c.topology.device_args());
+    args.extend(devices);
     args.extend(
         [
             "-fsdev",
@@ -130,6 +146,58 @@ fn l2_image_params(images: &L1Images) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lab::accel::Accel;
+
+    fn choice(accel: Accel) -> AccelChoice {
+        AccelChoice {
+            accel,
+            cpu: accel.cpu_model().into(),
+            reason: String::new(),
+            l2: String::new(),
+            l1_kvm_module: None,
+            time_scale: 1,
+        }
+    }
+
+    /// The arguments that differ between KVM and TCG, in order.
+    fn accel_args(accel: Accel) -> Vec<String> {
+        let topology = crate::host::topology::load("gpu-audio").unwrap();
+        let images = L1Images::none();
+        let accel = choice(accel);
+        let args = l1_args(&L1Config::new(&topology, &images, &accel, Path::new("/w")));
+        args.windows(2)
+            .filter(|w| {
+                matches!(w[0].as_str(), "-machine" | "-cpu") || w[1].starts_with("intel-iommu")
+            })
+            .flat_map(|w| w.to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn kvm_l1_has_interrupt_remapping_tcg_l1_as_before() {
+        assert_eq!(
+            accel_args(Accel::Kvm),
+            [
+                "-machine",
+                "q35,accel=kvm,kernel-irqchip=split",
+                "-cpu",
+                "host",
+                "-device",
+                "intel-iommu,caching-mode=on,intremap=on"
+            ]
+        );
+        assert_eq!(
+            accel_args(Accel::Tcg),
+            [
+                "-machine",
+                "q35,accel=tcg",
+                "-cpu",
+                "max",
+                "-device",
+                "intel-iommu,caching-mode=on"
+            ]
+        );
+    }
 
     #[test]
     fn l2_image_paths_reach_init_whole() {

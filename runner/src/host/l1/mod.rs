@@ -3,5 +3,6 @@
 
 pub mod boot;
 pub mod cmdline;
+pub mod interrupt_remapping;
 pub mod process;
 pub mod shared;

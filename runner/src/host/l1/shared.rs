@@ -14,7 +14,7 @@ use lab::protocol::{Progress, RunOutcome, RunRequest};
 
 use lab::accel::AccelChoice;
 
-use super::boot::{start_l1, tail, READY_TIMEOUT};
+use super::boot::{ready_timeout, start_l1, tail};
 use super::cmdline::L1Config;
 use super::process::QemuProcess;
 use crate::host::images::L1Images;
@@ -68,6 +68,7 @@ impl SharedL1 {
             next: 1,
         };
         let start = Instant::now();
+        let ready_within = ready_timeout(accel);
         while !l1.work.path().join(READY_FILE).exists() {
             if l1.process.exited() {
                 return Err(l1.exit_fault(&format!(
@@ -77,12 +78,12 @@ impl SharedL1 {
             if crate::interrupt::interrupted() {
                 return Err(RunError::Interrupted);
             }
-            if start.elapsed() > READY_TIMEOUT {
+            if start.elapsed() > ready_within {
                 return Err(RunError::lab(
                     LabFault::new(
                         LabFaultKind::L1NotReady,
                         format!(
-                            "L1 ({topology_name}): its agent was not ready within {READY_TIMEOUT:?}"
+                            "L1 ({topology_name}): its agent was not ready within {ready_within:?}"
                         ),
                     ),
                     l1.serial_tail(),

@@ -82,6 +82,13 @@ pub fn render(s: &Scenario, r: &ScenarioReport, style: TextStyle) -> String {
             let _ = writeln!(t, "    {line}");
         }
     }
+    if let Some(accel) = r.outcome.l2_accel {
+        let _ = writeln!(
+            t,
+            "    L2 ran under {} inside L1",
+            accel.qemu_name().to_uppercase()
+        );
+    }
     for line in super::step_lines::describe_steps(s, &r.outcome) {
         let _ = writeln!(t, "    {line}");
     }

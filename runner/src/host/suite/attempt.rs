@@ -35,8 +35,10 @@ const SCENARIO_TIMEOUT: Duration = Duration::from_secs(240);
 /// a libvirt step took 10-25 s here on a loaded machine.
 const STEP_TIMEOUT: Duration = Duration::from_secs(90);
 
-fn scenario_timeout(s: &Scenario) -> Duration {
-    SCENARIO_TIMEOUT + STEP_TIMEOUT * s.steps.len() as u32
+/// A scenario's deadline: its steps add to it, and a slow KVM (an
+/// emulated one, see `Accel::time_scale`) multiplies it.
+fn scenario_timeout(s: &Scenario, accel: &AccelChoice) -> Duration {
+    (SCENARIO_TIMEOUT + STEP_TIMEOUT * s.steps.len() as u32) * accel.time_scale.max(1)
 }
 
 /// Lab-fault retries of one run when `--retries` is not given: three
@@ -307,7 +309,7 @@ fn run_in_vm(
             images,
             accel,
             &request,
-            scenario_timeout(s),
+            scenario_timeout(s, accel),
             progress,
         ) {
             Ok(served) => {
@@ -326,7 +328,7 @@ fn run_in_vm(
     }
     progress(Progress::L1Booting);
     let config = L1Config::new(&topology, images, accel, work.path());
-    if let Err(e) = boot(&config, &single_script(), scenario_timeout(s)) {
+    if let Err(e) = boot(&config, &single_script(), scenario_timeout(s, accel)) {
         let log = std::fs::read_to_string(work.path().join(L1_SERIAL_LOG)).unwrap_or_default();
         let error = match e.interrupted() {
             true => RunError::Interrupted,

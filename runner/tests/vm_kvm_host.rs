@@ -1,0 +1,154 @@
+//! mflab's KVM path, proven on a machine without hardware virtualization:
+//! an outer VM under TCG with `-cpu max` (AMD SVM with nested paging, 2
+//! vCPUs, 3.5 GiB, the host's root over 9p read-only, kvm_amd loaded: its
+//! `/dev/kvm` is real KVM) runs `mflab probe` and one guest-depth
+//! scenario on the mflab backend. Three levels of virtualization on TCG:
+//! the outer VM, L1 under KVM in it, and L2 in L1 (nested KVM if L1's
+//! KVM runs a guest, else TCG). Needs QEMU and a kernel: when they are
+//! missing this fails, it never skips.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mflab::host::images::{cache_dir, prepare_l1, proof_guest_for};
+use mflab::host::kvm_host::boot_kvm_host;
+use mflab::host::workdir::WorkDir;
+
+/// The whole outer VM, from QEMU's start to its power-off: 377 s in one
+/// run on a loaded 2-core machine (the test prints the figures).
+const TIMEOUT: Duration = Duration::from_secs(720);
+/// `mflab run` inside it, killed after this so that its logs still come out.
+const RUN_LIMIT: Duration = Duration::from_secs(560);
+
+#[test]
+fn kvm_host_made_of_a_tcg_vm_runs_a_scenario_with_l1_under_kvm() {
+    // The images the inner mflab needs, built here: the host's cache is
+    // read-only in the outer VM, and building under TCG would be slow.
+    let images = prepare_l1().expect("L1 images");
+    let _ = proof_guest_for(&images.kernel);
+    let mflab = env!("CARGO_BIN_EXE_mflab");
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/gpu-audio-unassigned.toml")
+        .canonicalize()
+        .expect("scenario");
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let script = format!(
+        r#"export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME='{home}' MFLAB_CACHE='{cache}' MFLAB_NO_PROGRESS=1
+while [ ! -e /run/mflab/late-modules ]; do sleep 0.2; done
+cat /run/mflab/late-modules > /mflab/late-modules.txt
+ls -l /dev/kvm > /mflab/dev-kvm.txt 2>&1
+t0=$(cut -d' ' -f1 /proc/uptime)
+'{mflab}' probe > /mflab/probe.txt 2>&1; echo $? > /mflab/probe.rc
+t1=$(cut -d' ' -f1 /proc/uptime)
+timeout -s KILL {run_limit} '{mflab}' run --backend mflab --keep --format json '{scenario}' > /mflab/run.json 2> /mflab/run.err; echo $? > /mflab/run.rc
+t2=$(cut -d' ' -f1 /proc/uptime)
+echo "ready $t0 probe $t1 run $t2" > /mflab/uptimes.txt
+cat /tmp/mflab-run-*/l1-cmdline.txt > /mflab/inner-l1-cmdline.txt 2>/dev/null
+for f in /tmp/mflab-*/*serial.log /tmp/mflab-*/*/*serial.log; do [ -f "$f" ] && {{ echo "== $f"; tail -n 20 "$f"; }}; done > /mflab/inner-serial.txt 2>&1
+"#,
+        cache = cache_dir().display(),
+        run_limit = RUN_LIMIT.as_secs(),
+        scenario = scenario.display(),
+    );
+    let mut work = WorkDir::new("mflab-kvmhost-").expect("work directory");
+    let start = Instant::now();
+    let booted = boot_kvm_host(&images, &script, work.path(), TIMEOUT);
+    let elapsed = start.elapsed();
+    let read = |name: &str| std::fs::read_to_string(work.path().join(name)).unwrap_or_default();
+    let serial = read("l1-serial.log");
+    let probe = read("probe.txt");
+    let probe_rc = read("probe.rc");
+    let run_err = read("run.err");
+    let run_json = read("run.json");
+    let run_rc = read("run.rc");
+    let l1_cmdline = read("inner-l1-cmdline.txt");
+    println!(
+        "outer VM (TCG, -cpu max): {:.1} s wall, QEMU start to power-off",
+        elapsed.as_secs_f64()
+    );
+    println!("uptimes inside it (s): {}", read("uptimes.txt").trim());
+    println!("/dev/kvm in it: {}", read("dev-kvm.txt").trim());
+    println!(
+        "--- mflab probe inside it (exit {}):\n{probe}",
+        probe_rc.trim()
+    );
+    println!(
+        "--- mflab run inside it (exit {}), stderr:\n{run_err}",
+        run_rc.trim()
+    );
+    println!("--- its JSON:\n{run_json}");
+    println!(
+        "--- inner serial logs (tails):\n{}",
+        read("inner-serial.txt")
+    );
+    let mut check = |ok: bool, what: String| {
+        if !ok {
+            let kept = work.keep();
+            panic!(
+                "{what}\nwork directory kept: {}\nouter VM serial (last lines):\n{}",
+                kept.display(),
+                tail(&serial, 30)
+            );
+        }
+    };
+    if let Err(e) = &booted {
+        check(false, format!("the outer VM failed: {e}"));
+    }
+    // The script ran to its end (an outer VM that panicked did not).
+    check(
+        !run_rc.trim().is_empty(),
+        "the outer VM stopped before `mflab run` ended (see its serial log below)".into(),
+    );
+    // The probe chose KVM with the host's CPU, proven by a guest.
+    check(
+        probe.contains("accelerator: kvm (L1 cpu host)") && probe.contains("ran under -accel kvm"),
+        "the probe did not choose proven KVM with -cpu host".into(),
+    );
+    check(
+        probe_rc.trim() == "0",
+        format!("mflab probe exited {}", probe_rc.trim()),
+    );
+    // L1 ran under KVM.
+    check(
+        run_err.contains("mflab: L1 runs under kvm (-cpu host)"),
+        "L1 did not run under KVM".into(),
+    );
+    // Under KVM its intel-iommu remaps interrupts, as on a real host.
+    println!("--- L1's command line there:\n{l1_cmdline}");
+    check(
+        l1_cmdline.contains("-machine q35,accel=kvm,kernel-irqchip=split")
+            && l1_cmdline.contains("-cpu host")
+            && l1_cmdline.contains("intel-iommu,caching-mode=on,intremap=on"),
+        "L1's command line under KVM lacks -cpu host or interrupt remapping".into(),
+    );
+    let outcomes: Vec<serde_json::Value> = serde_json::from_str(&run_json).unwrap_or_default();
+    check(outcomes.len() == 1, "mflab run printed no outcome".into());
+    let o = &outcomes[0];
+    let l2 = o["l2_accel"].as_str().unwrap_or("none").to_string();
+    println!(
+        "L2 ran on: {l2}; scenario {} in {:.1} s",
+        if o["passed"] == true {
+            "passed"
+        } else {
+            "FAILED"
+        },
+        o["seconds"].as_f64().unwrap_or(0.0)
+    );
+    check(
+        matches!(l2.as_str(), "kvm" | "tcg"),
+        format!("L2's accelerator not reported: {l2}"),
+    );
+    check(
+        o["passed"] == true,
+        format!("the scenario did not pass: {o}"),
+    );
+    check(
+        run_rc.trim() == "0",
+        format!("mflab run exited {}", run_rc.trim()),
+    );
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
