@@ -3,9 +3,9 @@
 # enumerated, one line each, on the serial console; then power off.
 # With `mflab.steps` on the kernel command line it stays up after the
 # report and reads commands from the second serial port (ttyS1):
-# "rescan N" rescans the PCI bus and reports again, tagged N, with the
-# number of lines it printed (the console has been seen to drop a byte);
-# "done" powers off.
+# "rescan N" rescans the PCI bus and reports again on that port, tagged
+# N, with the number of lines it printed (not on the console, where the
+# kernel's own messages cut into init's lines); "done" powers off.
 # Shell builtins only in the loops: under nested KVM on TCG every fork and
 # exec costs tens of milliseconds.
 export PATH=/bin
@@ -39,16 +39,16 @@ case " $cmdline " in
   mount -t devtmpfs dev /dev
   # Opening the port clears its FIFO: what came before is lost, so the
   # agent writes nothing until READY.
-  exec 3< /dev/ttyS1
+  exec 3<> /dev/ttyS1
   stty -echo <&3 2>/dev/null
   echo "MFLAB-L2-READY"
   while read -r word n <&3; do
     case "$word" in
     rescan)
       echo 1 > /sys/bus/pci/rescan
-      report "MFLAB-L2-STEP-PCI $n"
+      report "MFLAB-L2-STEP-PCI $n" >&3
       read -r up _ < /proc/uptime
-      echo "MFLAB-L2-STEP-DONE $n $up $count";;
+      echo "MFLAB-L2-STEP-DONE $n $up $count" >&3;;
     done) break;;
     esac
   done;;

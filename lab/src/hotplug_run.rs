@@ -15,10 +15,8 @@
 //! After each step L2's init is asked to rescan and report again
 //! ([`crate::protocol::guest_report`]), and L1's drivers are read.
 
-use std::io::Write;
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -28,16 +26,13 @@ use crate::diagnostic::Diagnostic;
 use crate::host::read_host_view;
 use crate::hotplug::{plan_attach, plan_detach, AttachPlan, Attached};
 use crate::plan::Assign;
-use crate::protocol::guest_report::{parse_step_report, rescan_command, STEP_DONE};
+use crate::l2_control::ControlPort;
 use crate::protocol::{function_rows, LiveHostdev, StepAction, StepOutcome, StepRequest};
 use crate::qmp::QmpSession;
 
 /// How long the guest may take to release a device after `device_del`
 /// (ACPI eject on the `pc` machine: well under a second here).
 pub const DEVICE_DELETED_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// How long L2's init may take to rescan and report after a step.
-pub const STEP_REPORT_TIMEOUT: Duration = Duration::from_secs(64);
 
 /// The steps of one run and what they hold between them.
 pub struct StepsRun {
@@ -55,7 +50,7 @@ pub struct StepsRun {
 
 impl StepsRun {
     /// Every step in order; one that fails is recorded and the next runs.
-    pub async fn run_all(&mut self, qmp: &mut QmpSession, control: &mut UnixStream) {
+    pub async fn run_all(&mut self, qmp: &mut QmpSession, control: &mut ControlPort) {
         for (i, request) in self.requests.clone().iter().enumerate() {
             let n = i + 1;
             let mut out = StepOutcome::default();
@@ -65,7 +60,7 @@ impl StepsRun {
             }
             out.l1 = function_rows(&self.sysfs).unwrap_or_default();
             out.live = self.live();
-            match ask_report(control, &self.serial_log, n) {
+            match control.ask_report(n) {
                 Ok(view) => {
                     out.l2_guest = view;
                     out.l2_reported = true;
@@ -260,57 +255,3 @@ async fn device_del(qmp: &mut QmpSession, host: crate::PciAddress, id: &str) -> 
             )
         })
 }
-
-/// Asks L2's init to rescan and report for step `n`, and reads its report
-/// (polling the serial log: nothing else runs meanwhile). L2's console
-/// has been seen to drop a byte of a line (`0000:00:f.3` for
-/// `0000:00:1f.3`, `MFLAB-L2STEP-DONE`), so a view counts only when two
-/// reports in a row agree; each ask has its own tag (`N.1`, `N.2`, …),
-/// at most [`ASKS`] of them.
-pub fn ask_report(
-    control: &mut UnixStream,
-    serial_log: &Path,
-    n: usize,
-) -> Result<Vec<crate::protocol::GuestFunction>, String> {
-    let mut last: Option<Vec<crate::protocol::GuestFunction>> = None;
-    let asked = Instant::now();
-    for ask in 1..=ASKS {
-        if asked.elapsed() > STEP_REPORT_TIMEOUT {
-            break;
-        }
-        let tag = format!("{n}.{ask}");
-        control
-            .write_all(rescan_command(&tag).as_bytes())
-            .map_err(|e| format!("asking L2 to report after step {n}: {e}"))?;
-        // Wait for this ask's end line (a rescan of libvirt's q35 L2 took
-        // about 8 s under load); one whose end line was lost is given up
-        // after a while and asked again.
-        let start = Instant::now();
-        let done = format!("{STEP_DONE} {tag} ");
-        let view = loop {
-            let serial = std::fs::read_to_string(serial_log).unwrap_or_default();
-            if serial.contains(done.as_str()) {
-                break parse_step_report(&serial, &tag);
-            }
-            if start.elapsed() > ASK_TIMEOUT || asked.elapsed() > STEP_REPORT_TIMEOUT {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        if let Some(view) = view {
-            if last.as_ref() == Some(&view) {
-                return Ok(view);
-            }
-            last = Some(view);
-        }
-    }
-    Err(format!(
-        "L2's init gave no two agreeing reports after step {n} within {STEP_REPORT_TIMEOUT:?} ({ASKS} asks)"
-    ))
-}
-
-/// How many reports one step may ask L2 for.
-pub const ASKS: u32 = 8;
-
-/// How long one ask waits for its report's end line.
-const ASK_TIMEOUT: Duration = Duration::from_secs(20);

@@ -18,7 +18,7 @@ use crate::hotplug_run::StepsRun;
 use crate::lab_fault::{of_mflab_l2, LabFault, MflabL2End};
 use crate::plan::Plan;
 use crate::protocol::guest_report::{
-    boot_stages, guest_ready_for_steps, guest_report_complete, parse_guest_report, DONE_COMMAND,
+    boot_stages, guest_ready_for_steps, guest_report_complete, parse_guest_report,
     STEPS_KERNEL_ARG,
 };
 use crate::protocol::{GuestFunction, Stage};
@@ -363,12 +363,10 @@ async fn run_steps(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut port = std::os::unix::net::UnixStream::connect(control)
-        .map_err(|e| format!("L2's control port {}: {e}", control.display()))?;
+    let transcript = serial_log.with_file_name(crate::protocol::paths::L2_CONTROL_LOG);
+    let mut port = crate::l2_control::ControlPort::connect(control, &transcript)?;
     steps.run_all(qmp, &mut port).await;
-    use std::io::Write;
-    port.write_all(DONE_COMMAND.as_bytes())
-        .map_err(|e| format!("telling L2 to power off: {e}"))
+    port.power_off()
 }
 
 /// Every function in a `query-pci` reply, those behind bridges included.

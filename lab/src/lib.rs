@@ -30,6 +30,7 @@ pub mod hotplug_run;
 pub mod inner;
 pub mod kernel_needs;
 pub mod kvm_proof;
+pub mod l2_control;
 pub mod lab_fault;
 pub mod partition;
 pub mod pci_address;

@@ -28,6 +28,8 @@ pub const LIBVIRTD_LOG: &str = "libvirtd.log";
 
 /// A scenario's own files, in its directory.
 pub const L2_SERIAL_LOG: &str = "l2-serial.log";
+/// What L2's init answered on its control port (step reports).
+pub const L2_CONTROL_LOG: &str = "l2-control.log";
 pub const L2_CMDLINE: &str = "l2-cmdline.txt";
 pub const L2_QMP_TRANSCRIPT: &str = "l2-qmp-transcript.log";
 /// libvirt's log of its L2 (L2's QEMU stderr and command line).

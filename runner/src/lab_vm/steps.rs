@@ -12,7 +12,6 @@
 //! After each step, on both, L2's init is asked over its second serial
 //! port to rescan its PCI bus and report again, and L1's drivers are read.
 
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -21,9 +20,11 @@ use lab::check::check_text;
 use lab::device_text::device_texts;
 use lab::domain::AddressKind;
 use lab::hotplug::Attached;
-use lab::hotplug_run::{ask_report, StepsRun};
+use lab::hotplug_run::StepsRun;
+use lab::l2_control::ControlPort;
+use lab::protocol::paths::L2_CONTROL_LOG;
 use lab::plan::Plan;
-use lab::protocol::guest_report::{guest_ready_for_steps, DONE_COMMAND, STEPS_KERNEL_ARG};
+use lab::protocol::guest_report::{guest_ready_for_steps, STEPS_KERNEL_ARG};
 use lab::protocol::{function_rows, LiveHostdev, RunOutcome, RunRequest, StepAction, StepOutcome};
 
 use super::l1_state::{sysfs, SYSFS};
@@ -111,8 +112,7 @@ pub fn libvirt_steps(
         std::thread::sleep(Duration::from_millis(100));
     }
     let control = Path::new("/run").join(L2_CONTROL_SOCKET);
-    let mut port = UnixStream::connect(&control)
-        .map_err(|e| format!("L2's control port {}: {e}", control.display()))?;
+    let mut port = ControlPort::connect(&control, &work.join(L2_CONTROL_LOG))?;
     for (i, step) in req.steps.iter().enumerate() {
         let n = i + 1;
         let mut o = StepOutcome::default();
@@ -150,7 +150,7 @@ pub fn libvirt_steps(
         let (xml, live) = live_domain(daemon);
         o.live_xml = Some(xml);
         o.live = live;
-        match ask_report(&mut port, serial, n) {
+        match port.ask_report(n) {
             Ok(view) => {
                 o.l2_guest = view;
                 o.l2_reported = true;
@@ -161,9 +161,7 @@ pub fn libvirt_steps(
         }
         out.steps.push(o);
     }
-    use std::io::Write;
-    port.write_all(DONE_COMMAND.as_bytes())
-        .map_err(|e| format!("telling L2 to power off: {e}"))
+    port.power_off()
 }
 
 /// Waits until the live domain no longer lists a hostdev of `source`.
