@@ -139,24 +139,35 @@ pub fn decide(f: &HostFacts) -> AccelChoice {
             "/dev/kvm with {module} and a vmx/svm CPU, but {}: not usable, so TCG",
             f.kvm_proof.as_ref().expect("checked")
         )),
-        (true, true, Some(module)) => AccelChoice {
-            accel: Accel::Kvm,
-            cpu: Accel::Kvm.cpu_model().into(),
-            reason: match &f.kvm_proof {
-                Some(proof) => format!("/dev/kvm with {module} and a vmx/svm CPU, and {proof}: hardware KVM"),
-                None => format!("/dev/kvm with {module} and a vmx/svm CPU: hardware KVM"),
-            },
-            l2: if f.nested {
-                "KVM inside L1 (nested virtualization is on)".into()
-            } else {
-                format!("TCG inside L1 ({module} has nested=N)")
-            },
-            l1_kvm_module: Some(module.clone()),
-            time_scale: match &f.kvm_proof {
+        (true, true, Some(module)) => {
+            let scale = match &f.kvm_proof {
                 Some(KvmProof::Ran { millis }) => time_scale(*millis),
                 _ => 1,
-            },
-        },
+            };
+            // A KVM whose test guest took seconds is itself emulated (or
+            // badly overloaded): say so, and that the timeouts grow.
+            let speed = match scale {
+                1 => "KVM".to_string(),
+                n => format!("a slow KVM (an emulated one?), so timeouts x{n}"),
+            };
+            AccelChoice {
+                accel: Accel::Kvm,
+                cpu: Accel::Kvm.cpu_model().into(),
+                reason: match &f.kvm_proof {
+                    Some(proof) => {
+                        format!("/dev/kvm with {module} and a vmx/svm CPU, and {proof}: {speed}")
+                    }
+                    None => format!("/dev/kvm with {module} and a vmx/svm CPU: {speed}"),
+                },
+                l2: if f.nested {
+                    "KVM inside L1 (nested virtualization is on)".into()
+                } else {
+                    format!("TCG inside L1 ({module} has nested=N)")
+                },
+                l1_kvm_module: Some(module.clone()),
+                time_scale: scale,
+            }
+        }
     }
 }
 

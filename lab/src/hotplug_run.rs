@@ -25,8 +25,8 @@ use crate::check::check_text;
 use crate::diagnostic::Diagnostic;
 use crate::host::read_host_view;
 use crate::hotplug::{plan_attach, plan_detach, AttachPlan, Attached};
-use crate::plan::Assign;
 use crate::l2_control::ControlPort;
+use crate::plan::Assign;
 use crate::protocol::{function_rows, LiveHostdev, StepAction, StepOutcome, StepRequest};
 use crate::qmp::QmpSession;
 

@@ -18,8 +18,7 @@ use crate::hotplug_run::StepsRun;
 use crate::lab_fault::{of_mflab_l2, LabFault, MflabL2End};
 use crate::plan::Plan;
 use crate::protocol::guest_report::{
-    boot_stages, guest_ready_for_steps, guest_report_complete, parse_guest_report,
-    STEPS_KERNEL_ARG,
+    boot_stages, guest_ready_for_steps, guest_report_complete, parse_guest_report, STEPS_KERNEL_ARG,
 };
 use crate::protocol::{GuestFunction, Stage};
 use crate::qemu_cmdline::DirectBoot;

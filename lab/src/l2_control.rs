@@ -3,8 +3,8 @@
 //! type='unix'>` for the other). The agent writes `rescan TAG` / `done`
 //! to it; L2's init answers on the same port, never on its console: the
 //! console also carries the kernel's messages (a hot-plug prints pciehp
-//! and BAR lines), whose polled writes interleaved with init's and cut
-//! bytes out of its lines (`MFLAB-L2STEP-DONE`, `0000:00:f.3`).
+//! and BAR lines), and reports read there were seen with bytes cut out
+//! of their lines (`MFLAB-L2STEP-DONE`, `0000:00:f.3`).
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -64,9 +64,11 @@ impl ControlPort {
             let tag = format!("{n}.{ask}");
             self.send(&rescan_command(&tag))
                 .map_err(|e| format!("asking L2 to report after step {n}: {e}"))?;
-            let done = format!("{STEP_DONE} {tag} ");
             let start = Instant::now();
-            while !self.received.contains(done.as_str()) {
+            // Bytes come in pieces: a report is read once its end line
+            // has come in whole, and asked for again if it then lacks a
+            // line init counted.
+            while !end_line_complete(&self.received, &tag) {
                 if start.elapsed() > ASK_TIMEOUT || asked.elapsed() > STEP_REPORT_TIMEOUT {
                     break;
                 }
@@ -123,6 +125,15 @@ impl ControlPort {
     }
 }
 
+/// Whether the end line of the report tagged `tag` has come in up to its
+/// newline.
+fn end_line_complete(received: &str, tag: &str) -> bool {
+    let done = format!("{STEP_DONE} {tag} ");
+    received
+        .find(done.as_str())
+        .is_some_and(|at| received[at..].contains('\n'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,7 +156,12 @@ mod tests {
             ] {
                 let n = theirs.read(&mut buf).unwrap();
                 asks.push(String::from_utf8_lossy(&buf[..n]).to_string());
-                theirs.write_all(answer.as_bytes()).unwrap();
+                // In two pieces, cut inside the end line, as a serial
+                // port delivers them.
+                let (head, tail) = answer.split_at(answer.len() - 4);
+                theirs.write_all(head.as_bytes()).unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+                theirs.write_all(tail.as_bytes()).unwrap();
             }
             asks
         });
@@ -165,6 +181,9 @@ mod tests {
         let mut port = ControlPort::from_stream(ours, &dir.path().join("t.log"));
         let start = Instant::now();
         let e = port.ask_report(1).unwrap_err();
-        assert!(e.contains("L2") && start.elapsed() < Duration::from_secs(5), "{e}");
+        assert!(
+            e.contains("L2") && start.elapsed() < Duration::from_secs(5),
+            "{e}"
+        );
     }
 }

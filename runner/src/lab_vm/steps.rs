@@ -22,9 +22,9 @@ use lab::domain::AddressKind;
 use lab::hotplug::Attached;
 use lab::hotplug_run::StepsRun;
 use lab::l2_control::ControlPort;
-use lab::protocol::paths::L2_CONTROL_LOG;
 use lab::plan::Plan;
 use lab::protocol::guest_report::{guest_ready_for_steps, STEPS_KERNEL_ARG};
+use lab::protocol::paths::L2_CONTROL_LOG;
 use lab::protocol::{function_rows, LiveHostdev, RunOutcome, RunRequest, StepAction, StepOutcome};
 
 use super::l1_state::{sysfs, SYSFS};
