@@ -66,21 +66,23 @@ for f in /tmp/mflab-*/*serial.log /tmp/mflab-*/*/*serial.log; do [ -f "$f" ] && 
     );
     let mut faults = Vec::new();
     for attempt in 1..=ATTEMPTS {
-        println!("=== attempt {attempt} of at most {ATTEMPTS}");
+        say(&format!("attempt {attempt} of at most {ATTEMPTS}"));
         match attempt_once(&images, &script) {
             Ending::Passed => {
                 if !faults.is_empty() {
-                    println!(
+                    say(&format!(
                         "FLAKY: passed on attempt {attempt} after {} lab fault(s):\n{}",
                         faults.len(),
                         faults.join("\n")
-                    );
+                    ));
                 }
                 return;
             }
             Ending::Failed(why) => panic!("{why}"),
             Ending::LabFault(why) => {
-                println!("LAB FAULT on attempt {attempt} (retried if attempts remain):\n{why}");
+                say(&format!(
+                    "LAB FAULT on attempt {attempt} (retried if attempts remain):\n{why}"
+                ));
                 faults.push(why);
             }
         }
@@ -121,6 +123,20 @@ fn attempt_once(images: &mflab::host::images::L1Images, script: &str) -> Ending 
         run_rc.trim()
     );
     println!("--- its JSON:\n{run_json}");
+    say(&format!(
+        "outer VM {:.1} s; uptimes inside it (s): {}",
+        elapsed.as_secs_f64(),
+        read("uptimes.txt").trim()
+    ));
+    for line in probe
+        .lines()
+        .filter(|l| l.contains("accelerator:") || l.contains("why:"))
+    {
+        say(&format!("probe: {}", line.trim()));
+    }
+    for line in run_err.lines().filter(|l| l.contains("L1 runs under")) {
+        say(line.trim());
+    }
     println!(
         "--- inner serial logs (tails):\n{}",
         read("inner-serial.txt")
@@ -183,7 +199,7 @@ fn attempt_once(images: &mflab::host::images::L1Images, script: &str) -> Ending 
     ensure!(outcomes.len() == 1, false, "mflab run printed no outcome");
     let o = &outcomes[0];
     let l2 = o["l2_accel"].as_str().unwrap_or("none").to_string();
-    println!(
+    say(&format!(
         "L2 ran on: {l2}; scenario {} in {:.1} s",
         if o["passed"] == true {
             "passed"
@@ -191,7 +207,7 @@ fn attempt_once(images: &mflab::host::images::L1Images, script: &str) -> Ending 
             "FAILED"
         },
         o["seconds"].as_f64().unwrap_or(0.0)
-    );
+    ));
     ensure!(
         matches!(l2.as_str(), "kvm" | "tcg"),
         false,
@@ -208,6 +224,14 @@ fn attempt_once(images: &mflab::host::images::L1Images, script: &str) -> Ending 
         format!("mflab run exited {}", run_rc.trim()),
     );
     Ending::Passed
+}
+
+/// A line for the test's output even when it passes: `cargo test`
+/// captures `println!`, not writes to the process's stderr, and CI's log
+/// must show what the probe chose and what L2 ran on.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "vm_kvm_host: {line}");
 }
 
 fn tail(text: &str, n: usize) -> String {
