@@ -177,6 +177,49 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// The errors one check finds in one file, handed out sorted.
+pub struct ErrorList<'a> {
+    file: &'a str,
+    list: Vec<Diagnostic>,
+}
+
+impl<'a> ErrorList<'a> {
+    pub fn new(file: &'a str) -> Self {
+        ErrorList {
+            file,
+            list: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, rule: RuleId, at: Pos, message: String, hint: String) {
+        self.list.push(Diagnostic::new(
+            rule,
+            Severity::Error,
+            self.file,
+            at,
+            message,
+            hint,
+        ));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub fn into_sorted(mut self) -> Vec<Diagnostic> {
+        sort_diagnostics(&mut self.list);
+        self.list
+    }
+
+    /// `ok()` when nothing was found, else the errors.
+    pub fn or_ok<T>(self, ok: impl FnOnce() -> T) -> Result<T, Vec<Diagnostic>> {
+        match self.is_empty() {
+            true => Ok(ok()),
+            false => Err(self.into_sorted()),
+        }
+    }
+}
+
 /// Sorts findings the way a reader goes through a file.
 pub fn sort_diagnostics(list: &mut [Diagnostic]) {
     list.sort_by(|a, b| {

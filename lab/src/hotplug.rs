@@ -16,7 +16,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::diagnostic::{sort_diagnostics, Diagnostic, Pos, RuleId, Severity};
+use crate::diagnostic::{Diagnostic, ErrorList, Pos, RuleId};
 use crate::domain::{Assignment, Domain};
 use crate::host::{HostView, VFIO_DRIVER};
 use crate::pci_address::PciAddress;
@@ -123,32 +123,6 @@ pub struct DetachPlan {
     pub release: Vec<PciAddress>,
 }
 
-struct Step<'a> {
-    file: &'a str,
-    list: Vec<Diagnostic>,
-}
-
-impl Step<'_> {
-    fn error(&mut self, rule: RuleId, at: Pos, message: String, hint: String) {
-        self.list.push(Diagnostic::new(
-            rule,
-            Severity::Error,
-            self.file,
-            at,
-            message,
-            hint,
-        ));
-    }
-
-    fn finish<T>(mut self, ok: impl FnOnce() -> T) -> Result<T, Vec<Diagnostic>> {
-        if self.list.is_empty() {
-            return Ok(ok());
-        }
-        sort_diagnostics(&mut self.list);
-        Err(self.list)
-    }
-}
-
 /// The PCI hostdevs of a step's XML: (device position, source, managed, assignment, explicit guest address).
 type StepHostdev = (
     Pos,
@@ -188,17 +162,14 @@ fn begin_step<'a>(
     step: &'a Domain,
     verb: &str,
     hint: &str,
-) -> Result<(Step<'a>, Vec<StepHostdev>), Vec<Diagnostic>> {
+) -> Result<(ErrorList<'a>, Vec<StepHostdev>), Vec<Diagnostic>> {
     if let Some(errors) = static_errors(step) {
         return Err(errors);
     }
-    let mut out = Step {
-        file: &step.file,
-        list: Vec::new(),
-    };
+    let mut out = ErrorList::new(&step.file);
     let hostdevs = step_hostdevs(step);
     if hostdevs.is_empty() {
-        out.error(
+        out.push(
             RuleId::Host,
             Pos { line: 1, column: 1 },
             format!("the step has no PCI <hostdev> to {verb}"),
@@ -222,25 +193,25 @@ pub fn plan_attach(
     // Each function on its own: on the host, an endpoint, not held already.
     for &(at, source, _, _, _) in &hostdevs {
         match host.function(source) {
-            None => out.error(
+            None => out.push(
                 RuleId::Host,
                 at,
                 format!("PCI device {source} not found on the host"),
                 "check the <source><address …/></source>".into(),
             ),
-            Some(f) if f.is_bridge() => out.error(
+            Some(f) if f.is_bridge() => out.push(
                 RuleId::R10,
                 at,
                 format!("Non-endpoint PCI devices cannot be assigned to guests: {source} is a PCI bridge"),
                 "remove this hostdev".into(),
             ),
-            Some(_) if attached.get(source).is_some() => out.error(
+            Some(_) if attached.get(source).is_some() => out.push(
                 RuleId::R8,
                 at,
                 format!("hostdev {source} is already attached to the running domain"),
                 "detach it first, or leave it out of this step".into(),
             ),
-            Some(f) if f.iommu_group.is_none() => out.error(
+            Some(f) if f.iommu_group.is_none() => out.push(
                 RuleId::Host,
                 at,
                 format!("{source} has no IOMMU group: the host's IOMMU is off"),
@@ -249,8 +220,8 @@ pub fn plan_attach(
             Some(_) => {}
         }
     }
-    if !out.list.is_empty() {
-        return out.finish(|| unreachable!());
+    if !out.is_empty() {
+        return out.or_ok(|| unreachable!());
     }
     let in_step: BTreeSet<PciAddress> = hostdevs.iter().map(|h| h.1).collect();
     let accounted = |a: PciAddress| in_step.contains(&a) || attached.get(a).is_some();
@@ -272,7 +243,7 @@ pub fn plan_attach(
                 .map(|f| format!("{} ({})", f.address, f.driver_name()))
                 .collect();
             if !missing.is_empty() {
-                out.error(
+                out.push(
                     RuleId::R11,
                     at,
                     format!(
@@ -286,7 +257,7 @@ pub fn plan_attach(
         if !managed {
             for f in endpoints.filter(|f| !f.is_vfio_safe()) {
                 let own = f.address == source;
-                out.error(
+                out.push(
                     RuleId::R12,
                     at,
                     if own {
@@ -319,7 +290,7 @@ pub fn plan_attach(
                     .iter()
                     .find(|h| h.guest.as_ref().is_some_and(|(hg, _)| *hg == g))
                 {
-                    out.error(
+                    out.push(
                         RuleId::R8,
                         at,
                         format!(
@@ -337,7 +308,7 @@ pub fn plan_attach(
                     (PciAddress::new(0, 0, slot, 0), false)
                 }
                 None => {
-                    out.error(
+                    out.push(
                         RuleId::R13,
                         at,
                         "no free guest slot left on the inner guest's root bus".into(),
@@ -371,7 +342,7 @@ pub fn plan_attach(
         .into_iter()
         .collect();
     let next_id = attached.next_id;
-    out.finish(move || {
+    out.or_ok(move || {
         assign.sort_by_key(|a| a.host);
         let restore = detach
             .iter()
@@ -419,7 +390,7 @@ pub fn plan_detach(
     let mut reattach = Vec::new();
     for &(at, source, _, _, _) in &hostdevs {
         let Some(held) = attached.get(source) else {
-            out.error(
+            out.push(
                 RuleId::Host,
                 at,
                 format!("hostdev {source} is not attached to the running domain"),
@@ -438,7 +409,7 @@ pub fn plan_detach(
                     .map(|h| h.host.to_string())
                     .collect();
                 if !staying.is_empty() && held.restore.is_some() {
-                    out.error(
+                    out.push(
                         RuleId::R11,
                         at,
                         format!(
@@ -455,7 +426,7 @@ pub fn plan_detach(
         }
         reattach.extend(held.restore.clone());
     }
-    out.finish(|| DetachPlan {
+    out.or_ok(|| DetachPlan {
         device_del,
         reattach,
         release: leaving.into_iter().collect(),

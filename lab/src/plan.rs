@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::diagnostic::{sort_diagnostics, Diagnostic, Pos, RuleId, Severity};
+use crate::diagnostic::{Diagnostic, ErrorList, RuleId};
 use crate::domain::{Assignment, Device, Domain};
 use crate::host::{HostView, PciFunction, VFIO_DRIVER};
 use crate::pci_address::PciAddress;
@@ -138,10 +138,7 @@ pub fn plan(domain: &Domain, host: &HostView, policy: Policy) -> Result<Plan, Ve
     if !errors.is_empty() {
         return Err(errors);
     }
-    let mut out = Errors {
-        file: &domain.file,
-        list: Vec::new(),
-    };
+    let mut out = ErrorList::new(&domain.file);
 
     let declared: Vec<Declared> = domain
         .devices
@@ -162,8 +159,8 @@ pub fn plan(domain: &Domain, host: &HostView, policy: Policy) -> Result<Plan, Ve
     for d in &declared {
         check_one_hostdev(d, host, &mut out);
     }
-    if !out.list.is_empty() {
-        return Err(out.finish());
+    if !out.is_empty() {
+        return Err(out.into_sorted());
     }
 
     // Step 2: what leaves the host.
@@ -191,8 +188,8 @@ pub fn plan(domain: &Domain, host: &HostView, policy: Policy) -> Result<Plan, Ve
 
     // Step 4: guest addresses (R13 and the default slots).
     let assign = guest_addresses(&declared, domain, &mut out);
-    if !out.list.is_empty() {
-        return Err(out.finish());
+    if !out.is_empty() {
+        return Err(out.into_sorted());
     }
 
     let unassigned: Vec<PciAddress> = declared
@@ -223,30 +220,7 @@ pub fn plan(domain: &Domain, host: &HostView, policy: Policy) -> Result<Plan, Ve
     })
 }
 
-struct Errors<'a> {
-    file: &'a str,
-    list: Vec<Diagnostic>,
-}
-
-impl Errors<'_> {
-    fn push(&mut self, rule: RuleId, at: Pos, message: String, hint: String) {
-        self.list.push(Diagnostic::new(
-            rule,
-            Severity::Error,
-            self.file,
-            at,
-            message,
-            hint,
-        ));
-    }
-
-    fn finish(mut self) -> Vec<Diagnostic> {
-        sort_diagnostics(&mut self.list);
-        self.list
-    }
-}
-
-fn check_one_hostdev(d: &Declared, host: &HostView, out: &mut Errors) {
+fn check_one_hostdev(d: &Declared, host: &HostView, out: &mut ErrorList) {
     let Some(function) = host.function(d.source) else {
         out.push(
             RuleId::Host,
@@ -297,7 +271,7 @@ fn check_group(
     detach: &[PciAddress],
     host: &HostView,
     policy: Policy,
-    out: &mut Errors,
+    out: &mut ErrorList,
 ) {
     let endpoints: Vec<&PciFunction> = members
         .iter()
@@ -393,7 +367,7 @@ fn unassigned_hostdev_xml(a: PciAddress) -> String {
 
 /// Explicit guest addresses as written (R13 on shared slots); the others get
 /// a slot of their own as function 0, from [`FIRST_GUEST_SLOT`] up.
-fn guest_addresses(declared: &[Declared], domain: &Domain, out: &mut Errors) -> Vec<Assign> {
+fn guest_addresses(declared: &[Declared], domain: &Domain, out: &mut ErrorList) -> Vec<Assign> {
     let assigned: Vec<&Declared> = declared
         .iter()
         .filter(|d| d.assignment == Assignment::Assigned)

@@ -1,6 +1,7 @@
-//! What `mflab run` leaves in the temp dir when it is stopped: nothing
-//! after Ctrl-C; after SIGKILL its directories (QEMU dies with it), which
-//! `mflab clean` then removes. Boots real L1s, one at a time, each run with
+//! What `mflab run` and `mflab boot` leave in the temp dir when they are
+//! stopped: nothing after Ctrl-C (exit 130, no QEMU left); after SIGKILL
+//! a run's directories (QEMU dies with it), which `mflab clean` then
+//! removes. Boots real L1s, one at a time, each run with
 //! a temp dir of its own so that other tests' directories do not count.
 
 use std::path::{Path, PathBuf};
@@ -114,4 +115,29 @@ fn ctrl_c_leaves_nothing_and_clean_removes_what_sigkill_left() {
         );
     }
     assert_eq!(mflab_dirs(tmp.path()), Vec::<PathBuf>::new());
+}
+
+/// `mflab boot` too: Ctrl-C while L1 boots exits 130 and leaves no QEMU
+/// and nothing in the temp dir.
+#[test]
+fn ctrl_c_during_boot_leaves_no_qemu_and_no_work_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmpdir = tmp.path().to_str().unwrap().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mflab"))
+        .args(["boot", "--topology", "gpu-audio"])
+        .env("TMPDIR", &tmpdir)
+        .spawn()
+        .unwrap();
+    // Wait until L1's QEMU runs (its command line names the work directory).
+    wait_for("L1's QEMU to start", || qemus_mentioning(&tmpdir) > 0);
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "exit status after Ctrl-C");
+    wait_for("QEMU to be gone", || qemus_mentioning(&tmpdir) == 0);
+    let left: Vec<_> = std::fs::read_dir(Path::new(&tmpdir))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

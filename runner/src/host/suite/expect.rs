@@ -58,6 +58,28 @@ pub fn rules_and_error(
     }
 }
 
+/// Each function whose driver in L1 is not the one expected, as
+/// `BDF expected on X, found on Y`.
+pub fn driver_mismatches(
+    want: &std::collections::BTreeMap<lab::PciAddress, String>,
+    rows: &[lab::protocol::FunctionRow],
+) -> Vec<String> {
+    let mut m = Vec::new();
+    for (bdf, driver) in want {
+        let seen = rows
+            .iter()
+            .find(|r| &r.bdf == bdf)
+            .map(|r| r.driver.clone().unwrap_or_else(|| "none".into()));
+        if seen.as_deref() != Some(driver.as_str()) {
+            m.push(format!(
+                "{bdf} expected on {driver}, found on {}",
+                seen.unwrap_or_else(|| "(absent from L1)".into())
+            ));
+        }
+    }
+    m
+}
+
 pub fn compare(e: &Expect, o: &RunOutcome) -> Vec<String> {
     let mut m = Vec::new();
     rules_and_error(
@@ -90,17 +112,8 @@ pub fn compare(e: &Expect, o: &RunOutcome) -> Vec<String> {
         ("l1_after", &e.l1_after, &o.l1_after),
     ] {
         let Some(want) = want else { continue };
-        for (bdf, driver) in want {
-            let seen = rows
-                .iter()
-                .find(|r| &r.bdf == bdf)
-                .map(|r| r.driver.clone().unwrap_or_else(|| "none".into()));
-            if seen.as_deref() != Some(driver.as_str()) {
-                m.push(format!(
-                    "{label}: {bdf} expected on {driver}, seen on {}",
-                    seen.unwrap_or_else(|| "(absent)".into())
-                ));
-            }
+        for line in driver_mismatches(want, rows) {
+            m.push(format!("{label}: {line}"));
         }
     }
     for (label, want, seen) in [

@@ -34,16 +34,9 @@ pub fn compare_step(e: &StepExpect, o: &StepOutcome) -> Vec<String> {
         o.error.as_deref(),
         &mut m,
     );
-    for (bdf, driver) in e.l1.iter().flatten() {
-        let seen =
-            o.l1.iter()
-                .find(|r| &r.bdf == bdf)
-                .map(|r| r.driver.clone().unwrap_or_else(|| "none".into()));
-        if seen.as_deref() != Some(driver.as_str()) {
-            m.push(format!(
-                "L1: {bdf} expected on {driver}, found on {}",
-                seen.unwrap_or_else(|| "(absent from L1)".into())
-            ));
+    if let Some(want) = &e.l1 {
+        for line in super::expect::driver_mismatches(want, &o.l1) {
+            m.push(format!("L1: {line}"));
         }
     }
     for (bdf, want) in e.live.iter().flatten() {
