@@ -83,7 +83,7 @@ impl Libvirtd {
         let _ = std::fs::remove_file(SOCKET);
 
         let log = std::fs::File::create(work.join(LIBVIRTD_LOG)).map_err(|e| e.to_string())?;
-        let child = super::cpu_pin::pin(&mut Command::new(&libvirtd))
+        let child = Command::new(&libvirtd)
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)

@@ -9,10 +9,8 @@
 //!   mirrors their preparation;
 //! - [`steps`]: scenario steps (attach, detach) on a running L2, for both;
 //! - [`l1_state`]: L1's PCI view before and after, shared by both;
-//! - [`libvirtd`], [`cpu_pin`], [`kvm`], [`l2_ram`]: the daemon (on one
-//!   vCPU), KVM readiness, L2's RAM.
+//! - [`libvirtd`], [`kvm`], [`l2_ram`]: the daemon, KVM readiness, L2's RAM.
 
-pub mod cpu_pin;
 pub mod kvm;
 pub mod l1_state;
 pub mod l2_ram;

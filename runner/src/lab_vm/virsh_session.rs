@@ -63,8 +63,6 @@ impl VirshSession {
                 Ok(())
             });
         }
-        // On libvirtd's vCPU: each call is a round trip to it.
-        super::cpu_pin::pin(&mut command);
         let mut child = command.spawn()?;
         // The parent's copies of the write end go with `command`.
         drop(command);
