@@ -1,7 +1,8 @@
 #!/bin/sh
 # mflab L1 init (busybox). Mounts the kernel's own filesystems, loads the
-# modules the lab needs, shares in the host's root read-only over 9p, and
-# runs /mflab/agent.sh (written by the runner) inside a chroot of it.
+# modules the lab needs, shares in the host's root (or a release's root)
+# read-only over 9p, and runs /mflab/agent.sh (written by the runner)
+# inside a chroot of it.
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -78,11 +79,12 @@ echo "hugetlbfs /newroot/dev/hugepages hugetlbfs defaults 0 0" >> $fstab
 mkdir $dirs
 mount -a -T $fstab || echo "mflab-l1: some mounts failed (above)"
 # L2's kernel and initramfs: the runner's files (paths from the kernel's
-# command line), read over 9p by the first L2 and from L1's page cache after.
+# command line: under /host, or in the work directory when the root is a
+# release's), read over 9p by the first L2 and from L1's page cache after.
 : > /newroot/l2/vmlinux
 : > /newroot/l2/initrd
-mount --bind "/host$mflab_l2_kernel" /newroot/l2/vmlinux || echo "mflab-l1: no L2 kernel at $mflab_l2_kernel"
-mount --bind "/host$mflab_l2_initrd" /newroot/l2/initrd || echo "mflab-l1: no L2 initramfs at $mflab_l2_initrd"
+mount --bind "$mflab_l2_kernel" /newroot/l2/vmlinux || echo "mflab-l1: no L2 kernel at $mflab_l2_kernel"
+mount --bind "$mflab_l2_initrd" /newroot/l2/initrd || echo "mflab-l1: no L2 initramfs at $mflab_l2_initrd"
 echo "mflab-l1: agent starting at $(cut -d' ' -f1 /proc/uptime)s"
 chroot /newroot /bin/sh /mflab/agent.sh
 echo "mflab-l1: agent exited $? at $(cut -d' ' -f1 /proc/uptime)s"

@@ -12,7 +12,7 @@ use lab::protocol::{Backend, Depth};
 use super::plan::PolicyArg;
 use super::{Format, Outcome};
 use crate::host::images::kernel_check::require;
-use crate::host::images::{prepare_l1, proof_guest};
+use crate::host::images::{prepare_l1, proof_guest, Userland};
 use crate::host::progress::{for_stderr, Observer};
 use crate::host::report::text::TextStyle;
 use crate::host::report::{json, junit, side_by_side, summary, text};
@@ -160,6 +160,13 @@ pub fn run(args: RunArgs) -> Outcome {
     let needs_vm = runs
         .iter()
         .any(|r| scenarios[r.scenario].depth != Depth::Rules);
+    let userland = match Userland::from_env() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("mflab: {e}");
+            return Outcome::UsageOrIo;
+        }
+    };
     let images = if needs_vm {
         let mut topologies: Vec<Topology> = Vec::new();
         for r in &runs {
@@ -187,6 +194,15 @@ pub fn run(args: RunArgs) -> Outcome {
     };
     sweep_leftovers();
     let accel = probe(&proof_guest(images.as_ref()));
+    if let Some(i) = images.as_ref().filter(|i| i.userland != Userland::Host) {
+        eprintln!(
+            "mflab: L1's root: {} ({}), kernel {} ({})",
+            i.root.display(),
+            i.userland.name(),
+            i.kernel.version,
+            i.kernel.origin
+        );
+    }
     if needs_vm {
         eprintln!(
             "mflab: L1 runs under {} (-cpu {}): {}; L2: {}",
@@ -262,7 +278,7 @@ pub fn run(args: RunArgs) -> Outcome {
         print!("{}", side_by_side::side_by_side(&reports, &pairs));
     }
     if let Some(path) = &args.junit {
-        if let Err(e) = std::fs::write(path, junit::render(&reports)) {
+        if let Err(e) = std::fs::write(path, junit::render(&reports, userland)) {
             eprintln!("mflab: {}: {e}", path.display());
             return Outcome::UsageOrIo;
         }
