@@ -31,6 +31,11 @@ load_groups() {
 }
 load_groups /etc/mflab/modules
 echo "mflab-l1: modules loaded at $(cut -d' ' -f1 /proc/uptime)s"
+# An IOMMU without interrupt remapping (virtio-iommu): VFIO's type1 takes
+# its groups only with this set (the runner says when, cmdline.rs why).
+if [ "$mflab_allow_unsafe_interrupts" = 1 ]; then
+  echo 1 > /sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts || echo "mflab-l1: cannot allow unsafe interrupts"
+fi
 
 mkdir -p /newroot
 mount -t tmpfs -o mode=0755 tmpfs /newroot

@@ -76,7 +76,12 @@ pub fn l1_args(c: &L1Config) -> Vec<String> {
     let iommu_cmdline = match c.topology.iommu {
         IommuModel::Intel => "intel_iommu=on iommu=pt",
         IommuModel::Amd => "amd_iommu=on iommu=pt",
-        IommuModel::Virtio => "iommu=pt",
+        // virtio-iommu remaps no interrupts: VFIO's type1 refuses its
+        // groups ("Failed to set iommu for container: Operation not
+        // permitted"; the kernel: "No interrupt remapping support") unless
+        // allow_unsafe_interrupts is set, as on any host without IR. L1's
+        // init sets it (busybox's insmod does not read the command line).
+        IommuModel::Virtio => "iommu=pt mflab_allow_unsafe_interrupts=1",
     };
     let serial = if c.interactive {
         "mon:stdio".to_string()
