@@ -240,6 +240,20 @@ mod tests {
     }
 
     #[test]
+    fn behind_virtio_iommu_init_is_told_to_allow_unsafe_interrupts() {
+        let images = L1Images::none();
+        let accel = choice(Accel::Tcg);
+        let append = |name: &str| {
+            let topology = crate::host::topology::load(name).unwrap();
+            let args = l1_args(&L1Config::new(&topology, &images, &accel, Path::new("/w")));
+            let i = args.iter().position(|a| a == "-append").unwrap();
+            args[i + 1].clone()
+        };
+        assert!(append("gpu-audio-virtio-iommu").contains(" mflab_allow_unsafe_interrupts=1 "));
+        assert!(!append("gpu-audio").contains("unsafe"));
+    }
+
+    #[test]
     fn l2_image_paths_reach_init_whole() {
         let mut images = L1Images::none();
         images.l2_kernel = "/root/.cache/mflab/vmlinux/k.elf".into();
