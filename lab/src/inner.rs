@@ -140,9 +140,9 @@ pub fn device_adds(plan: &Plan) -> Vec<qapi::qmp::device_add> {
             arguments.insert("addr".into(), json!(a.guest.qemu_addr()));
             if a.multifunction {
                 // A JSON boolean: QEMU 10's device_add is typed ("Invalid parameter
-        // type for 'multifunction', expected: boolean" for "on"); 7.2 takes
-        // the boolean too.
-        arguments.insert("multifunction".into(), json!(true));
+                // type for 'multifunction', expected: boolean" for "on"); 7.2 takes
+                // the boolean too.
+                arguments.insert("multifunction".into(), json!(true));
             }
             qapi::qmp::device_add {
                 driver: "vfio-pci".into(),
