@@ -1,7 +1,8 @@
 #!/bin/sh
 # mflab L1 init (busybox). Mounts the kernel's own filesystems, loads the
-# modules the lab needs, shares in the host's root read-only over 9p, and
-# runs /mflab/agent.sh (written by the runner) inside a chroot of it.
+# modules the lab needs, shares in the host's root (or a release's root)
+# read-only over 9p, and runs /mflab/agent.sh (written by the runner)
+# inside a chroot of it.
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -30,6 +31,11 @@ load_groups() {
 }
 load_groups /etc/mflab/modules
 echo "mflab-l1: modules loaded at $(cut -d' ' -f1 /proc/uptime)s"
+# An IOMMU without interrupt remapping (virtio-iommu): VFIO's type1 takes
+# its groups only with this set (the runner says when, cmdline.rs why).
+if [ "$mflab_allow_unsafe_interrupts" = 1 ]; then
+  echo 1 > /sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts || echo "mflab-l1: cannot allow unsafe interrupts"
+fi
 
 mkdir -p /newroot
 mount -t tmpfs -o mode=0755 tmpfs /newroot
@@ -78,11 +84,12 @@ echo "hugetlbfs /newroot/dev/hugepages hugetlbfs defaults 0 0" >> $fstab
 mkdir $dirs
 mount -a -T $fstab || echo "mflab-l1: some mounts failed (above)"
 # L2's kernel and initramfs: the runner's files (paths from the kernel's
-# command line), read over 9p by the first L2 and from L1's page cache after.
+# command line: under /host, or in the work directory when the root is a
+# release's), read over 9p by the first L2 and from L1's page cache after.
 : > /newroot/l2/vmlinux
 : > /newroot/l2/initrd
-mount --bind "/host$mflab_l2_kernel" /newroot/l2/vmlinux || echo "mflab-l1: no L2 kernel at $mflab_l2_kernel"
-mount --bind "/host$mflab_l2_initrd" /newroot/l2/initrd || echo "mflab-l1: no L2 initramfs at $mflab_l2_initrd"
+mount --bind "$mflab_l2_kernel" /newroot/l2/vmlinux || echo "mflab-l1: no L2 kernel at $mflab_l2_kernel"
+mount --bind "$mflab_l2_initrd" /newroot/l2/initrd || echo "mflab-l1: no L2 initramfs at $mflab_l2_initrd"
 echo "mflab-l1: agent starting at $(cut -d' ' -f1 /proc/uptime)s"
 chroot /newroot /bin/sh /mflab/agent.sh
 echo "mflab-l1: agent exited $? at $(cut -d' ' -f1 /proc/uptime)s"

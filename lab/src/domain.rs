@@ -70,6 +70,12 @@ pub enum AddressKind {
         address: PciAddress,
         multifunction: bool,
     },
+    /// `<address type='pci'>` whose domain, bus and slot are all 0 (or not
+    /// written, as in s390's `<address type='pci'><zpci …/></address>`):
+    /// libvirt reads it as "give this device a PCI address"
+    /// (`virPCIDeviceAddressIsEmpty`), so it is no guest address yet and
+    /// collides with nothing.
+    PciToAssign,
     /// libvirt's spelling (6.0.0 and later).
     Unassigned,
     /// The spelling suggested in review; libvirt never took it.
@@ -81,7 +87,7 @@ pub enum AddressKind {
 impl AddressKind {
     pub fn type_name(&self) -> &str {
         match self {
-            AddressKind::Pci { .. } => "pci",
+            AddressKind::Pci { .. } | AddressKind::PciToAssign => "pci",
             AddressKind::Unassigned => "unassigned",
             AddressKind::None => "none",
             AddressKind::Other(name) => name,
@@ -156,7 +162,8 @@ impl Device {
         hostdev.source.as_ref().map(|s| s.value)
     }
 
-    /// The guest PCI address written in the XML, if it is of type `pci`.
+    /// The guest PCI address written in the XML, if it is of type `pci` and
+    /// names a slot ([`AddressKind::PciToAssign`] names none).
     pub fn guest_pci(&self) -> Option<(PciAddress, bool)> {
         match self.address.as_ref()?.kind {
             AddressKind::Pci {

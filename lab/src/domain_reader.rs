@@ -156,6 +156,9 @@ impl DomainReader<'_> {
     fn guest_address(&mut self, element: &Element) -> GuestAddress {
         let kind = match element.attr("type") {
             Some("pci") => match self.pci_address(element) {
+                Some(address) if address.domain == 0 && address.bus == 0 && address.slot == 0 => {
+                    AddressKind::PciToAssign
+                }
                 Some(address) => {
                     let multifunction = match element.attr("multifunction") {
                         None | Some("off") => false,
@@ -306,6 +309,32 @@ mod tests {
         let d = &out.diagnostics[0];
         assert_eq!((d.rule, d.line, d.column), (RuleId::Value, 3, 5));
         assert!(d.message.contains("'0x2g'"));
+    }
+
+    #[test]
+    fn a_pci_address_without_a_slot_is_one_to_assign() {
+        // s390's zPCI hostdevs: libvirt picks the PCI slot, the XML names only the zPCI ids.
+        let xml = "<devices>
+  <hostdev mode='subsystem' type='pci'><source><address bus='6' slot='0' function='0'/></source>
+    <address type='pci'><zpci uid='0x0001' fid='0x00000000'/></address></hostdev>
+  <hostdev mode='subsystem' type='pci'><source><address bus='6' slot='0' function='1'/></source>
+    <address type='pci'/></hostdev>
+  <hostdev mode='subsystem' type='pci'><source><address bus='6' slot='1'/></source>
+    <address type='pci' bus='0x01'/></hostdev>
+</devices>";
+        let out = read_domain("x", xml);
+        assert!(out.diagnostics.is_empty(), "{:?}", out.diagnostics);
+        let d = &out.domain.devices;
+        for device in &d[..2] {
+            assert_eq!(
+                device.address.as_ref().unwrap().kind,
+                AddressKind::PciToAssign
+            );
+            assert_eq!(device.guest_pci(), None);
+            assert_eq!(device.address.as_ref().unwrap().kind.type_name(), "pci");
+        }
+        // Bus 1 without a slot is 0000:01:00.0, an address (as in libvirt).
+        assert_eq!(d[2].guest_pci(), Some((PciAddress::new(0, 1, 0, 0), false)));
     }
 
     #[test]

@@ -214,7 +214,10 @@ pub fn device_add(a: &Assign, id: &str) -> qapi::qmp::device_add {
     arguments.insert("host".into(), json!(a.host.to_string()));
     arguments.insert("addr".into(), json!(a.guest.qemu_addr()));
     if a.multifunction {
-        arguments.insert("multifunction".into(), json!("on"));
+        // A JSON boolean: QEMU 10's device_add is typed ("Invalid parameter
+        // type for 'multifunction', expected: boolean" for "on"); 7.2 takes
+        // the boolean too.
+        arguments.insert("multifunction".into(), json!(true));
     }
     qapi::qmp::device_add {
         driver: "vfio-pci".into(),

@@ -138,7 +138,10 @@ pub fn device_adds(plan: &Plan) -> Vec<qapi::qmp::device_add> {
             arguments.insert("host".into(), json!(a.host.to_string()));
             arguments.insert("addr".into(), json!(a.guest.qemu_addr()));
             if a.multifunction {
-                arguments.insert("multifunction".into(), json!("on"));
+                // A JSON boolean: QEMU 10's device_add is typed ("Invalid parameter
+                // type for 'multifunction', expected: boolean" for "on"); 7.2 takes
+                // the boolean too.
+                arguments.insert("multifunction".into(), json!(true));
             }
             qapi::qmp::device_add {
                 driver: "vfio-pci".into(),
@@ -437,7 +440,7 @@ mod tests {
             .map(|d| d.arguments["addr"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(addrs, ["05.0", "07.1", "07.0"]);
-        assert_eq!(adds[2].arguments["multifunction"], "on");
+        assert_eq!(adds[2].arguments["multifunction"], true);
         assert_eq!(adds[1].arguments["host"], "0000:00:06.1");
     }
 }

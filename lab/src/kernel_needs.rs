@@ -148,6 +148,8 @@ pub fn describe(m: &Missing, kernel_version: &str) -> String {
         Lack::NotInstalled => format!(
             "the module is not installed: on Ubuntu it is in linux-modules-extra-{kernel_version} (`apt-get install linux-modules-extra-{kernel_version}`)"
         ),
+        // Debian 12's kernel is the default here and is the one without it.
+        Lack::NotBuilt if m.need.config == "VIRTIO_IOMMU" => "this kernel is built without it (Debian 12's is): use Debian 13's, `--kernel debian-13` or `--release debian-13`, or --kernel/--modules with one that has it".into(),
         Lack::NotBuilt => "this kernel is built without it: use Debian's kernel (mflab's default where apt knows linux-image-amd64) or --kernel/--modules with one that has it".into(),
     };
     format!("{what}, for {}: {fix}", m.need.role)
@@ -225,6 +227,20 @@ CONFIG_VIRTIO_IOMMU=m
             .collect();
         let got = missing(Some(CONFIG), &names(&["virtio_iommu"]), &needs);
         assert_eq!(configs(&got), [("AMD_IOMMU", Lack::NotBuilt)]);
+        let no_viommu = CONFIG.replace("CONFIG_VIRTIO_IOMMU=m", "# CONFIG_VIRTIO_IOMMU is not set");
+        let lacking = missing(
+            Some(&no_viommu),
+            &[],
+            &iommu_need("virtio-iommu-pci")
+                .into_iter()
+                .collect::<Vec<_>>(),
+        );
+        let line = describe(&lacking[0], "6.1.0-57-amd64");
+        assert!(
+            line.starts_with("CONFIG_VIRTIO_IOMMU (module virtio_iommu)")
+                && line.contains("--release debian-13"),
+            "{line}"
+        );
         let no_9p = "CONFIG_VIRTIO_PCI=y\n# CONFIG_9P_FS is not set\n";
         let got = missing(Some(no_9p), &names(&["9p"]), &l1_needs(None));
         assert!(

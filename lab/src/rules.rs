@@ -189,7 +189,7 @@ fn r3_unassigned_with_pci_address(domain: &Domain) -> Vec<Finding> {
         .filter(|d| d.assigned.as_ref().and_then(|a| a.value()) == Some(false))
         .filter_map(|d| {
             let address = d.address.as_ref()?;
-            matches!(address.kind, AddressKind::Pci { .. }).then(|| {
+            matches!(address.kind, AddressKind::Pci { .. } | AddressKind::PciToAssign).then(|| {
                 Finding::new(
                     address.at,
                     format!("{} has assigned='no' and a guest <address type='pci'>: an unassigned function gets no guest address", d.describe()),
@@ -320,4 +320,50 @@ fn r8_duplicates(domain: &Domain) -> Vec<Finding> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::check::check_text;
+    use crate::diagnostic::RuleId;
+
+    fn hostdev(function: u8, guest: &str) -> String {
+        format!("<hostdev mode='subsystem' type='pci' managed='yes'><source><address bus='6' slot='0' function='{function}'/></source>{guest}</hostdev>")
+    }
+
+    #[test]
+    fn slot_less_pci_addresses_are_no_double_use() {
+        // Seen before: "Attempted double use of PCI Address 0000:00:00.0".
+        let zpci = "<address type='pci'><zpci uid='0x0001' fid='0x0'/></address>";
+        let xml = format!(
+            "<devices>{}{}</devices>",
+            hostdev(0, zpci),
+            hostdev(1, "<address type='pci'/>")
+        );
+        let checked = check_text("x", &xml);
+        assert!(checked.diagnostics.is_empty(), "{:?}", checked.diagnostics);
+    }
+
+    #[test]
+    fn the_same_written_slot_twice_is_still_double_use() {
+        let at = "<address type='pci' slot='0x05'/>";
+        let xml = format!("<devices>{}{}</devices>", hostdev(0, at), hostdev(1, at));
+        let rules: Vec<RuleId> = check_text("x", &xml)
+            .diagnostics
+            .iter()
+            .map(|d| d.rule)
+            .collect();
+        assert_eq!(rules, [RuleId::R8]);
+    }
+
+    #[test]
+    fn assigned_no_with_a_slot_less_pci_address_is_still_r3() {
+        let xml = "<hostdev mode='subsystem' type='pci' assigned='no'><source><address slot='6'/></source><address type='pci'/></hostdev>";
+        let rules: Vec<RuleId> = check_text("x", xml)
+            .diagnostics
+            .iter()
+            .map(|d| d.rule)
+            .collect();
+        assert_eq!(rules, [RuleId::R3]);
+    }
 }

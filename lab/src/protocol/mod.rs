@@ -10,7 +10,8 @@
 //!   written atomically, and the agent's progress lines;
 //! - [`guest_report`]: the marker lines L2's init prints on its console;
 //! - [`paths`]: where things are, as both sides see them;
-//! - [`step`]: scenario steps while L2 runs (attach, detach) and what held after each.
+//! - [`step`]: scenario steps while L2 runs (attach, detach) and what held after each;
+//! - [`versions`]: L1's kernel, QEMU and libvirt, as they name themselves.
 
 pub mod fault;
 pub mod guest_report;
@@ -20,8 +21,10 @@ pub mod paths;
 pub mod request;
 pub mod stage;
 pub mod step;
+pub mod versions;
 
 pub use outcome::{function_rows, FunctionRow, GuestFunction, RunOutcome, ServedResult};
 pub use request::{Backend, CheckItem, Depth, LibvirtVerdict, RunRequest};
 pub use stage::{Progress, Stage};
 pub use step::{LiveHostdev, StepAction, StepOutcome, StepRequest};
+pub use versions::L1Versions;

@@ -81,6 +81,9 @@ pub struct RunOutcome {
     /// One entry per scenario step carried out (or refused), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<super::step::StepOutcome>,
+    /// What ran inside L1 (gathered once per L1).
+    #[serde(default)]
+    pub l1_versions: Option<super::versions::L1Versions>,
 }
 
 /// What a serving agent answers for one request: the outcome, and whether

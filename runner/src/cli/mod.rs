@@ -38,6 +38,12 @@ pub struct Cli {
     /// That kernel's modules directory (lib/modules/<version>; .ko, .ko.xz, .ko.zst or .ko.gz files).
     #[arg(long, global = true, env = "MFLAB_MODULES", requires = "kernel")]
     modules: Option<std::path::PathBuf>,
+    /// L1's userland: `host` (the host's root, the default) or a Debian
+    /// release (`debian-12`, `debian-13`) whose root `mflab images
+    /// --release` builds with debootstrap into the cache; L1 shares it in
+    /// read-only, and its kernel boots L1 and L2 unless --kernel says otherwise.
+    #[arg(long, global = true, env = "MFLAB_RELEASE", value_parser = parse_release)]
+    release: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,7 +69,8 @@ enum Command {
     Probe,
     /// Print where the time goes: image build, boot against the floor, each depth.
     Bench(bench::BenchArgs),
-    /// Show the cached kernel and initramfs (building what is missing).
+    /// Show the cached kernel and initramfs (building what is missing);
+    /// with --release, the release's root too (built with debootstrap, as root).
     Images,
     /// Inside L1: the agent. Started by the lab, not by hand.
     #[command(hide = true)]
@@ -75,6 +82,10 @@ pub enum Format {
     #[default]
     Text,
     Json,
+}
+
+fn parse_release(name: &str) -> Result<String, String> {
+    crate::host::images::release_root::Userland::parse(name).map(|_| name.to_string())
 }
 
 /// The three outcomes every subcommand maps to an exit status.
@@ -105,6 +116,9 @@ pub fn run(cli: Cli) -> ExitCode {
     }
     if let Some(modules) = &cli.modules {
         std::env::set_var("MFLAB_MODULES", modules);
+    }
+    if let Some(release) = &cli.release {
+        std::env::set_var("MFLAB_RELEASE", release);
     }
     match cli.command {
         Command::Check(args) => check::run(args).into(),

@@ -12,7 +12,7 @@ use lab::protocol::{Backend, Depth};
 use super::plan::PolicyArg;
 use super::{Format, Outcome};
 use crate::host::images::kernel_check::require;
-use crate::host::images::{prepare_l1, proof_guest};
+use crate::host::images::{prepare_l1, proof_guest, Userland};
 use crate::host::progress::{for_stderr, Observer};
 use crate::host::report::text::TextStyle;
 use crate::host::report::{json, junit, side_by_side, summary, text};
@@ -72,8 +72,10 @@ pub struct RunArgs {
     /// Run this domain XML as it is, without a scenario file.
     #[arg(long)]
     xml: Option<PathBuf>,
-    /// The L1 topology for --xml.
-    #[arg(long, requires = "xml", conflicts_with = "host")]
+    /// The L1 topology for --xml; for scenarios, the topology they run on
+    /// instead of their own (the same functions behind another IOMMU, e.g.
+    /// gpu-audio-virtio-iommu for the gpu-audio scenarios).
+    #[arg(long, conflicts_with = "host")]
     topology: Option<String>,
     /// For --xml: the reporter's PCI listing (IOMMU group loop, `lspci -nn`
     /// or `virsh nodedev-dumpxml`); L1 is built from it.
@@ -160,6 +162,13 @@ pub fn run(args: RunArgs) -> Outcome {
     let needs_vm = runs
         .iter()
         .any(|r| scenarios[r.scenario].depth != Depth::Rules);
+    let userland = match Userland::from_env() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("mflab: {e}");
+            return Outcome::UsageOrIo;
+        }
+    };
     let images = if needs_vm {
         let mut topologies: Vec<Topology> = Vec::new();
         for r in &runs {
@@ -187,6 +196,15 @@ pub fn run(args: RunArgs) -> Outcome {
     };
     sweep_leftovers();
     let accel = probe(&proof_guest(images.as_ref()));
+    if let Some(i) = images.as_ref().filter(|i| i.userland != Userland::Host) {
+        eprintln!(
+            "mflab: L1's root: {} ({}), kernel {} ({})",
+            i.root.display(),
+            i.userland.name(),
+            i.kernel.version,
+            i.kernel.origin
+        );
+    }
     if needs_vm {
         eprintln!(
             "mflab: L1 runs under {} (-cpu {}): {}; L2: {}",
@@ -262,7 +280,7 @@ pub fn run(args: RunArgs) -> Outcome {
         print!("{}", side_by_side::side_by_side(&reports, &pairs));
     }
     if let Some(path) = &args.junit {
-        if let Err(e) = std::fs::write(path, junit::render(&reports)) {
+        if let Err(e) = std::fs::write(path, junit::render(&reports, userland)) {
             eprintln!("mflab: {}: {e}", path.display());
             return Outcome::UsageOrIo;
         }
@@ -316,7 +334,35 @@ fn load_scenarios(args: &RunArgs) -> Result<Vec<Scenario>, String> {
     if scenarios.is_empty() {
         return Err(format!("no scenario (*.toml) under {:?}", args.paths));
     }
-    Ok(scenarios)
+    match &args.topology {
+        Some(topology) => on_topology(scenarios, topology),
+        None => Ok(scenarios),
+    }
+}
+
+/// `--topology NAME` without --xml: every scenario runs on NAME. Only
+/// where the functions are the same: a scenario's XML and expectations
+/// name host addresses of its own topology.
+fn on_topology(scenarios: Vec<Scenario>, name: &str) -> Result<Vec<Scenario>, String> {
+    let to = load_topology(name).map_err(|e| e.to_string())?;
+    scenarios
+        .into_iter()
+        .map(|mut s| {
+            let from = load_topology(&s.topology).map_err(|e| e.to_string())?;
+            if from.slot != to.slot
+                || from.bridge != to.bridge
+                || from.root_port != to.root_port
+                || from.switch != to.switch
+            {
+                return Err(format!(
+                    "--topology {name}: scenario {} runs on {}, whose functions differ; give scenarios of a topology with the same slots (e.g. the gpu-audio-* ones for gpu-audio-virtio-iommu)",
+                    s.name, s.topology
+                ));
+            }
+            s.topology = name.to_string();
+            Ok(s)
+        })
+        .collect()
 }
 
 /// Every (scenario, backend) to run, in scenario order: the backends

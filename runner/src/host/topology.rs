@@ -14,6 +14,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../../images/topologies/gpu-audio.toml"),
     ),
     (
+        "gpu-audio-virtio-iommu",
+        include_str!("../../../images/topologies/gpu-audio-virtio-iommu.toml"),
+    ),
+    (
         "nic-quad",
         include_str!("../../../images/topologies/nic-quad.toml"),
     ),

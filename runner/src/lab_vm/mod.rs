@@ -9,7 +9,8 @@
 //!   mirrors their preparation;
 //! - [`steps`]: scenario steps (attach, detach) on a running L2, for both;
 //! - [`l1_state`]: L1's PCI view before and after, shared by both;
-//! - [`libvirtd`], [`kvm`], [`l2_ram`]: the daemon, KVM readiness, L2's RAM.
+//! - [`libvirtd`], [`kvm`], [`l2_ram`]: the daemon, KVM readiness, L2's RAM;
+//! - [`versions`]: L1's kernel, QEMU and libvirt versions, once per L1.
 
 pub mod kvm;
 pub mod l1_state;
@@ -21,4 +22,5 @@ pub mod libvirtd;
 pub mod mflab_backend;
 pub mod serve;
 pub mod steps;
+pub mod versions;
 pub mod virsh_session;

@@ -24,10 +24,12 @@ pub fn run_request(
     progress: &dyn Fn(Progress),
     daemons: &mut DaemonSlot,
 ) -> RunOutcome {
-    match req.backend {
+    let mut outcome = match req.backend {
         Backend::Mflab => super::mflab_backend::run(req, work, progress),
         Backend::Libvirt => super::libvirt_backend::run(req, work, progress, daemons),
-    }
+    };
+    outcome.l1_versions = Some(super::versions::l1_versions());
+    outcome
 }
 
 pub fn serve(dir: &Path) -> Result<(), String> {

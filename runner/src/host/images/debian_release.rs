@@ -36,8 +36,8 @@ const RELEASES: &[DebianRelease] = &[
 /// The archive where the system names none (Ubuntu).
 const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 /// Debian's archive keys (package `debian-archive-keyring`, in Ubuntu too).
-const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
-const SYSTEM_SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";
+pub const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+pub const SYSTEM_SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";
 
 impl DebianRelease {
     pub fn named(name: &str) -> Option<DebianRelease> {

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::module_file::read_module;
-use super::modules::{index_modules, load_groups, without_loaded, without_signature, Module};
+use super::modules::{
+    index_modules, load_groups, normalize, without_loaded, without_signature, Module,
+};
 use super::{
     cache_dir, io_err, ImageError, KernelSource, L1_INIT, L1_LATE_MODULES, L1_MODULES, L2_INIT,
 };
@@ -24,11 +26,34 @@ const APPLETS: &[&str] = &[
 /// inputs below do not show (so an old cache entry is not reused).
 const ARCHIVE_LAYOUT: &str = "3: module groups, signatures cut off, late modules, no /l2";
 
+/// The module names of a list, as written (`name?` for optional ones).
 pub fn wanted_modules(list: &str) -> Vec<String> {
     list.lines()
         .map(|l| l.split('#').next().unwrap_or("").trim())
         .filter(|l| !l.is_empty())
         .map(str::to_string)
+        .collect()
+}
+
+/// The names to carry: `name?` only where the kernel has the module (a
+/// file or built in), so one list serves kernels with and without it;
+/// the kernel check refuses a topology whose IOMMU driver is missing
+/// before any boot.
+fn present(
+    wanted: Vec<String>,
+    index: &std::collections::BTreeMap<String, PathBuf>,
+    tree: &Path,
+) -> Vec<String> {
+    let builtin = super::modules::builtin(tree);
+    wanted
+        .into_iter()
+        .filter_map(|name| match name.strip_suffix('?') {
+            None => Some(name),
+            Some(optional) => {
+                let n = normalize(optional);
+                (index.contains_key(&n) || builtin.contains(&n)).then_some(n)
+            }
+        })
         .collect()
 }
 
@@ -42,8 +67,17 @@ pub fn l1_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageError
     // Resolving module dependencies reads every wanted .ko: only when building.
     let modules = || {
         let index = index_modules(&kernel.modules)?;
-        let now = load_groups(&wanted_modules(L1_MODULES), &index, &kernel.modules)?;
-        let late = load_groups(&wanted_modules(L1_LATE_MODULES), &index, &kernel.modules)?;
+        let tree = &kernel.modules;
+        let now = load_groups(
+            &present(wanted_modules(L1_MODULES), &index, tree),
+            &index,
+            tree,
+        )?;
+        let late = load_groups(
+            &present(wanted_modules(L1_LATE_MODULES), &index, tree),
+            &index,
+            tree,
+        )?;
         Ok((now.clone(), without_loaded(late, &now)))
     };
     let wanted = format!("{L1_MODULES}\n[late]\n{L1_LATE_MODULES}");
@@ -205,7 +239,6 @@ mod tests {
 
     use super::super::module_file::tests::compress;
     use super::super::module_file::Compression;
-    use super::super::modules::normalize;
     use super::*;
 
     /// Every file in a newc archive, by name.
@@ -273,6 +306,28 @@ mod tests {
             );
         }
         assert_eq!(files["etc/mflab/modules"], b"irqbypass kvm kvm_amd\nvfio\n");
+    }
+}
+
+#[cfg(test)]
+mod optional_module_tests {
+    use super::*;
+
+    #[test]
+    fn an_optional_module_is_carried_only_where_the_kernel_has_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("virtio_iommu.ko"), b"x").unwrap();
+        let index = index_modules(dir.path()).unwrap();
+        let wanted = vec![
+            "vfio".to_string(),
+            "virtio_iommu?".to_string(),
+            "virtio_mem?".to_string(),
+        ];
+        assert_eq!(
+            present(wanted, &index, dir.path()),
+            ["vfio", "virtio_iommu"]
+        );
+        assert!(wanted_modules(L1_MODULES).contains(&"virtio_iommu?".to_string()));
     }
 }
 

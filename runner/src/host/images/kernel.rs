@@ -1,5 +1,6 @@
 //! The kernel: `--kernel`/`--modules` (or `MFLAB_KERNEL`/`MFLAB_MODULES`),
-//! `--kernel host` for the running kernel, else Debian's
+//! `--kernel host` for the running kernel, else the kernel of the
+//! `--release` root when one is given, else Debian's
 //! `linux-image-amd64`, downloaded with `apt-get download` and unpacked
 //! with `dpkg-deb` into the cache once; where apt knows no such package
 //! (Ubuntu), the running kernel.
@@ -43,7 +44,13 @@ pub fn find_kernel() -> Result<KernelSource, ImageError> {
                 origin: "MFLAB_KERNEL/MFLAB_MODULES".into(),
             })
         }
-        (None, None) => debian_kernel(),
+        (None, None) => match super::release_root::Userland::from_env().map_err(ImageError::Root)? {
+            super::release_root::Userland::Debian(release) => {
+                let root = super::release_root::built_root(release)?;
+                super::release_root::root_kernel(&root, release)
+            }
+            super::release_root::Userland::Host => debian_kernel(),
+        },
         _ => Err(ImageError::Kernel(format!("give both MFLAB_KERNEL (a vmlinuz) and MFLAB_MODULES (a lib/modules/<version> directory), MFLAB_KERNEL=host or a Debian release ({}) alone, or neither", DebianRelease::names()))),
     }
 }

@@ -11,6 +11,7 @@ pub mod kernel_check;
 mod module_file;
 mod modules;
 mod pvh;
+pub mod release_root;
 
 use std::path::PathBuf;
 
@@ -19,6 +20,7 @@ use lab::kvm_proof::ProofGuest;
 pub use cache::cache_dir;
 pub use initramfs::floor_initramfs;
 pub use kernel::{find_kernel, KernelSource};
+pub use release_root::Userland;
 
 /// The recipe files, compiled in so the binary is the whole recipe.
 pub const L1_INIT: &str = include_str!("../../../../images/l1-init.sh");
@@ -39,6 +41,8 @@ pub enum ImageError {
     },
     #[error("busybox: {0}")]
     Busybox(String),
+    #[error("{0}")]
+    Root(String),
 }
 
 pub fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ImageError {
@@ -54,11 +58,15 @@ pub struct L1Images {
     pub boot_kernel: PathBuf,
     pub initramfs: PathBuf,
     /// L2's kernel and initramfs, as canonical host paths: L1's init binds
-    /// them at /l2/vmlinux and /l2/initrd from the host's root over 9p.
+    /// them at /l2/vmlinux and /l2/initrd from the host's root over 9p
+    /// (from copies in the work directory when L1's root is a release's).
     pub l2_kernel: PathBuf,
     pub l2_initrd: PathBuf,
     /// Whether this call built the L1 initramfs (false: taken from the cache).
     pub built: bool,
+    /// What L1 shares in as its root over 9p: the host's `/` or a release's root.
+    pub userland: Userland,
+    pub root: PathBuf,
 }
 
 impl L1Images {
@@ -76,6 +84,8 @@ impl L1Images {
             l2_kernel: PathBuf::new(),
             l2_initrd: PathBuf::new(),
             built: false,
+            userland: Userland::Host,
+            root: PathBuf::from("/"),
         }
     }
 }
@@ -106,6 +116,11 @@ pub fn proof_guest_for(kernel: &KernelSource) -> ProofGuest {
 /// Finds the kernel (downloading Debian's if none is given) and builds or
 /// reuses the L1 initramfs.
 pub fn prepare_l1() -> Result<L1Images, ImageError> {
+    let userland = Userland::from_env().map_err(ImageError::Root)?;
+    let root = match userland {
+        Userland::Host => PathBuf::from("/"),
+        Userland::Debian(release) => release_root::built_root(release)?,
+    };
     let kernel = find_kernel()?;
     let boot_kernel = if std::env::var_os("MFLAB_NO_PVH").is_some() {
         kernel.vmlinuz.clone()
@@ -122,5 +137,7 @@ pub fn prepare_l1() -> Result<L1Images, ImageError> {
         kernel,
         initramfs,
         built,
+        userland,
+        root,
     })
 }

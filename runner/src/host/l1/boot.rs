@@ -9,8 +9,9 @@ use lab::protocol::paths::{
 };
 use lab::qemu_cmdline::{shell_line, QEMU};
 
-use super::cmdline::{l1_args, L1Config};
+use super::cmdline::{l1_args, L1Config, L2_COPIES};
 use super::process::{QemuProcess, VmError};
+use crate::host::images::Userland;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
@@ -83,6 +84,19 @@ pub fn boot(c: &L1Config, agent_script: &str, timeout: Duration) -> Result<BootO
 pub fn start_l1(c: &L1Config, agent_script: &str) -> Result<QemuProcess, BootError> {
     let exe = std::env::current_exe()?;
     std::fs::copy(&exe, c.work_dir.join(AGENT_BINARY))?;
+    // A release's root holds no file of the host's: L2's images go into
+    // the work directory (a hard link where the cache shares its filesystem).
+    if c.images.userland != Userland::Host {
+        for (from, name) in [
+            (&c.images.l2_kernel, L2_COPIES.0),
+            (&c.images.l2_initrd, L2_COPIES.1),
+        ] {
+            let to = c.work_dir.join(name);
+            if std::fs::hard_link(from, &to).is_err() {
+                std::fs::copy(from, &to)?;
+            }
+        }
+    }
     std::fs::write(
         c.work_dir.join(AGENT_SCRIPT),
         format!(": > {WORK_MOUNT}/{READY_FILE}\n{agent_script}"),

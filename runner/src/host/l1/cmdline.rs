@@ -1,13 +1,13 @@
 //! L1's QEMU command line, a pure function of the topology, the images,
 //! the accelerator and the work directory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use lab::accel::AccelChoice;
-use lab::protocol::paths::L1_SERIAL_LOG;
+use lab::protocol::paths::{L1_SERIAL_LOG, WORK_MOUNT};
 use lab::qemu_cmdline::DirectBoot;
 
-use crate::host::images::L1Images;
+use crate::host::images::{L1Images, Userland};
 use crate::host::topology::{IommuModel, Topology};
 
 /// Kernel parameters that skip what the lab does not need, each measured
@@ -69,13 +69,19 @@ impl<'a> L1Config<'a> {
 }
 
 /// L1's QEMU arguments: q35, the topology (IOMMU first), the host root
-/// over 9p read-only, the work directory over 9p read-write.
+/// (or the `--release` root) over 9p read-only, the work directory over
+/// 9p read-write.
 pub fn l1_args(c: &L1Config) -> Vec<String> {
     let accel = c.accel.accel.qemu_name();
     let iommu_cmdline = match c.topology.iommu {
         IommuModel::Intel => "intel_iommu=on iommu=pt",
         IommuModel::Amd => "amd_iommu=on iommu=pt",
-        IommuModel::Virtio => "iommu=pt",
+        // virtio-iommu remaps no interrupts: VFIO's type1 refuses its
+        // groups ("Failed to set iommu for container: Operation not
+        // permitted"; the kernel: "No interrupt remapping support") unless
+        // allow_unsafe_interrupts is set, as on any host without IR. L1's
+        // init sets it (busybox's insmod does not read the command line).
+        IommuModel::Virtio => "iommu=pt mflab_allow_unsafe_interrupts=1",
     };
     let serial = if c.interactive {
         "mon:stdio".to_string()
@@ -107,7 +113,10 @@ pub fn l1_args(c: &L1Config) -> Vec<String> {
     args.extend(
         [
             "-fsdev",
-            "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
+            &format!(
+                "local,id=hostroot,path={},security_model=none,readonly=on,multidevs=remap",
+                c.images.root.display()
+            ),
             "-device",
             "virtio-9p-pci,fsdev=hostroot,mount_tag=host,bus=pcie.0,addr=0x02",
             "-fsdev",
@@ -124,9 +133,12 @@ pub fn l1_args(c: &L1Config) -> Vec<String> {
     args
 }
 
-/// Where L1's init finds L2's kernel and initramfs in the host's root:
-/// the kernel hands parameters it does not know to init as environment
-/// variables. Quoted when a path has spaces (the kernel strips the quotes).
+/// Where L1's init finds L2's kernel and initramfs, as L1's init sees
+/// them: in the host's root (shared at /host), or, when L1's root is a
+/// release's, in the work directory (mounted at /newroot/mflab before
+/// init binds them; [`L2_COPIES`] are put there). The kernel hands
+/// parameters it does not know to init as environment variables. Quoted
+/// when a path has spaces (the kernel strips the quotes).
 fn l2_image_params(images: &L1Images) -> String {
     let param = |name: &str, path: &Path| {
         let path = path.display().to_string();
@@ -136,11 +148,39 @@ fn l2_image_params(images: &L1Images) -> String {
             format!("{name}={path}")
         }
     };
+    let (kernel, initrd) = l2_paths_in_l1(images);
     format!(
         "{} {}",
-        param("mflab_l2_kernel", &images.l2_kernel),
-        param("mflab_l2_initrd", &images.l2_initrd)
+        param("mflab_l2_kernel", &kernel),
+        param("mflab_l2_initrd", &initrd)
     )
+}
+
+/// The names of L2's kernel and initramfs in the work directory, when L1's
+/// root is not the host's.
+pub const L2_COPIES: (&str, &str) = ("l2-vmlinux", "l2-initrd");
+
+fn l2_paths_in_l1(images: &L1Images) -> (PathBuf, PathBuf) {
+    match images.userland {
+        Userland::Host => (
+            Path::new("/host").join(
+                images
+                    .l2_kernel
+                    .strip_prefix("/")
+                    .unwrap_or(&images.l2_kernel),
+            ),
+            Path::new("/host").join(
+                images
+                    .l2_initrd
+                    .strip_prefix("/")
+                    .unwrap_or(&images.l2_initrd),
+            ),
+        ),
+        Userland::Debian(_) => {
+            let work = Path::new("/newroot").join(WORK_MOUNT.trim_start_matches('/'));
+            (work.join(L2_COPIES.0), work.join(L2_COPIES.1))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -200,13 +240,45 @@ mod tests {
     }
 
     #[test]
+    fn behind_virtio_iommu_init_is_told_to_allow_unsafe_interrupts() {
+        let images = L1Images::none();
+        let accel = choice(Accel::Tcg);
+        let append = |name: &str| {
+            let topology = crate::host::topology::load(name).unwrap();
+            let args = l1_args(&L1Config::new(&topology, &images, &accel, Path::new("/w")));
+            let i = args.iter().position(|a| a == "-append").unwrap();
+            args[i + 1].clone()
+        };
+        assert!(append("gpu-audio-virtio-iommu").contains(" mflab_allow_unsafe_interrupts=1 "));
+        assert!(!append("gpu-audio").contains("unsafe"));
+    }
+
+    #[test]
     fn l2_image_paths_reach_init_whole() {
         let mut images = L1Images::none();
         images.l2_kernel = "/root/.cache/mflab/vmlinux/k.elf".into();
         images.l2_initrd = "/home/a user/l2.cpio".into();
         assert_eq!(
             l2_image_params(&images),
-            "mflab_l2_kernel=/root/.cache/mflab/vmlinux/k.elf mflab_l2_initrd=\"/home/a user/l2.cpio\""
+            "mflab_l2_kernel=/host/root/.cache/mflab/vmlinux/k.elf mflab_l2_initrd=\"/host/home/a user/l2.cpio\""
+        );
+    }
+
+    #[test]
+    fn a_release_root_is_shared_and_l2_comes_from_the_work_directory() {
+        let topology = crate::host::topology::load("gpu-audio").unwrap();
+        let mut images = L1Images::none();
+        images.userland = Userland::parse("debian-13").unwrap();
+        images.root = "/c/roots/debian-13-0123456789abcdef".into();
+        images.l2_kernel = "/c/vmlinux/k.elf".into();
+        let accel = choice(Accel::Tcg);
+        let args = l1_args(&L1Config::new(&topology, &images, &accel, Path::new("/w")));
+        assert!(args
+            .iter()
+            .any(|a| a.starts_with("local,id=hostroot,path=/c/roots/debian-13-0123456789abcdef,")));
+        assert_eq!(
+            l2_image_params(&images),
+            "mflab_l2_kernel=/newroot/mflab/l2-vmlinux mflab_l2_initrd=/newroot/mflab/l2-initrd"
         );
     }
 }

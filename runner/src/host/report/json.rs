@@ -7,7 +7,8 @@ use crate::host::suite::attempt::ScenarioReport;
 /// scenario, repeat (the `--repeat` round, from 1), backend, passed, plan, l1_during, l1_after, l2_qmp, l2_guest,
 /// error, restored, mismatches, notes, seconds, timings, work_dir; and
 /// `lab_faults`, the kinds of the lab faults that were retried; `l2_accel`,
-/// what L2 ran on inside L1 (`kvm`, `tcg`; null when no L2 started).
+/// what L2 ran on inside L1 (`kvm`, `tcg`; null when no L2 started);
+/// `l1_versions`, `{kernel, qemu, libvirt}` as L1's tools named themselves.
 pub fn object(r: &ScenarioReport) -> serde_json::Value {
     let o = &r.outcome;
     let error = o.error.clone().or_else(|| {
@@ -38,5 +39,6 @@ pub fn object(r: &ScenarioReport) -> serde_json::Value {
         "timings": o.timings,
         "work_dir": r.kept,
         "l2_accel": o.l2_accel,
+        "l1_versions": o.l1_versions,
     })
 }

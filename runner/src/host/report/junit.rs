@@ -6,11 +6,13 @@
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
+use crate::host::images::Userland;
 use crate::host::suite::attempt::ScenarioReport;
 
 /// Under `--repeat` each case is named "SCENARIO #ROUND", so that the
-/// rounds stay apart.
-pub fn render(reports: &[ScenarioReport]) -> String {
+/// rounds stay apart; under `--release` other than host, "SCENARIO
+/// [debian-13]", so that one dashboard keeps the releases apart.
+pub fn render(reports: &[ScenarioReport], userland: Userland) -> String {
     let repeated = reports.iter().any(|r| r.repeat > 1);
     let mut suite = TestSuite::new("mflab");
     let total: std::time::Duration = reports.iter().map(|r| r.elapsed).sum();
@@ -32,10 +34,13 @@ pub fn render(reports: &[ScenarioReport]) -> String {
             rerun.set_time(attempt.elapsed);
             status.add_rerun(rerun);
         }
-        let name = match repeated {
+        let mut name = match repeated {
             true => format!("{} #{}", r.name, r.repeat),
             false => r.name.clone(),
         };
+        if userland != Userland::Host {
+            name = format!("{name} [{}]", userland.name());
+        }
         let mut case = TestCase::new(name, status);
         case.set_classname(format!("scenario.{}", r.backend));
         case.set_time(r.elapsed);
@@ -84,11 +89,14 @@ mod tests {
 
     #[test]
     fn a_pass_after_a_retry_is_flaky_and_a_failure_after_retries_says_so() {
-        let xml = render(&[
-            report("clean", vec![], 0),
-            report("flaky", vec![], 1),
-            report("broken", vec!["l2_guest: expected [], seen [x]".into()], 2),
-        ]);
+        let xml = render(
+            &[
+                report("clean", vec![], 0),
+                report("flaky", vec![], 1),
+                report("broken", vec!["l2_guest: expected [], seen [x]".into()], 2),
+            ],
+            Userland::Host,
+        );
         assert!(
             xml.contains("tests=\"3\"") && xml.contains("failures=\"1\""),
             "{xml}"
@@ -111,9 +119,19 @@ mod tests {
     fn repeated_rounds_are_cases_of_their_own() {
         let mut second = report("flaky", vec![], 0);
         second.repeat = 2;
-        let xml = render(&[report("flaky", vec![], 0), second]);
+        let xml = render(&[report("flaky", vec![], 0), second], Userland::Host);
         assert!(
             xml.contains("name=\"flaky #1\"") && xml.contains("name=\"flaky #2\""),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn a_release_other_than_the_host_s_is_in_the_name() {
+        let release = Userland::parse("debian-13").unwrap();
+        let xml = render(&[report("gpu-audio-unassigned", vec![], 0)], release);
+        assert!(
+            xml.contains("name=\"gpu-audio-unassigned [debian-13]\""),
             "{xml}"
         );
     }

@@ -82,6 +82,9 @@ pub fn render(s: &Scenario, r: &ScenarioReport, style: TextStyle) -> String {
             let _ = writeln!(t, "    {line}");
         }
     }
+    if let Some(versions) = &r.outcome.l1_versions {
+        let _ = writeln!(t, "    L1 ran {}", versions.describe());
+    }
     if let Some(accel) = r.outcome.l2_accel {
         let _ = writeln!(
             t,
