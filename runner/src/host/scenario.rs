@@ -79,19 +79,53 @@ pub struct Expect {
     /// when the backend is libvirt (libvirt ignores `assigned=`, puts
     /// hostdevs behind its own root ports, lets QEMU find a non-viable group).
     pub libvirt: Option<Box<Expect>>,
+    /// Inside `[expect.libvirt]`: where one libvirt major version says
+    /// otherwise (`[expect.libvirt.version.11]`), laid over the libvirt
+    /// table when L1's libvirtd is of that version.
+    pub version: Option<BTreeMap<u32, Expect>>,
 }
 
 impl Expect {
     /// The expectations for one backend: the common ones, with the
-    /// backend's own table laid over them key by key.
+    /// backend's own table laid over them key by key, and for libvirt the
+    /// table of the libvirt major version that ran (when it has one).
     pub fn for_backend(&self, backend: Backend) -> Expect {
+        self.for_run(backend, None)
+    }
+
+    pub fn for_run(&self, backend: Backend, libvirt_major: Option<u32>) -> Expect {
         if backend != Backend::Libvirt {
             return Expect {
                 libvirt: None,
                 ..self.clone()
             };
         }
-        let over = self.libvirt.as_deref().cloned().unwrap_or_default();
+        let mut over = self.libvirt.as_deref().cloned().unwrap_or_default();
+        if let Some(v) = libvirt_major.and_then(|m| over.version.as_ref()?.get(&m).cloned()) {
+            over = v.laid_over(over);
+        }
+        self.with_libvirt(over)
+    }
+
+    /// `self`'s keys where it has them, `under`'s elsewhere.
+    fn laid_over(self, under: Expect) -> Expect {
+        Expect {
+            rules: self.rules.or(under.rules),
+            plan_json: None,
+            plan: None,
+            l1_during: self.l1_during.or(under.l1_during),
+            l1_after: self.l1_after.or(under.l1_after),
+            restored: self.restored.or(under.restored),
+            l2_qmp: self.l2_qmp.or(under.l2_qmp),
+            l2_guest: self.l2_guest.or(under.l2_guest),
+            error: self.error.or(under.error),
+            groups_differ: self.groups_differ.or(under.groups_differ),
+            libvirt: None,
+            version: None,
+        }
+    }
+
+    fn with_libvirt(&self, over: Expect) -> Expect {
         Expect {
             rules: over.rules.or_else(|| self.rules.clone()),
             // The plan is mflab's own; libvirt has none to compare.
@@ -105,6 +139,7 @@ impl Expect {
             error: over.error.or_else(|| self.error.clone()),
             groups_differ: over.groups_differ.or(self.groups_differ),
             libvirt: None,
+            version: None,
         }
     }
 }
@@ -387,6 +422,30 @@ mod tests {
             (Some(&[][..]), Some("is not viable"))
         );
         assert_eq!(l.l2_guest, Some(vec![]));
+    }
+
+    #[test]
+    fn a_libvirt_major_versions_table_lays_over_libvirts_when_that_version_ran() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "s.toml", "topology = \"gpu-audio\"\nxml = '<a/>'\nbackends = [\"mflab\", \"libvirt\"]\n[expect]\nerror = \"mflab's\"\n[expect.libvirt]\nerror = \"9.0's words\"\nl2_guest = []\n[expect.libvirt.version.11]\nerror = \"11.3's words\"\n");
+        let s = load(&p, &["gpu-audio"]).unwrap();
+        let error = |e: Expect| e.error.unwrap();
+        assert_eq!(
+            error(s.expect.for_run(Backend::Libvirt, Some(9))),
+            "9.0's words"
+        );
+        assert_eq!(
+            error(s.expect.for_run(Backend::Libvirt, None)),
+            "9.0's words"
+        );
+        let v11 = s.expect.for_run(Backend::Libvirt, Some(11));
+        assert_eq!(
+            v11.l2_guest,
+            Some(vec![]),
+            "the libvirt table's other keys stay"
+        );
+        assert_eq!(error(v11), "11.3's words");
+        assert_eq!(error(s.expect.for_run(Backend::Mflab, Some(11))), "mflab's");
     }
 
     #[test]

@@ -203,7 +203,11 @@ pub fn run_scenario(
             w.keep();
         }
     }
-    let expect = s.expect.for_backend(options.backend);
+    let libvirt_major = outcome
+        .l1_versions
+        .as_ref()
+        .and_then(|v| v.libvirt_number()?.split('.').next()?.parse().ok());
+    let expect = s.expect.for_run(options.backend, libvirt_major);
     let mut mismatches = compare(&expect, &outcome);
     if let Some(host) = s.host.as_ref().filter(|_| !outcome.l1_before.is_empty()) {
         mismatches.extend(crate::host::reported_host::groups::verdict(
