@@ -12,7 +12,7 @@ use lab::protocol::FunctionRow;
 use lab::PciAddress;
 use libtest_mimic::{Arguments, Failed, Trial};
 use mflab::host::reported_host::{groups, LabHost};
-use mflab::host::topology;
+use mflab::host::topology::{self, IommuModel};
 
 fn main() -> std::process::ExitCode {
     let args = Arguments::from_args();
@@ -88,9 +88,19 @@ fn boot_and_check_listing(listing: &Path) -> Result<(), Failed> {
 const LAB_FAULTS: &[&str] = &["agent wrote no selfcheck", "was not ready within"];
 
 fn boot(name: &str) -> Result<Vec<FunctionRow>, Failed> {
+    // Debian 12's kernel has no virtio-iommu driver: such a topology boots
+    // on Debian 13's, and the default kernel must refuse it before booting.
+    let kernel: &[&str] = match topology::load(name).map(|t| t.iommu) {
+        Ok(IommuModel::Virtio) => {
+            refused_before_boot(name)?;
+            &["--kernel", "debian-13"]
+        }
+        _ => &[],
+    };
     let run = || {
         Command::new(env!("CARGO_BIN_EXE_mflab"))
             .args(["boot", "--topology", name, "--format", "json"])
+            .args(kernel)
             .output()
     };
     let mut out = run()?;
@@ -116,6 +126,28 @@ fn boot(name: &str) -> Result<Vec<FunctionRow>, Failed> {
         }
     }
     Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// With the default kernel (Debian 12's here), a virtio-iommu topology is
+/// refused before anything boots, naming what the kernel lacks.
+fn refused_before_boot(name: &str) -> Result<(), Failed> {
+    let start = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_mflab"))
+        .args(["boot", "--topology", name, "--kernel", "debian-12"])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(2) || !stderr.contains("CONFIG_VIRTIO_IOMMU") {
+        return Err(format!(
+            "Debian 12's kernel was not refused for {name} before booting ({}):\n{stderr}",
+            out.status
+        )
+        .into());
+    }
+    eprintln!(
+        "{name}: refused on Debian 12's kernel in {:.1} s, booting Debian 13's",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn boot_and_check(name: &str) -> Result<(), Failed> {
