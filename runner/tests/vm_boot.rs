@@ -150,19 +150,21 @@ fn refused_before_boot(name: &str) -> Result<(), Failed> {
     Ok(())
 }
 
-/// QEMU's virtio-iommu-pci (vendor, device), as sysfs names them.
-const VIRTIO_IOMMU: (&str, &str) = ("0x1af4", "0x1057");
-
 fn boot_and_check(name: &str) -> Result<(), Failed> {
-    let expected = topology::load(name)?.expect_groups;
+    let topology = topology::load(name)?;
+    let expected = topology.expect_groups;
+    // Behind intel-iommu every function has a group. Behind virtio-iommu
+    // L1's kernel left some without one (seen: the virtio-iommu function
+    // itself at 00:01.0, the ISA bridge at 1f.0), none of them under test;
+    // the expected groups below are checked either way.
+    let every_function_grouped = topology.iommu != IommuModel::Virtio;
     if expected.is_empty() {
         return Err(format!("topology {name} has no expect_groups").into());
     }
     let rows = boot(name)?;
     let mut groups: BTreeMap<u32, Vec<PciAddress>> = BTreeMap::new();
     for r in &rows {
-        // virtio-iommu is itself a PCI function, and not behind itself.
-        if (r.vendor.as_str(), r.device.as_str()) == VIRTIO_IOMMU {
+        if r.iommu_group.is_none() && !every_function_grouped {
             continue;
         }
         let group = r
