@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use crate::accel::Accel;
 use crate::hotplug_run::StepsRun;
 use crate::lab_fault::{of_mflab_l2, LabFault, MflabL2End};
@@ -133,23 +131,7 @@ pub fn device_adds(plan: &Plan) -> Vec<qapi::qmp::device_add> {
     plan.realize_order()
         .into_iter()
         .enumerate()
-        .map(|(i, a)| {
-            let mut arguments = qapi::Dictionary::new();
-            arguments.insert("host".into(), json!(a.host.to_string()));
-            arguments.insert("addr".into(), json!(a.guest.qemu_addr()));
-            if a.multifunction {
-                // A JSON boolean: QEMU 10's device_add is typed ("Invalid parameter
-                // type for 'multifunction', expected: boolean" for "on"); 7.2 takes
-                // the boolean too.
-                arguments.insert("multifunction".into(), json!(true));
-            }
-            qapi::qmp::device_add {
-                driver: "vfio-pci".into(),
-                bus: Some("pci.0".into()),
-                id: Some(format!("hostdev{i}")),
-                arguments,
-            }
-        })
+        .map(|(i, a)| crate::hotplug_run::device_add(a, &format!("hostdev{i}")))
         .collect()
 }
 
