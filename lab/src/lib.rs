@@ -14,7 +14,8 @@
 //! - [`inner`] runs the inner guest (L2) over [`qmp`];
 //! - [`protocol`] is what passes between the runner and the agent in L1,
 //!   and [`lab_fault`] decides when a failure is the lab's own;
-//! - [`accel`] picks an accelerator from a machine's facts.
+//! - [`accel`] picks an accelerator from a machine's facts;
+//! - [`libvirt_binaries`] finds the libvirt a run uses (installed, or a build).
 
 pub mod accel;
 pub mod bind;
@@ -32,6 +33,7 @@ pub mod kernel_needs;
 pub mod kvm_proof;
 pub mod l2_control;
 pub mod lab_fault;
+pub mod libvirt_binaries;
 pub mod partition;
 pub mod pci_address;
 pub mod plan;

@@ -17,7 +17,9 @@ pub struct CheckArgs {
     /// daemon (define, then undefine; started in a lab VM), beside mflab's.
     #[arg(long, value_enum, default_value_t = CheckBackend::Mflab)]
     backend: CheckBackend,
-    /// Another libvirt build's directory (libvirtd and virsh), for --backend libvirt.
+    /// Another libvirt, for --backend libvirt: a meson build directory
+    /// (configured with -Dsystem=true, built with ninja), or a directory
+    /// with libvirtd and virsh. L1 sees it in the host's root.
     #[arg(long)]
     libvirt_bin: Option<PathBuf>,
     /// Domain XML files: a whole <domain>, a <devices> element, or device elements.
@@ -52,11 +54,24 @@ pub fn run(args: CheckArgs) -> Outcome {
         }
     }
     if args.backend == CheckBackend::Libvirt {
+        let userland = crate::host::images::release_root::Userland::from_env();
+        let libvirt_bin = match (args.libvirt_bin.as_deref(), userland) {
+            (_, Err(e)) => Err(e),
+            (Some(dir), Ok(userland)) => crate::host::libvirt_bin::checked(dir, userland).map(Some),
+            (None, Ok(_)) => Ok(None),
+        };
+        let libvirt_bin = match libvirt_bin {
+            Ok(dir) => dir,
+            Err(e) => {
+                eprintln!("mflab: {e}");
+                return Outcome::UsageOrIo;
+            }
+        };
         return super::check_libvirt::run(
             &items,
             &all,
             args.format,
-            args.libvirt_bin.as_deref(),
+            libvirt_bin.as_deref(),
             io_failed,
         );
     }

@@ -37,8 +37,10 @@ pub struct RunArgs {
     /// (`backends = […]`, default mflab).
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
-    /// A directory with another libvirt build's libvirtd and virsh (seen from L1,
-    /// which shares the host's root).
+    /// Another libvirt for the libvirt backend: a meson build directory
+    /// (configured with -Dsystem=true, built with ninja; run as libvirt's
+    /// build/run runs it), or a directory with libvirtd and virsh. L1 sees
+    /// it in the host's root.
     #[arg(long)]
     libvirt_bin: Option<PathBuf>,
     /// Independent L1s run side by side (default: from cores and memory).
@@ -169,6 +171,16 @@ pub fn run(args: RunArgs) -> Outcome {
             return Outcome::UsageOrIo;
         }
     };
+    let libvirt_bin = match args.libvirt_bin.as_deref() {
+        Some(dir) => match crate::host::libvirt_bin::checked(dir, userland) {
+            Ok(dir) => Some(dir),
+            Err(e) => {
+                eprintln!("mflab: {e}");
+                return Outcome::UsageOrIo;
+            }
+        },
+        None => None,
+    };
     let images = if needs_vm {
         let mut topologies: Vec<Topology> = Vec::new();
         for r in &runs {
@@ -226,7 +238,7 @@ pub fn run(args: RunArgs) -> Outcome {
         fresh_l1: args.fresh_l1,
         images: images.as_ref(),
         accel: &accel,
-        libvirt_bin: args.libvirt_bin.clone(),
+        libvirt_bin,
         keep: args.keep,
         retries: args.retries,
     };

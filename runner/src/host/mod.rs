@@ -6,6 +6,7 @@
 //! - [`scenario`], [`topology`]: the data a run starts from;
 //! - [`images`]: the kernel and initramfs L1 and L2 boot;
 //! - [`l1`]: L1's command line, process, boot, and shared L1s;
+//! - [`libvirt_bin`]: `--libvirt-bin` checked before anything boots;
 //! - [`suite`]: one attempt with its retries, expectations, the scheduler;
 //! - [`run_error`]: whose failure a run that gave no outcome is;
 //! - [`progress`], [`report`]: what the user sees while and after it runs.
@@ -13,6 +14,7 @@
 pub mod images;
 pub mod kvm_host;
 pub mod l1;
+pub mod libvirt_bin;
 pub mod progress;
 pub mod report;
 pub mod reported_host;

@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use lab::libvirt_binaries::LibvirtBinaries;
 use lab::protocol::paths::LIBVIRTD_LOG;
 
 pub use super::virsh_session::VirshOutput;
@@ -35,7 +36,7 @@ namespaces = [ ]
 /// go through one long-lived virsh ([`VirshSession`]).
 pub struct Libvirtd {
     child: Child,
-    virsh: PathBuf,
+    binaries: LibvirtBinaries,
     session: Mutex<Option<VirshSession>>,
 }
 
@@ -63,17 +64,12 @@ fn sh(cmd: &str, args: &[&str]) -> Result<(), String> {
 
 impl Libvirtd {
     /// Prepares L1's writable places and starts `libvirtd` from `bin_dir`
-    /// (default: /usr/sbin and /usr/bin of the shared host root).
+    /// (default: /usr/sbin and /usr/bin of the shared host root; a meson
+    /// build directory runs from its tree, see [`LibvirtBinaries`]).
     pub fn start(work: &Path, bin_dir: Option<&Path>) -> Result<Libvirtd, String> {
-        let (libvirtd, virsh) = match bin_dir {
-            Some(dir) => (dir.join("libvirtd"), dir.join("virsh")),
-            None => (
-                PathBuf::from("/usr/sbin/libvirtd"),
-                PathBuf::from("/usr/bin/virsh"),
-            ),
-        };
-        if !libvirtd.exists() {
-            return Err(format!("{} not found: install libvirt-daemon and libvirt-daemon-driver-qemu on the host (L1 shares its root), or give --libvirt-bin", libvirtd.display()));
+        let binaries = LibvirtBinaries::resolve(bin_dir)?;
+        if !binaries.libvirtd.exists() {
+            return Err(format!("{} not found: install libvirt-daemon and libvirt-daemon-driver-qemu on the host (L1 shares its root), or give --libvirt-bin", binaries.libvirtd.display()));
         }
         super::kvm::ready_for_l2()?;
         // A shared L1 prepares once; the daemon itself is new for every run.
@@ -83,16 +79,17 @@ impl Libvirtd {
         let _ = std::fs::remove_file(SOCKET);
 
         let log = std::fs::File::create(work.join(LIBVIRTD_LOG)).map_err(|e| e.to_string())?;
-        let child = Command::new(&libvirtd)
+        let child = Command::new(&binaries.libvirtd)
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .envs(binaries.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("{}: {e}", libvirtd.display()))?;
+            .map_err(|e| format!("{}: {e}", binaries.libvirtd.display()))?;
         let mut daemon = Libvirtd {
             child,
-            virsh,
+            binaries,
             session: Mutex::new(None),
         };
         let start = Instant::now();
@@ -114,11 +111,11 @@ impl Libvirtd {
     pub fn virsh(&self, args: &[&str]) -> VirshOutput {
         let mut session = self.session.lock().expect("virsh session");
         if session.is_none() {
-            match VirshSession::start(&self.virsh, URI) {
+            match VirshSession::start(&self.binaries.virsh, &self.binaries.env, URI) {
                 Ok(s) => *session = Some(s),
                 Err(e) => {
                     return VirshOutput {
-                        stderr: format!("error: {}: {e}\n", self.virsh.display()),
+                        stderr: format!("error: {}: {e}\n", self.binaries.virsh.display()),
                         ..Default::default()
                     }
                 }

@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use lab::libvirt_binaries::LibvirtBinaries;
 use lab::protocol::mailbox::Mailbox;
 use lab::protocol::{
     function_rows, Backend, FunctionRow, Progress, RunOutcome, RunRequest, ServedResult,
@@ -28,7 +29,13 @@ pub fn run_request(
         Backend::Mflab => super::mflab_backend::run(req, work, progress),
         Backend::Libvirt => super::libvirt_backend::run(req, work, progress, daemons),
     };
-    outcome.l1_versions = Some(super::versions::l1_versions());
+    let mut versions = super::versions::l1_versions();
+    if req.backend == Backend::Libvirt && req.libvirt_bin.is_some() {
+        if let Ok(binaries) = LibvirtBinaries::resolve(req.libvirt_bin.as_deref()) {
+            versions.libvirt = super::versions::libvirt_version(&binaries);
+        }
+    }
+    outcome.l1_versions = Some(versions);
     outcome
 }
 

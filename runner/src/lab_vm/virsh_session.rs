@@ -48,11 +48,16 @@ pub struct VirshSession {
 
 impl VirshSession {
     /// Starts `virsh -c uri` reading commands from a pipe.
-    pub fn start(virsh: &Path, uri: &str) -> std::io::Result<VirshSession> {
+    pub fn start(
+        virsh: &Path,
+        env: &[(String, String)],
+        uri: &str,
+    ) -> std::io::Result<VirshSession> {
         let (read, write) = std::io::pipe()?;
         let mut command = Command::new(virsh);
         command
             .args(["-c", uri])
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(write.try_clone()?)
             .stderr(write);
@@ -175,7 +180,7 @@ mod tests {
 
     fn session() -> VirshSession {
         // libvirt's test driver needs no daemon: the same virsh, the same shell.
-        VirshSession::start(Path::new("/usr/bin/virsh"), "test:///default")
+        VirshSession::start(Path::new("/usr/bin/virsh"), &[], "test:///default")
             .expect("virsh is installed (libvirt-clients)")
     }
 
