@@ -56,12 +56,25 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose host /h
 # and carried out by three commands (a mount and a mkdir per directory
 # took 0.25 s).
 fstab=/etc/mflab/fstab
+# libvirt 10+ reads /lib/modules/$(uname -r)/modules.alias before a managed
+# detach (to pick a VFIO variant driver) and fails the start without it. A
+# release's root has its kernel's; the host's root has the host kernel's,
+# not L1's. Then L1's /lib is a directory of links into /usr/lib (made
+# after the mounts), with a modules/<version>/modules.alias of L1's kernel
+# from the initramfs (the VFIO variant drivers' aliases).
+read -r kver < /proc/sys/kernel/osrelease
+own_lib=0
+if [ -L /host/lib ] && [ ! -e "/host/lib/modules/$kver/modules.alias" ] && [ -e /lib/modules/modules.alias ]; then
+  own_lib=1
+fi
 links=""
 dirs="/newroot/proc /newroot/sys /newroot/dev /newroot/tmp /newroot/mflab /newroot/l2"
 for d in /host/*; do
   n=${d#/host/}
   case "$n" in
     proc|sys|dev|run|tmp|mflab|l2|*[[:space:]]*) ;;
+    lib) if [ $own_lib = 1 ]; then :; elif [ -L "$d" ]; then links="$links $d"
+         else dirs="$dirs /newroot/lib"; echo "$d /newroot/lib none bind 0 0" >> $fstab; fi ;;
     *) if [ -L "$d" ]; then links="$links $d"
        elif [ -d "$d" ]; then
          dirs="$dirs /newroot/$n"
@@ -83,6 +96,10 @@ echo "hugetlbfs /newroot/dev/hugepages hugetlbfs defaults 0 0" >> $fstab
 [ -n "$links" ] && cp -d $links /newroot/
 mkdir $dirs
 mount -a -T $fstab || echo "mflab-l1: some mounts failed (above)"
+if [ $own_lib = 1 ]; then
+  mkdir /newroot/lib
+  (cd /newroot/lib && ln -s ../usr/lib/* . && rm -f modules && mkdir -p "modules/$kver" && cp /lib/modules/modules.alias "modules/$kver/") || echo "mflab-l1: no modules.alias for $kver (libvirt 10+ needs it)"
+fi
 # L2's kernel and initramfs: the runner's files (paths from the kernel's
 # command line: under /host, or in the work directory when the root is a
 # release's), read over 9p by the first L2 and from L1's page cache after.

@@ -153,8 +153,7 @@ fn system_paths(options: &[BuildOption]) -> Result<(), String> {
     let under_usr = |name, system: &str| {
         text(name).is_some_and(|v| v == system || v == system.trim_start_matches('/'))
     };
-    if prefix == "/usr" && under_usr("sysconfdir", "/etc") && under_usr("localstatedir", "/var")
-    {
+    if prefix == "/usr" && under_usr("sysconfdir", "/etc") && under_usr("localstatedir", "/var") {
         return Ok(());
     }
     Err(format!(
@@ -172,7 +171,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("meson-info")).unwrap();
         std::fs::write(dir.path().join("meson-info/meson-info.json"), "{}").unwrap();
-        std::fs::write(dir.path().join("meson-info/intro-buildoptions.json"), options).unwrap();
+        std::fs::write(
+            dir.path().join("meson-info/intro-buildoptions.json"),
+            options,
+        )
+        .unwrap();
         for file in built {
             let path = dir.path().join(file);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();

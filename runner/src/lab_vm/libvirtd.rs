@@ -32,10 +32,18 @@ cgroup_controllers = [ ]
 namespaces = [ ]
 "#;
 
+/// The lab defines no libvirt networks: libvirt 10.4+ would otherwise
+/// refuse to start its network driver (and so the whole daemon) on a root
+/// without nft or iptables ("could not find a usable firewall backend").
+/// Older libvirt has no network.conf and never reads it.
+const NETWORK_CONF: &str =
+    "# Written by mflab: no virtual networks in the lab.\nfirewall_backend = \"none\"\n";
+
 /// A libvirtd started for one run; killed when dropped. Its virsh calls
 /// go through one long-lived virsh ([`VirshSession`]).
 pub struct Libvirtd {
-    child: Child,
+    child: Mutex<Child>,
+    log: PathBuf,
     binaries: LibvirtBinaries,
     session: Mutex<Option<VirshSession>>,
 }
@@ -78,7 +86,8 @@ impl Libvirtd {
         }
         let _ = std::fs::remove_file(SOCKET);
 
-        let log = std::fs::File::create(work.join(LIBVIRTD_LOG)).map_err(|e| e.to_string())?;
+        let log_path = work.join(LIBVIRTD_LOG);
+        let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
         let child = Command::new(&binaries.libvirtd)
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .envs(binaries.env.iter().map(|(k, v)| (k, v)))
@@ -87,15 +96,16 @@ impl Libvirtd {
             .stderr(log)
             .spawn()
             .map_err(|e| format!("{}: {e}", binaries.libvirtd.display()))?;
-        let mut daemon = Libvirtd {
-            child,
+        let daemon = Libvirtd {
+            child: Mutex::new(child),
+            log: log_path,
             binaries,
             session: Mutex::new(None),
         };
         let start = Instant::now();
         while !Path::new(SOCKET).exists() {
-            if let Ok(Some(status)) = daemon.child.try_wait() {
-                return Err(format!("libvirtd exited ({status}); see libvirtd.log"));
+            if let Some(why) = daemon.exited() {
+                return Err(why);
             }
             if start.elapsed() > Duration::from_secs(60) {
                 return Err(
@@ -122,7 +132,7 @@ impl Libvirtd {
             }
         }
         let live = session.as_mut().expect("started above");
-        match live.call(args, VIRSH_TIMEOUT) {
+        match live.call(args, VIRSH_TIMEOUT, &|| self.exited()) {
             Ok(out) => out,
             Err(out) => {
                 // A session that missed its deadline or died is not reused.
@@ -130,6 +140,18 @@ impl Libvirtd {
                 out
             }
         }
+    }
+
+    /// Why the daemon is gone, when it is: its exit status and the first
+    /// error it logged (the cause; what follows are its consequences) (libvirtd opens its socket before its drivers
+    /// start, and quits when one fails to).
+    fn exited(&self) -> Option<String> {
+        let status = self.child.lock().expect("libvirtd").try_wait().ok()??;
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        Some(match first_logged_error(&log) {
+            Some(words) => format!("libvirtd exited ({status}): {words} (libvirtd.log)"),
+            None => format!("libvirtd exited ({status}); see libvirtd.log"),
+        })
     }
 
     /// The domain's state word (`running`, `paused`, `shut off`).
@@ -157,8 +179,8 @@ impl Libvirtd {
     /// Whether this daemon can serve another scenario: it runs, and it
     /// holds no domain (every scenario undefines its own).
     pub fn healthy(&mut self) -> Result<(), String> {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            return Err(format!("libvirtd exited ({status})"));
+        if let Some(why) = self.exited() {
+            return Err(why);
         }
         let list = self.virsh(&["list", "--all", "--name"]);
         if !list.ok {
@@ -211,9 +233,24 @@ impl DaemonSlot {
 
 impl Drop for Libvirtd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let child = self.child.get_mut().expect("libvirtd");
+        let _ = child.kill();
+        let _ = child.wait();
     }
+}
+
+/// The words of libvirtd's first logged error: from "…: 177: error :
+/// virNetworkLoadDriverConfig:155 : internal error: could not find a
+/// usable firewall backend", the part after the function.
+fn first_logged_error(log: &str) -> Option<&str> {
+    log.lines().find_map(|line| {
+        let (_, rest) = line.split_once(": error : ")?;
+        Some(
+            rest.split_once(" : ")
+                .map_or(rest, |(_, words)| words)
+                .trim(),
+        )
+    })
 }
 
 const PREPARED: &str = "/run/mflab-libvirt-prepared";
@@ -235,6 +272,7 @@ fn prepare_l1_for_libvirt() -> Result<(), String> {
     sh("mount", &["-t", "tmpfs", "tmpfs", "/etc/libvirt"])?;
     std::fs::create_dir_all("/etc/libvirt/qemu").map_err(|e| e.to_string())?;
     std::fs::write("/etc/libvirt/qemu.conf", QEMU_CONF).map_err(|e| e.to_string())?;
+    std::fs::write("/etc/libvirt/network.conf", NETWORK_CONF).map_err(|e| e.to_string())?;
     std::fs::write("/etc/libvirt/libvirtd.conf", "log_outputs = \"3:stderr\"\n")
         .map_err(|e| e.to_string())?;
     // libvirt looks the qemu user up even when told to run QEMU as root.
@@ -266,6 +304,19 @@ fn add_line(file: &str, prefix: &str, line: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_daemon_is_named_by_its_first_error() {
+        let log = "2026-12-01 13:35:06.985+0000: 177: info : libvirt version: 11.3.0
+2026-12-01 13:35:06.985+0000: 177: error : virNetworkLoadDriverConfig:155 : internal error: could not find a usable firewall backend
+2026-12-01 13:35:06.991+0000: 177: error : daemonRunStateInit:586 : Driver state initialization failed
+";
+        assert_eq!(
+            first_logged_error(log),
+            Some("internal error: could not find a usable firewall backend")
+        );
+        assert_eq!(first_logged_error("…: 1: info : fine\n"), None);
+    }
 
     #[test]
     fn virsh_errors_lose_only_their_prefixes() {

@@ -46,6 +46,9 @@ pub struct VirshSession {
     calls: u64,
 }
 
+/// How often a waiting call asks whether the daemon is still there.
+const GONE_CHECK: Duration = Duration::from_millis(250);
+
 impl VirshSession {
     /// Starts `virsh -c uri` reading commands from a pipe.
     pub fn start(
@@ -90,8 +93,15 @@ impl VirshSession {
     }
 
     /// Runs one virsh command; `Err` when the session no longer answers
-    /// (its output so far, and whether the deadline passed).
-    pub fn call(&mut self, args: &[&str], deadline: Duration) -> Result<VirshOutput, VirshOutput> {
+    /// (its output so far, and whether the deadline passed). `gone` says
+    /// why waiting on is pointless (the daemon died): then the call ends
+    /// at once with that reason instead of at the deadline.
+    pub fn call(
+        &mut self,
+        args: &[&str],
+        deadline: Duration,
+        gone: &dyn Fn() -> Option<String>,
+    ) -> Result<VirshOutput, VirshOutput> {
         self.calls += 1;
         let marker = format!("MFLAB-VIRSH-DONE-{}", self.calls);
         let line = format!("{}\necho {marker}\n", command_line(args));
@@ -109,9 +119,15 @@ impl VirshSession {
         let mut out = VirshOutput::default();
         loop {
             let left = deadline.saturating_sub(start.elapsed());
-            match self.lines.recv_timeout(left) {
+            match self.lines.recv_timeout(left.min(GONE_CHECK)) {
                 Ok(line) if line.trim_end() == marker => break,
                 Ok(line) => take_line(&mut out, &line),
+                Err(RecvTimeoutError::Timeout) if !left.is_zero() => {
+                    if let Some(why) = gone() {
+                        out.stderr.push_str(&format!("error: {why}\n"));
+                        return Err(out);
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     out.timed_out = true;
                     out.stderr.push_str(&format!(
@@ -188,18 +204,22 @@ mod tests {
     fn calls_in_one_session_keep_stdout_and_errors_apart() {
         let mut s = session();
         let list = s
-            .call(&["list", "--all", "--name"], Duration::from_secs(30))
+            .call(
+                &["list", "--all", "--name"],
+                Duration::from_secs(30),
+                &|| None,
+            )
             .unwrap();
         assert!(list.ok, "{list:?}");
         assert_eq!(list.stdout.trim(), "test");
         let missing = s
-            .call(&["domstate", "nosuch"], Duration::from_secs(30))
+            .call(&["domstate", "nosuch"], Duration::from_secs(30), &|| None)
             .unwrap();
         assert!(!missing.ok);
         assert_eq!(missing.error_text(), "failed to get domain 'nosuch'");
         assert!(missing.stdout.trim().is_empty(), "{missing:?}");
         let state = s
-            .call(&["domstate", "test"], Duration::from_secs(30))
+            .call(&["domstate", "test"], Duration::from_secs(30), &|| None)
             .unwrap();
         assert_eq!((state.ok, state.stdout.trim()), (true, "running"));
     }
@@ -216,10 +236,16 @@ mod tests {
         );
         let mut s = session();
         let echoed = s
-            .call(&["echo", r#"{"a": "b c"}"#], Duration::from_secs(30))
+            .call(
+                &["echo", r#"{"a": "b c"}"#],
+                Duration::from_secs(30),
+                &|| None,
+            )
             .unwrap();
         assert_eq!(echoed.stdout.trim(), r#"{"a": "b c"}"#);
-        let quoted = s.call(&["echo", "it's"], Duration::from_secs(30)).unwrap();
+        let quoted = s
+            .call(&["echo", "it's"], Duration::from_secs(30), &|| None)
+            .unwrap();
         assert_eq!(quoted.stdout.trim(), "it's");
     }
 }

@@ -19,12 +19,13 @@ const BUSYBOX: &str = "/bin/busybox";
 /// Applets the init script uses, linked to busybox.
 const APPLETS: &[&str] = &[
     "sh", "mount", "insmod", "cat", "cut", "mkdir", "ln", "readlink", "chroot", "poweroff", "sync",
-    "echo", "sleep", "mv", "cp",
+    "echo", "sleep", "mv", "cp", "rm",
 ];
 
 /// Changes whenever what goes into an archive changes in a way the
 /// inputs below do not show (so an old cache entry is not reused).
-const ARCHIVE_LAYOUT: &str = "3: module groups, signatures cut off, late modules, no /l2";
+const ARCHIVE_LAYOUT: &str =
+    "4: module groups, signatures cut off, late modules, no /l2, VFIO variant modules.alias";
 
 /// The module names of a list, as written (`name?` for optional ones).
 pub fn wanted_modules(list: &str) -> Vec<String> {
@@ -78,7 +79,12 @@ pub fn l1_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageError
             &index,
             tree,
         )?;
-        Ok((now.clone(), without_loaded(late, &now)))
+        let alias = super::modules::vfio_variant_aliases(&index).map_err(io_err(tree))?;
+        Ok(ModuleFiles {
+            late: without_loaded(late, &now),
+            now,
+            alias,
+        })
     };
     let wanted = format!("{L1_MODULES}\n[late]\n{L1_LATE_MODULES}");
     cached_initramfs("l1", kernel, L1_INIT, (&wanted, &modules))
@@ -96,14 +102,21 @@ pub fn l2_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageError
 
 /// Groups of modules that share nothing, each in load order.
 type ModuleList = Vec<Vec<Module>>;
+
+/// What of the kernel's modules goes into an archive.
+#[derive(Default)]
+struct ModuleFiles {
+    /// Loaded before the agent starts.
+    now: ModuleList,
+    /// Loaded behind it.
+    late: ModuleList,
+    /// `lib/modules/modules.alias` (see [`super::modules::vfio_variant_aliases`]); empty: none.
+    alias: String,
+}
 /// The wanted-modules text (part of the cache key) and how to resolve it
 /// into files in load order (only when building).
-/// Two lists: loaded before the agent starts, and loaded behind it.
-type Modules<'a> = (
-    &'a str,
-    &'a dyn Fn() -> Result<(ModuleList, ModuleList), ImageError>,
-);
-const NO_MODULES: Modules = ("", &|| Ok((Vec::new(), Vec::new())));
+type Modules<'a> = (&'a str, &'a dyn Fn() -> Result<ModuleFiles, ImageError>);
+const NO_MODULES: Modules = ("", &|| Ok(ModuleFiles::default()));
 
 fn cached_initramfs(
     kind: &str,
@@ -133,8 +146,8 @@ fn cached_initramfs(
         &digest[..16],
         std::process::id()
     ));
-    let (now, late) = (modules.1)()?;
-    write_archive(&tmp, &busybox, init, &now, &late)?;
+    let files = (modules.1)()?;
+    write_archive(&tmp, &busybox, init, &files)?;
     std::fs::rename(&tmp, &out).map_err(io_err(&out))?;
     Ok((out, true))
 }
@@ -180,8 +193,7 @@ fn write_archive(
     path: &Path,
     busybox: &[u8],
     init: &str,
-    modules: &[Vec<Module>],
-    late_modules: &[Vec<Module>],
+    modules: &ModuleFiles,
 ) -> Result<(), ImageError> {
     let write = || -> std::io::Result<()> {
         let mut a = Archive {
@@ -209,7 +221,10 @@ fn write_archive(
         }
         a.file("init", true, init.as_bytes())?;
         // One line per group: init loads the lines side by side.
-        for (list_name, groups) in [("modules", modules), ("modules-late", late_modules)] {
+        if !modules.alias.is_empty() {
+            a.file("lib/modules/modules.alias", false, modules.alias.as_bytes())?;
+        }
+        for (list_name, groups) in [("modules", &modules.now), ("modules-late", &modules.late)] {
             let mut list = String::new();
             for group in groups {
                 let mut names = Vec::new();
@@ -295,7 +310,12 @@ mod tests {
         assert_eq!(names, [vec!["irqbypass", "kvm", "kvm_amd"], vec!["vfio"]]);
 
         let archive = dir.path().join("l1.cpio");
-        write_archive(&archive, b"busybox", "#!/bin/sh\n", &groups, &[]).unwrap();
+        let files = ModuleFiles {
+            now: groups,
+            late: Vec::new(),
+            alias: "# Aliases extracted from modules themselves.\n".into(),
+        };
+        write_archive(&archive, b"busybox", "#!/bin/sh\n", &files).unwrap();
         let files = unpack(&archive);
         for (name, depends, _, _) in modules {
             let file = format!("lib/modules/{}.ko", normalize(name));
@@ -306,6 +326,7 @@ mod tests {
             );
         }
         assert_eq!(files["etc/mflab/modules"], b"irqbypass kvm kvm_amd\nvfio\n");
+        assert!(files["lib/modules/modules.alias"].starts_with(b"# Aliases"));
     }
 }
 

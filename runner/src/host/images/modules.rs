@@ -53,6 +53,39 @@ pub fn module_depends(ko: &[u8]) -> Vec<String> {
 /// A module's name and file.
 pub type Module = (String, PathBuf);
 
+/// The `alias=` strings of a module file's `.modinfo`.
+pub fn module_aliases(ko: &[u8]) -> Vec<String> {
+    const KEY: &[u8] = b"\0alias=";
+    let mut aliases = Vec::new();
+    let mut from = 0;
+    while let Some(at) = ko[from..].windows(KEY.len()).position(|w| w == KEY) {
+        let rest = &ko[from + at + KEY.len()..];
+        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        aliases.push(String::from_utf8_lossy(&rest[..end]).into_owned());
+        from += at + KEY.len() + end;
+    }
+    aliases
+}
+
+/// A `modules.alias` (depmod's format) with the PCI aliases of the
+/// kernel's VFIO variant drivers (the modules under drivers/vfio/pci):
+/// libvirt 10+ reads `/lib/modules/$(uname -r)/modules.alias` before a
+/// managed detach to pick a variant driver, and fails the start when the
+/// file is missing. Those `vfio_pci:` lines are all it reads; the modules
+/// of the rest of the kernel are not opened.
+pub fn vfio_variant_aliases(index: &BTreeMap<String, PathBuf>) -> std::io::Result<String> {
+    let mut text = String::from("# Aliases extracted from modules themselves.\n");
+    for (name, path) in index {
+        if !path.to_string_lossy().contains("/drivers/vfio/pci/") {
+            continue;
+        }
+        for alias in module_aliases(&super::module_file::read_module(path)?) {
+            text.push_str(&format!("alias {alias} {name}\n"));
+        }
+    }
+    Ok(text)
+}
+
 /// The wanted modules with their dependencies, each after what it needs,
 /// in groups that share no module: L1's init loads the groups side by side
 /// (one vCPU each), each group in order.
@@ -167,6 +200,42 @@ fn visit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_alias_of_a_module_is_read() {
+        let ko = b"\x7fELF\0license=GPL\0alias=vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i*\0alias=vfio_pci:v000015B3d00001024sv*sd*bc*sc*i*\0depends=vfio\0";
+        assert_eq!(
+            module_aliases(ko),
+            [
+                "vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i*",
+                "vfio_pci:v000015B3d00001024sv*sd*bc*sc*i*"
+            ]
+        );
+        assert!(module_aliases(b"\0depends=\0").is_empty());
+    }
+
+    #[test]
+    fn modules_alias_holds_the_vfio_variant_drivers_aliases_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let put = |rel: &str, modinfo: &[u8]| {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, modinfo).unwrap();
+        };
+        put(
+            "kernel/drivers/vfio/pci/mlx5/mlx5-vfio-pci.ko",
+            b"\0alias=vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i*\0",
+        );
+        put(
+            "kernel/drivers/net/e1000e/e1000e.ko",
+            b"\0alias=pci:v00008086d000010D3sv*sd*bc*sc*i*\0",
+        );
+        let text = vfio_variant_aliases(&index_modules(dir.path()).unwrap()).unwrap();
+        assert_eq!(
+            text,
+            "# Aliases extracted from modules themselves.\nalias vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i* mlx5_vfio_pci\n"
+        );
+    }
 
     #[test]
     fn depends_are_read_from_modinfo_strings() {
