@@ -4,6 +4,8 @@
 //! and the network on first use (or a cache that has the kernel): when
 //! they are missing this fails, it never skips.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -50,39 +52,16 @@ fn gpu_audio_scenarios_pass_on_debian_13_s_kernel_on_both_backends() {
         .env("MFLAB_NO_PROGRESS", "1")
         .output()
         .expect("mflab runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let outcomes: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("mflab run printed no JSON ({e}); stderr:\n{stderr}"));
+    let outcomes = common::all_passed(
+        &out,
+        scenarios.len(),
+        &format!("on {RELEASE}'s kernel"),
+        |o| format!("L2 on {}", o["l2_accel"].as_str().unwrap_or("-")),
+    );
     let kept: Vec<PathBuf> = outcomes
         .iter()
         .filter_map(|o| o["work_dir"].as_str().map(PathBuf::from))
         .collect();
-    for o in &outcomes {
-        println!(
-            "{} {} [{}] {:.1}s, L2 on {}",
-            if o["passed"] == true { "PASS" } else { "FAIL" },
-            o["scenario"].as_str().unwrap_or("?"),
-            o["backend"].as_str().unwrap_or("?"),
-            o["seconds"].as_f64().unwrap_or(0.0),
-            o["l2_accel"].as_str().unwrap_or("-"),
-        );
-    }
-    let failed: Vec<String> = outcomes
-        .iter()
-        .filter(|o| o["passed"] != true)
-        .map(|o| format!("{} [{}]: {}", o["scenario"], o["backend"], o))
-        .collect();
-    assert!(
-        failed.is_empty() && out.status.success(),
-        "on {RELEASE}'s kernel ({}): failed:\n{}\nstderr:\n{stderr}",
-        out.status,
-        failed.join("\n")
-    );
-    assert_eq!(
-        outcomes.len(),
-        2 * scenarios.len(),
-        "one run per scenario and backend"
-    );
 
     // L1 booted trixie's kernel, and handed the same kernel to L2.
     let cmdline = kept

@@ -7,6 +7,8 @@
 //! debootstrap, QEMU and the network on first use (or a cache that has
 //! the root): when one is missing this fails, it never skips.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -98,34 +100,11 @@ fn run_passing(topology: Option<&str>) -> (Vec<serde_json::Value>, String) {
     let scenarios = scenario_paths();
     args.extend(scenarios.iter().map(String::as_str));
     let out = mflab(&args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let outcomes: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("mflab run printed no JSON ({e}); stderr:\n{stderr}"));
-    for o in &outcomes {
-        println!(
-            "{} {} [{}] {:.1}s, L1 ran {}",
-            if o["passed"] == true { "PASS" } else { "FAIL" },
-            o["scenario"].as_str().unwrap_or("?"),
-            o["backend"].as_str().unwrap_or("?"),
-            o["seconds"].as_f64().unwrap_or(0.0),
-            o["l1_versions"],
-        );
-    }
-    let failed: Vec<String> = outcomes
-        .iter()
-        .filter(|o| o["passed"] != true)
-        .map(|o| format!("{} [{}]: {}", o["scenario"], o["backend"], o))
-        .collect();
-    assert!(
-        failed.is_empty() && out.status.success(),
-        "on {RELEASE} ({topology:?}, {}): failed:\n{}\nstderr:\n{stderr}",
-        out.status,
-        failed.join("\n")
-    );
-    assert_eq!(
-        outcomes.len(),
-        2 * scenarios.len(),
-        "one run per scenario and backend"
+    let outcomes = common::all_passed(
+        &out,
+        scenarios.len(),
+        &format!("on {RELEASE} ({topology:?})"),
+        |o| format!("L1 ran {}", o["l1_versions"]),
     );
     (outcomes, std::fs::read_to_string(junit.path()).unwrap())
 }
