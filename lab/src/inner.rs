@@ -20,7 +20,7 @@ use crate::protocol::guest_report::{
 };
 use crate::protocol::{GuestFunction, Stage};
 use crate::qemu_cmdline::DirectBoot;
-use crate::qmp::QmpSession;
+use crate::qmp::{QmpError, QmpSession, ANSWER_TIMEOUT};
 
 /// Everything L2's command line depends on.
 #[derive(Clone, Debug)]
@@ -148,6 +148,8 @@ pub struct InnerRun {
     pub resumed: bool,
     /// Decided by [`crate::lab_fault::of_mflab_l2`].
     pub lab_fault: Option<LabFault>,
+    /// L2's QEMU stopped answering QMP, and where its threads waited.
+    unanswered: Option<String>,
 }
 
 /// How far to take L2.
@@ -195,11 +197,18 @@ pub async fn run_inner_guest(
             .to_string()
     };
 
-    let mut qmp = match QmpSession::connect(&c.qmp_socket, Duration::from_secs(30)).await {
+    let mut qmp = match QmpSession::connect(&c.qmp_socket, ANSWER_TIMEOUT).await {
         Ok(q) => q,
         Err(e) => {
+            let unanswered = unanswered_by(&mut child, &e);
             reap(&mut child).await;
             run.error = Some(format!("{e}; QEMU said: {}", qemu_said()));
+            run.lab_fault = of_mflab_l2(&MflabL2End {
+                meant_to_report: false,
+                resumed: false,
+                stuck: unanswered,
+                serial: "",
+            });
             return run;
         }
     };
@@ -220,9 +229,13 @@ pub async fn run_inner_guest(
         });
     }
     let reaped = reap(&mut child).await;
-    let stuck = (!reaped).then(|| {
-        format!("L2's QEMU did not exit within {REAP_TIMEOUT:?} of SIGKILL (stuck in L1's kernel)")
-    });
+    let stuck = (!reaped)
+        .then(|| {
+            format!(
+                "L2's QEMU did not exit within {REAP_TIMEOUT:?} of SIGKILL (stuck in L1's kernel)"
+            )
+        })
+        .or(run.unanswered.take());
     if let Some(stuck) = &stuck {
         run.error = Some(match run.error.take() {
             Some(first) => format!("{first}; {stuck}"),
@@ -259,6 +272,62 @@ pub async fn run_inner_guest(
     run
 }
 
+/// A QMP failure as text; one QEMU did not answer also says where its
+/// threads were waiting (a lab fault, see [`unanswered_by`]).
+fn failed(run: &mut InnerRun, child: &mut tokio::process::Child, e: QmpError) -> String {
+    if let Some(why) = unanswered_by(child, &e) {
+        run.unanswered = Some(why);
+    }
+    e.to_string()
+}
+
+/// When QEMU runs but did not answer (no socket, greeting or reply in
+/// time): what it waited for, from each thread's wchan and the main
+/// thread's kernel stack, read before it is killed. A QEMU that exited
+/// said why on its stderr instead; that is not the lab's.
+fn unanswered_by(child: &mut tokio::process::Child, e: &QmpError) -> Option<String> {
+    if !e.unanswered() || !matches!(child.try_wait(), Ok(None)) {
+        return None;
+    }
+    let waits = child.id().map(waiting_in).unwrap_or_default();
+    Some(format!(
+        "L2's QEMU is running but did not answer: {e}; it was waiting in {waits}"
+    ))
+}
+
+/// "main: kvm_vcpu_ioctl; CPU 0/KVM: …; stack: …" from /proc (threads
+/// with the same name and wait counted once).
+fn waiting_in(pid: u32) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let read = |f: &str| {
+                std::fs::read_to_string(task.path().join(f))
+                    .map(|t| t.trim().to_string())
+                    .unwrap_or_default()
+            };
+            let wait = format!("{}: {}", read("comm"), read("wchan"));
+            if !seen.contains(&wait) {
+                seen.push(wait);
+            }
+        }
+    }
+    let stack: Vec<String> = std::fs::read_to_string(format!("/proc/{pid}/stack"))
+        .unwrap_or_default()
+        .lines()
+        .take(4)
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect();
+    if !stack.is_empty() {
+        seen.push(format!("stack: {}", stack.join(" < ")));
+    }
+    if seen.is_empty() {
+        "(nothing readable in /proc)".into()
+    } else {
+        seen.join("; ")
+    }
+}
+
 /// How long a SIGKILLed L2 may take to be gone.
 const REAP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -285,12 +354,12 @@ async fn drive(
 ) -> Result<(), String> {
     let t = Instant::now();
     for add in device_adds(plan) {
-        qmp.execute(&add).await.map_err(|e| e.to_string())?;
+        qmp.execute(&add).await.map_err(|e| failed(run, child, e))?;
     }
     let pci = qmp
         .execute(&qapi::qmp::query_pci {})
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed(run, child, e))?;
     run.qmp_view = qmp_view(&pci);
     run.timings
         .push((Stage::L2DeviceAdd, t.elapsed().as_secs_f64()));
@@ -301,7 +370,7 @@ async fn drive(
     let t = Instant::now();
     qmp.execute(&qapi::qmp::cont {})
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed(run, child, e))?;
     run.resumed = true;
     if depth == InnerDepth::BootAndKill {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -312,13 +381,38 @@ async fn drive(
     if let (Some(steps), Some(control)) = (steps, &c.control_socket) {
         run_steps(qmp, child, steps, control, &c.serial_log, timeout).await?;
     }
-    match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(_) => {
-            run.timings.push((Stage::L2Boot, t.elapsed().as_secs_f64()));
-            Ok(())
+    let deadline = t + timeout;
+    loop {
+        match tokio::time::timeout(Duration::from_millis(250), child.wait()).await {
+            Ok(_) => {
+                run.timings.push((Stage::L2Boot, t.elapsed().as_secs_f64()));
+                return Ok(());
+            }
+            Err(_) if Instant::now() > deadline => {
+                return Err(format!("L2 did not power off within {timeout:?}"))
+            }
+            Err(_) => silent_since(&c.serial_log, t, timeout)?,
         }
-        Err(_) => Err(format!("L2 did not power off within {timeout:?}")),
     }
+}
+
+/// An L2 whose console has not a byte long after `cont` will not speak:
+/// its kernel prints within a second or two of starting (mflab's L2 boots
+/// its kernel directly: 1-3 s here). It is ended at a third of L2's time
+/// rather than all of it (a silent L2 is the lab's fault and runs again).
+fn silent_since(serial_log: &Path, resumed: Instant, timeout: Duration) -> Result<(), String> {
+    match silent_for(serial_log, resumed, timeout / 3) {
+        Some(why) => Err(why),
+        None => Ok(()),
+    }
+}
+
+/// Why L2 counts as silent: `allowance` has passed since `resumed` and its
+/// console log is still empty.
+pub fn silent_for(serial_log: &Path, resumed: Instant, allowance: Duration) -> Option<String> {
+    let spoke = std::fs::metadata(serial_log).is_ok_and(|m| m.len() > 0);
+    (!spoke && resumed.elapsed() > allowance)
+        .then(|| format!("L2 printed nothing on its console within {allowance:?} of being let run"))
 }
 
 /// The steps, once L2's init has made its first report; then L2 is told
@@ -345,6 +439,7 @@ async fn run_steps(
         if let Ok(Some(_)) = child.try_wait() {
             return Err(REPORT_CUT_SHORT.into());
         }
+        silent_since(serial_log, start, timeout)?;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let transcript = serial_log.with_file_name(crate::protocol::paths::L2_CONTROL_LOG);
@@ -395,6 +490,21 @@ mod tests {
     use super::*;
     use crate::plan::Assign;
     use crate::PciAddress;
+
+    #[test]
+    fn an_l2_is_silent_only_when_its_console_is_empty_past_the_allowance() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("l2-serial.log");
+        let resumed = Instant::now() - Duration::from_secs(5);
+        // No file yet, or an empty one: silent once the allowance is past.
+        assert!(silent_for(&log, resumed, Duration::from_secs(1)).is_some());
+        std::fs::write(&log, "").unwrap();
+        let why = silent_for(&log, resumed, Duration::from_secs(1)).unwrap();
+        assert!(why.contains("printed nothing"), "{why}");
+        assert!(silent_for(&log, resumed, Duration::from_secs(60)).is_none());
+        std::fs::write(&log, "[    0.000000] Linux version").unwrap();
+        assert!(silent_for(&log, resumed, Duration::from_secs(1)).is_none());
+    }
 
     #[test]
     fn function_0_of_a_shared_slot_is_added_last() {

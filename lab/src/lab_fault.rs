@@ -8,7 +8,8 @@
 //! machines): an L2 that was let run and whose init never printed a line
 //! (its kernel prints panics at L2's log level, so these are resets or
 //! hangs, and devices that really break L2 break it again on a retry); an
-//! L2 QEMU that SIGKILL cannot end (a vCPU thread stuck in L1's kernel);
+//! L2 QEMU that SIGKILL cannot end (a vCPU thread stuck in L1's kernel),
+//! or that runs and does not answer QMP (where its threads wait is named);
 //! a virsh call that never returns; an L1 that gives no outcome.
 
 pub use crate::protocol::fault::{LabFault, LabFaultKind};
@@ -29,7 +30,8 @@ pub struct MflabL2End<'a> {
     pub meant_to_report: bool,
     /// `cont` went through: L2's kernel was let run.
     pub resumed: bool,
-    /// L2's QEMU was gone after SIGKILL; when not, this says so.
+    /// L2's QEMU was gone after SIGKILL and answered QMP while it ran;
+    /// when not, this says so (and where its threads waited).
     pub stuck: Option<String>,
     pub serial: &'a str,
 }

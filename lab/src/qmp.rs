@@ -37,6 +37,21 @@ pub enum QmpError {
     Reply(String, serde_json::Error),
 }
 
+impl QmpError {
+    /// QEMU did not answer: no socket, no greeting, or no reply in time
+    /// (not a refusal, which is QEMU's verdict).
+    pub fn unanswered(&self) -> bool {
+        matches!(self, QmpError::Connect(..) | QmpError::Timeout(_))
+    }
+}
+
+/// The longest QEMU may take to answer one command. It answers within
+/// milliseconds, a `device_add` of a VFIO device within a second under
+/// TCG; one that says nothing for this long is stuck (seen: an L2 QEMU
+/// that got no further than its start and held the scenario until its
+/// 240 s ran out).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub struct QmpSession {
     reader: BufReader<OwnedReadHalf>,
     writer: OwnedWriteHalf,
@@ -47,6 +62,8 @@ pub struct QmpSession {
     pub events: Vec<String>,
     /// The events not yet taken by [`QmpSession::wait_event`], whole.
     unclaimed: Vec<Value>,
+    /// [`ANSWER_TIMEOUT`] unless changed.
+    answer_timeout: Duration,
 }
 
 impl QmpSession {
@@ -71,6 +88,7 @@ impl QmpSession {
             transcript: Vec::new(),
             events: Vec::new(),
             unclaimed: Vec::new(),
+            answer_timeout: ANSWER_TIMEOUT,
         };
         let greeting = tokio::time::timeout(timeout, session.read_message())
             .await
@@ -146,24 +164,38 @@ impl QmpSession {
         self.transcript.push(format!("-> {text}"));
         self.writer.write_all(text.as_bytes()).await?;
         self.writer.write_all(b"\n").await?;
+        let deadline = self.answer_timeout;
+        let reply = tokio::time::timeout(deadline, self.reply_to(id))
+            .await
+            .map_err(|_| {
+                QmpError::Timeout(format!("the answer to {} ({deadline:?})", C::NAME))
+            })??;
+        if let Some(error) = reply.get("error") {
+            return Err(QmpError::Command {
+                command: C::NAME.to_string(),
+                class: error["class"].as_str().unwrap_or("?").to_string(),
+                desc: error["desc"].as_str().unwrap_or("?").to_string(),
+            });
+        }
+        let ok = reply.get("return").cloned().unwrap_or(Value::Null);
+        serde_json::from_value(ok).map_err(|e| QmpError::Reply(C::NAME.to_string(), e))
+    }
+
+    /// Another deadline per command than [`ANSWER_TIMEOUT`].
+    pub fn set_answer_timeout(&mut self, timeout: Duration) {
+        self.answer_timeout = timeout;
+    }
+
+    /// The message that answers command `id`; events meanwhile are recorded.
+    async fn reply_to(&mut self, id: u64) -> Result<Value, QmpError> {
         loop {
             let message = self.read_message().await?;
             if self.record_event(&message) {
                 continue;
             }
-            if message.get("id").and_then(Value::as_u64) != Some(id) {
-                continue;
+            if message.get("id").and_then(Value::as_u64) == Some(id) {
+                return Ok(message);
             }
-            if let Some(error) = message.get("error") {
-                return Err(QmpError::Command {
-                    command: C::NAME.to_string(),
-                    class: error["class"].as_str().unwrap_or("?").to_string(),
-                    desc: error["desc"].as_str().unwrap_or("?").to_string(),
-                });
-            }
-            let reply = message.get("return").cloned().unwrap_or(Value::Null);
-            return serde_json::from_value(reply)
-                .map_err(|e| QmpError::Reply(C::NAME.to_string(), e));
         }
     }
 }
@@ -198,6 +230,39 @@ mod tests {
                 .await
                 .unwrap();
         }
+    }
+
+    /// A QEMU that greets and then answers nothing: the command ends at
+    /// its deadline, as an unanswered one (a refusal would be QEMU's verdict).
+    #[tokio::test]
+    async fn a_command_that_gets_no_answer_ends_at_its_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qmp.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            write
+                .write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n")
+                .await
+                .unwrap();
+            // qmp_capabilities is answered; nothing after it.
+            let first = lines.next_line().await.unwrap().unwrap();
+            let id = serde_json::from_str::<Value>(&first).unwrap()["id"].clone();
+            write
+                .write_all(format!("{}\n", json!({"return": {}, "id": id})).as_bytes())
+                .await
+                .unwrap();
+            while lines.next_line().await.unwrap().is_some() {}
+        });
+        let mut qmp = QmpSession::connect(&path, Duration::from_secs(5))
+            .await
+            .unwrap();
+        qmp.set_answer_timeout(Duration::from_millis(200));
+        let err = qmp.execute(&qapi::qmp::query_pci {}).await.unwrap_err();
+        assert!(err.unanswered(), "{err}");
+        assert!(err.to_string().contains("the answer to query-pci"), "{err}");
     }
 
     #[tokio::test]

@@ -19,7 +19,8 @@ pub enum LabFaultKind {
     L1BadResult,
     /// L2 was let run and its init never printed a line.
     L2Silent,
-    /// L2's QEMU outlived SIGKILL, or libvirt could not end it.
+    /// L2's QEMU outlived SIGKILL, or libvirt could not end it, or it
+    /// stopped answering QMP while it ran.
     L2Stuck,
     /// A virsh call did not return.
     VirshHung,

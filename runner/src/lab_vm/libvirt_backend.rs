@@ -193,14 +193,17 @@ fn resume_and_wait(
         let work = serial.parent().unwrap_or(Path::new("."));
         super::steps::libvirt_steps(req, daemon, serial, work, timeout, out)?;
     }
-    let powered_off = daemon.wait_shut_off(timeout);
+    // libvirt's L2 goes through SeaBIOS (and its bridges) before its
+    // kernel prints: half of L2's time for the first byte.
+    let silent = || lab::inner::silent_for(serial, boot, timeout / 2);
+    let powered_off = daemon.wait_shut_off(timeout, &silent);
     out.timings
         .insert(Stage::LibvirtL2Boot, boot.elapsed().as_secs_f64());
     let report = std::fs::read_to_string(serial).unwrap_or_default();
     out.l2_guest = parse_guest_report(&report);
     out.lab_fault = of_libvirt_l2(&report, powered_off);
     if !powered_off {
-        return Err(format!("L2 did not power off within {timeout:?}"));
+        return Err(silent().unwrap_or(format!("L2 did not power off within {timeout:?}")));
     }
     if !guest_report_complete(&report) {
         return Err(REPORT_CUT_SHORT.into());

@@ -162,12 +162,17 @@ impl Libvirtd {
             .to_string()
     }
 
-    /// Waits until the domain is shut off; false at the deadline.
-    pub fn wait_shut_off(&self, timeout: Duration) -> bool {
+    /// Waits until the domain is shut off; false at the deadline, or as
+    /// soon as `give_up` says why waiting on is pointless.
+    pub fn wait_shut_off(&self, timeout: Duration, give_up: &dyn Fn() -> Option<String>) -> bool {
         let start = Instant::now();
         while start.elapsed() < timeout {
             if self.domstate() == "shut off" {
                 return true;
+            }
+            if let Some(why) = give_up() {
+                tracing::warn!("{why}");
+                return false;
             }
             std::thread::sleep(Duration::from_millis(200));
         }
