@@ -507,6 +507,20 @@ mod tests {
     }
 
     #[test]
+    fn where_a_process_waits_is_read_from_its_threads() {
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let waits = waiting_in(sleeper.id());
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        assert!(waits.starts_with("sleep: "), "{waits}");
+        assert_eq!(waiting_in(u32::MAX), "(nothing readable in /proc)");
+    }
+
+    #[test]
     fn function_0_of_a_shared_slot_is_added_last() {
         let a = |h: &str, g: &str, m: bool| Assign {
             written: None,
