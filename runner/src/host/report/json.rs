@@ -8,7 +8,9 @@ use crate::host::suite::attempt::ScenarioReport;
 /// error, restored, mismatches, notes, seconds, timings, work_dir; and
 /// `lab_faults`, the kinds of the lab faults that were retried; `l2_accel`,
 /// what L2 ran on inside L1 (`kvm`, `tcg`; null when no L2 started);
-/// `l1_versions`, `{kernel, qemu, libvirt}` as L1's tools named themselves.
+/// `l1_versions`, `{kernel, qemu, libvirt}` as L1's tools named themselves;
+/// `steps`, each step's outcome on the running L2 (its error in the
+/// backend's words, L1's drivers, the live hostdevs, what L2 saw after it).
 pub fn object(r: &ScenarioReport) -> serde_json::Value {
     let o = &r.outcome;
     let error = o.error.clone().or_else(|| {
@@ -40,5 +42,6 @@ pub fn object(r: &ScenarioReport) -> serde_json::Value {
         "work_dir": r.kept,
         "l2_accel": o.l2_accel,
         "l1_versions": o.l1_versions,
+        "steps": o.steps,
     })
 }
