@@ -22,6 +22,7 @@ use lab::domain::AddressKind;
 use lab::hotplug::Attached;
 use lab::hotplug_run::StepsRun;
 use lab::l2_control::ControlPort;
+use lab::lab_fault::of_silent_guest;
 use lab::plan::Plan;
 use lab::protocol::guest_report::{guest_ready_for_steps, STEPS_KERNEL_ARG};
 use lab::protocol::paths::L2_CONTROL_LOG;
@@ -105,9 +106,18 @@ pub fn libvirt_steps(
     out: &mut RunOutcome,
 ) -> Result<(), String> {
     let start = Instant::now();
-    while !guest_ready_for_steps(&std::fs::read_to_string(serial).unwrap_or_default()) {
-        if start.elapsed() > timeout || daemon.domstate() == "shut off" {
-            return Err("L2 did not make its first report, so no step ran".into());
+    loop {
+        let console = std::fs::read_to_string(serial).unwrap_or_default();
+        if guest_ready_for_steps(&console) {
+            break;
+        }
+        let silent = lab::inner::silent_for(serial, start, timeout / 2);
+        if silent.is_some() || start.elapsed() > timeout || daemon.domstate() == "shut off" {
+            // An L2 whose init never spoke is the lab's (as without steps).
+            out.lab_fault = of_silent_guest(&console);
+            return Err(
+                silent.unwrap_or_else(|| "L2 did not make its first report, so no step ran".into())
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
