@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lab::accel::{Accel, AccelChoice};
+use lab::accel::AccelChoice;
 use lab::protocol::paths::{L1_SERIAL_LOG, WORK_MOUNT};
 use lab::qemu_cmdline::DirectBoot;
 
@@ -72,7 +72,7 @@ impl<'a> L1Config<'a> {
 /// (or the `--release` root) over 9p read-only, the work directory over
 /// 9p read-write.
 pub fn l1_args(c: &L1Config) -> Vec<String> {
-    let (machine, accel_args) = machine_and_accel(c.accel.accel, tcg_single_threaded());
+    let accel = c.accel.accel.qemu_name();
     let iommu_cmdline = match c.topology.iommu {
         IommuModel::Intel => "intel_iommu=on iommu=pt",
         IommuModel::Amd => "amd_iommu=on iommu=pt",
@@ -91,7 +91,7 @@ pub fn l1_args(c: &L1Config) -> Vec<String> {
     let (machine, devices) = super::interrupt_remapping::apply(
         c.accel.accel,
         c.topology.iommu,
-        machine,
+        format!("q35,accel={accel}"),
         c.topology.device_args(),
     );
     let mut args = DirectBoot {
@@ -108,7 +108,6 @@ pub fn l1_args(c: &L1Config) -> Vec<String> {
         ),
     }
     .args();
-    args.extend(accel_args);
     args.extend(["-serial".to_string(), serial]);
     args.extend(devices);
     args.extend(
@@ -132,31 +131,6 @@ pub fn l1_args(c: &L1Config) -> Vec<String> {
         .map(|s| s.to_string()),
     );
     args
-}
-
-/// `MFLAB_TCG_THREAD=single`: L1's TCG runs both vCPUs on one host
-/// thread (`-accel tcg,thread=single`) instead of one thread each (MTTCG,
-/// QEMU's default). A knob for measuring the lab's faults: those seen
-/// point at kernel text patched while another vCPU runs it (an int3 Oops
-/// at a jump label in `__schedule`, a CPU spinning at KVM's
-/// `apic_sw_disabled` static key), which one thread cannot race.
-pub const TCG_THREAD_ENV: &str = "MFLAB_TCG_THREAD";
-
-/// `-machine q35,accel=…`, or with single-threaded TCG `-machine q35`
-/// and `-accel tcg,thread=single` (the two forms exclude each other).
-fn machine_and_accel(accel: Accel, single_threaded_tcg: bool) -> (String, Vec<String>) {
-    if accel == Accel::Tcg && single_threaded_tcg {
-        (
-            "q35".into(),
-            vec!["-accel".into(), "tcg,thread=single".into()],
-        )
-    } else {
-        (format!("q35,accel={}", accel.qemu_name()), Vec::new())
-    }
-}
-
-fn tcg_single_threaded() -> bool {
-    std::env::var(TCG_THREAD_ENV).is_ok_and(|v| v == "single")
 }
 
 /// Where L1's init finds L2's kernel and initramfs, as L1's init sees
@@ -263,19 +237,6 @@ mod tests {
                 "intel-iommu,caching-mode=on"
             ]
         );
-    }
-
-    #[test]
-    fn single_threaded_tcg_moves_the_accelerator_to_accel() {
-        let (machine, extra) = machine_and_accel(Accel::Tcg, true);
-        assert_eq!(machine, "q35");
-        assert_eq!(extra, ["-accel", "tcg,thread=single"]);
-        assert_eq!(
-            machine_and_accel(Accel::Tcg, false),
-            ("q35,accel=tcg".into(), vec![])
-        );
-        // KVM has no such thread model: the knob leaves it alone.
-        assert_eq!(machine_and_accel(Accel::Kvm, true).0, "q35,accel=kvm");
     }
 
     #[test]
