@@ -143,8 +143,9 @@ impl Libvirtd {
     }
 
     /// Why the daemon is gone, when it is: its exit status and the first
-    /// error it logged (the cause; what follows are its consequences) (libvirtd opens its socket before its drivers
-    /// start, and quits when one fails to).
+    /// error it logged (the cause; what follows are its consequences).
+    /// libvirtd opens its socket before its drivers start, and quits when
+    /// one fails to, so a call may find it gone.
     fn exited(&self) -> Option<String> {
         let status = self.child.lock().expect("libvirtd").try_wait().ok()??;
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
