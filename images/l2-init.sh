@@ -31,7 +31,7 @@ read -r up _ < /proc/uptime
 echo "MFLAB-L2-START $up"
 report "MFLAB-L2-PCI"
 read -r up _ < /proc/uptime
-echo "MFLAB-L2-DONE $up"
+echo "MFLAB-L2-DONE $up $count"
 read -r cmdline < /proc/cmdline
 case " $cmdline " in
 *" mflab.steps "*)

@@ -18,6 +18,22 @@ use crate::protocol::guest_report::{guest_init_started, guest_report_complete};
 pub const SILENT_GUEST: &str =
     "L2 was resumed but its init never printed a line (nested virtualization under emulation)";
 
+pub const GARBLED_CONSOLE: &str =
+    "L2's init ran to its power-off, but its report came through L2's console short (bytes lost)";
+
+/// The kernel's last words when init powers L2 off (a panic says
+/// "Rebooting" or nothing instead).
+const POWERED_OFF: &str = "reboot: Power down";
+
+/// An L2 whose init powered it off (so it printed its whole report) but
+/// whose console holds no complete report: the emulated UART lost bytes.
+/// Checked before [`of_silent_guest`], since the lost bytes may be its
+/// first marker's.
+pub fn of_garbled_console(serial: &str) -> Option<LabFault> {
+    (serial.contains(POWERED_OFF) && !guest_report_complete(serial))
+        .then(|| LabFault::new(LabFaultKind::L2ConsoleGarbled, GARBLED_CONSOLE))
+}
+
 /// An L2 that was let run and whose console (after it powered off or was
 /// killed) shows its init never started.
 pub fn of_silent_guest(serial: &str) -> Option<LabFault> {
@@ -47,7 +63,7 @@ pub fn of_mflab_l2(end: &MflabL2End) -> Option<LabFault> {
     if !end.meant_to_report || !end.resumed || guest_report_complete(end.serial) {
         return None;
     }
-    of_silent_guest(end.serial)
+    of_garbled_console(end.serial).or_else(|| of_silent_guest(end.serial))
 }
 
 pub const REPORTED_BUT_STUCK: &str =
@@ -60,7 +76,7 @@ pub fn of_libvirt_l2(serial: &str, powered_off: bool) -> Option<LabFault> {
     if guest_report_complete(serial) {
         (!powered_off).then(|| LabFault::new(LabFaultKind::L2Stuck, REPORTED_BUT_STUCK))
     } else {
-        of_silent_guest(serial)
+        of_garbled_console(serial).or_else(|| of_silent_guest(serial))
     }
 }
 
@@ -136,7 +152,7 @@ mod tests {
             false,
             true,
             Some("did not exit within 20s"),
-            "MFLAB-L2-DONE 3\n",
+            "MFLAB-L2-DONE 3 0\n",
         )
         .unwrap();
         assert_eq!(f.kind, LabFaultKind::L2Stuck);
@@ -145,7 +161,7 @@ mod tests {
 
     #[test]
     fn libvirt_l2s_are_judged_by_their_console() {
-        let done = "MFLAB-L2-START 1\nMFLAB-L2-DONE 2\n";
+        let done = "MFLAB-L2-START 1\nMFLAB-L2-DONE 2 0\n";
         assert!(of_libvirt_l2(done, true).is_none());
         assert_eq!(
             of_libvirt_l2(done, false).unwrap().kind,
@@ -157,6 +173,28 @@ mod tests {
         );
         // Init started and stopped midway: the devices' doing, not the lab's.
         assert!(of_libvirt_l2("MFLAB-L2-START 1\n", true).is_none());
+    }
+
+    #[test]
+    fn a_report_that_lost_bytes_before_power_off_is_the_consoles() {
+        // Seen in CI: "MFLAB-L2-DON 7.58", then init powered L2 off.
+        let garbled = "MFLAB-L2-START 6.85\nMFLAB-L2-PCI 0000:00:00.0 0x8086 0x29c0 0x060000 -\nMFLAB-L2-DON 7.58 1\n[ 10.15] reboot: Power down\n";
+        let f = of_libvirt_l2(garbled, true).unwrap();
+        assert_eq!(f.kind, LabFaultKind::L2ConsoleGarbled);
+        assert_eq!(
+            end(true, true, None, garbled).unwrap().kind,
+            LabFaultKind::L2ConsoleGarbled
+        );
+        // One PCI line mangled, the count intact: short too.
+        let short = "MFLAB-L2-START 6.85\nMFLAB-L2-PCI 0000:00:00.0 0x8086 0x29c0 0x060000 -\nMFLAB-L2-PCI 0000:00:01.0 0x1b36 0x000c0x060400 pcieport\nMFLAB-L2-DONE 7.58 2\n[ 10.15] reboot: Power down\n";
+        assert_eq!(
+            of_libvirt_l2(short, true).unwrap().kind,
+            LabFaultKind::L2ConsoleGarbled
+        );
+        // Init stopped before its end (no power-off): not the console's.
+        assert!(of_garbled_console("MFLAB-L2-START 1\n[ 3.0] Kernel panic\n").is_none());
+        let whole = short.replace("0x000c0x060400", "0x000c 0x060400");
+        assert!(of_garbled_console(&whole).is_none());
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub enum LabFaultKind {
     L1BadResult,
     /// L2 was let run and its init never printed a line.
     L2Silent,
+    /// L2's init ran to its end, but its console report lost bytes on the
+    /// way (an emulated UART under nested virtualization).
+    L2ConsoleGarbled,
     /// L2's QEMU outlived SIGKILL, or libvirt could not end it, or it
     /// stopped answering QMP while it ran.
     L2Stuck,
@@ -35,6 +38,7 @@ impl LabFaultKind {
             LabFaultKind::L1Timeout => "L1 timeout",
             LabFaultKind::L1BadResult => "L1 bad result",
             LabFaultKind::L2Silent => "L2 silent",
+            LabFaultKind::L2ConsoleGarbled => "L2 console garbled",
             LabFaultKind::L2Stuck => "L2 stuck",
             LabFaultKind::VirshHung => "virsh hung",
         }

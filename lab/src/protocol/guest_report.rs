@@ -1,7 +1,11 @@
 //! What L2's init (`images/l2-init.sh`) prints on L2's console, and how
 //! it is read: `MFLAB-L2-START <uptime>` when init starts, one
 //! `MFLAB-L2-PCI <bdf> <vendor> <device> <class> <driver|->` per function
-//! its kernel enumerated, `MFLAB-L2-DONE <uptime>` at the end.
+//! its kernel enumerated, `MFLAB-L2-DONE <uptime> <count>` at the end.
+//! A report counts only when every line it counted was read: L2's
+//! console (an emulated UART inside an emulated machine) has been seen to
+//! drop bytes ("MFLAB-L2-DON 7.58", "0x000c0x060400"), and a mangled line
+//! must not pass for a function L2 did not see.
 
 use super::outcome::GuestFunction;
 use super::stage::Stage;
@@ -62,9 +66,15 @@ fn parse_rows(serial: &str, marker: &str) -> Vec<GuestFunction> {
         .collect()
 }
 
-/// Whether L2's init finished its report.
+/// Whether L2's init finished its report and every line it counted came
+/// through whole.
 pub fn guest_report_complete(serial: &str) -> bool {
-    serial.contains(DONE)
+    let done = format!("{DONE} ");
+    let count: Option<usize> = serial.lines().find_map(|l| {
+        let rest = l.trim_end_matches('\r').split(done.as_str()).nth(1)?;
+        rest.split_whitespace().nth(1)?.parse().ok()
+    });
+    count.is_some_and(|n| parse_guest_report(serial).len() == n)
 }
 
 /// Whether L2's init listens for step commands (bytes sent before are lost).
@@ -135,7 +145,7 @@ mod tests {
 
     #[test]
     fn a_step_report_is_read_by_its_number_and_only_once_complete() {
-        let serial = "MFLAB-L2-PCI 0000:00:05.0 0x1234 0x1111 0x038000 -\nMFLAB-L2-DONE 2.5\nMFLAB-L2-STEP-PCI 1 0000:00:00.0 0x8086 0x1237 0x060000 -\nMFLAB-L2-STEP-DONE 1 3.0 1\nMFLAB-L2-STEP-PCI 2 0000:00:05.0 0x1234 0x1111 0x038000 -\n";
+        let serial = "MFLAB-L2-PCI 0000:00:05.0 0x1234 0x1111 0x038000 -\nMFLAB-L2-DONE 2.5 1\nMFLAB-L2-STEP-PCI 1 0000:00:00.0 0x8086 0x1237 0x060000 -\nMFLAB-L2-STEP-DONE 1 3.0 1\nMFLAB-L2-STEP-PCI 2 0000:00:05.0 0x1234 0x1111 0x038000 -\n";
         assert_eq!(parse_guest_report(serial).len(), 1);
         let one = parse_step_report(serial, "1").unwrap();
         assert_eq!(one.len(), 1);
@@ -155,13 +165,19 @@ mod tests {
 
     #[test]
     fn the_guest_report_is_read_from_serial_noise() {
-        let serial = "[    0.5] random\r\nMFLAB-L2-PCI 0000:00:05.0 0x1234 0x1111 0x038000 -\r\nMFLAB-L2-PCI 0000:00:00.0 0x8086 0x1237 0x060000 -\nMFLAB-L2-DONE\n";
+        let serial = "[    0.5] random\r\nMFLAB-L2-PCI 0000:00:05.0 0x1234 0x1111 0x038000 -\r\nMFLAB-L2-PCI 0000:00:00.0 0x8086 0x1237 0x060000 -\nMFLAB-L2-DONE 2.5 2\r\n";
         let rows = parse_guest_report(serial);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].key(), "1234:1111@0000:00:05.0");
         assert_eq!(rows[0].driver, None);
         assert!(guest_report_complete(serial));
         assert!(!guest_init_started(serial));
+        // Complete only when every counted line came through whole.
+        assert!(!guest_report_complete(&serial.replace("0x1111 ", "0x1111")));
+        assert!(!guest_report_complete(
+            &serial.replace("DONE 2.5 2", "DONE 2.5 3")
+        ));
+        assert!(!guest_report_complete(&serial.replace("L2-DONE", "L2-DON")));
     }
 
     #[test]
