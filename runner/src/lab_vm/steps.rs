@@ -22,7 +22,7 @@ use lab::domain::AddressKind;
 use lab::hotplug::Attached;
 use lab::hotplug_run::StepsRun;
 use lab::l2_control::ControlPort;
-use lab::lab_fault::of_silent_guest;
+use lab::lab_fault::{of_lost_ready, of_silent_guest};
 use lab::plan::Plan;
 use lab::protocol::guest_report::{guest_ready_for_steps, STEPS_KERNEL_ARG};
 use lab::protocol::paths::L2_CONTROL_LOG;
@@ -113,8 +113,9 @@ pub fn libvirt_steps(
         }
         let silent = lab::inner::silent_for(serial, start, timeout / 2);
         if silent.is_some() || start.elapsed() > timeout || daemon.domstate() == "shut off" {
-            // An L2 whose init never spoke is the lab's (as without steps).
-            out.lab_fault = of_silent_guest(&console);
+            // An L2 whose init never spoke is the lab's (as without steps),
+            // and so is one whose READY was lost on its console.
+            out.lab_fault = of_silent_guest(&console).or_else(|| of_lost_ready(&console));
             return Err(
                 silent.unwrap_or_else(|| "L2 did not make its first report, so no step ran".into())
             );
