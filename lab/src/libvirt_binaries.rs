@@ -102,9 +102,11 @@ impl LibvirtBinaries {
             format!("{e} (a build directory needs `-Ddriver_libvirtd=enabled -Ddriver_qemu=enabled` and `ninja -C {}`)", dir.display())
         })?;
         let qemu_driver = src.join("libvirt_driver_qemu.so");
-        if option(&options, "driver_modules").and_then(serde_json::Value::as_bool) != Some(false)
-            && !qemu_driver.exists()
-        {
+        // `driver_modules` is a meson feature ("auto", "enabled",
+        // "disabled"); disabled links the drivers into the daemon itself.
+        let modules = option(&options, "driver_modules")
+            .is_none_or(|v| v.as_str() != Some("disabled") && v.as_bool() != Some(false));
+        if modules && !qemu_driver.exists() {
             return Err(format!(
                 "{} not found: configure {} with `-Ddriver_qemu=enabled` and run `ninja -C {}`",
                 qemu_driver.display(),
@@ -222,6 +224,10 @@ mod tests {
         let dir = build_dir(SYSTEM, &BUILT[..2]);
         let err = LibvirtBinaries::resolve(Some(dir.path())).unwrap_err();
         assert!(err.contains("-Ddriver_qemu=enabled"), "{err}");
+        // Without driver modules the QEMU driver is inside libvirtd.
+        let linked_in = SYSTEM.replace(r#""value":"auto""#, r#""value":"disabled""#);
+        let dir = build_dir(&linked_in, &BUILT[..2]);
+        assert!(LibvirtBinaries::resolve(Some(dir.path())).is_ok());
     }
 
     #[test]
