@@ -10,6 +10,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use lab::protocol::paths::L1_QEMU_LOG;
 use mflab::host::images::{cache_dir, prepare_l1, proof_guest_for};
 use mflab::host::kvm_host::boot_kvm_host;
 use mflab::host::workdir::WorkDir;
@@ -20,11 +21,13 @@ const TIMEOUT: Duration = Duration::from_secs(720);
 /// `mflab run` inside it, killed after this so that its logs still come out.
 const RUN_LIMIT: Duration = Duration::from_secs(560);
 
-/// Attempts of the whole outer VM: a second one only when the first was
-/// spoiled by the lab (the outer VM's kernel panicked or it stopped
-/// before `mflab run` ended: emulated nested SVM under TCG, seen once in
-/// two runs as "TASK stack guard page was hit"), printed as such.
-const ATTEMPTS: usize = 2;
+/// Attempts of the whole outer VM: another one only when the one before
+/// was spoiled by the lab (the outer VM's kernel panicked, it reset
+/// itself, or its QEMU died before `mflab run` ended: emulated nested SVM
+/// under TCG; in one CI run a "Fatal exception in interrupt" on a stack
+/// guard page, then an outer VM that stopped without a word on its
+/// console), printed as such.
+const ATTEMPTS: usize = 3;
 
 /// How one attempt ended: passed, failed (the system's verdict), or
 /// spoiled by the lab (worth another attempt).
@@ -163,11 +166,30 @@ fn attempt_once(images: &mflab::host::images::L1Images, script: &str) -> Ending 
     if let Err(e) = &booted {
         ensure!(false, panicked, format!("the outer VM failed: {e}"));
     }
-    // The script ran to its end (an outer VM that panicked did not).
+    // The script ran to its end. An outer VM whose kernel panicked, that
+    // reset itself (a triple fault: its console says nothing, QEMU's log
+    // does), or whose QEMU died did not, and none of these is mflab's.
+    let qemu_log = read(L1_QEMU_LOG);
+    let triple_fault = qemu_log.contains("Triple fault");
+    let status = booted.as_ref().map(|b| b.status).ok();
+    let qemu_died = status.is_some_and(|s| !s.success());
     ensure!(
         !run_rc.trim().is_empty(),
-        panicked,
-        "the outer VM stopped before `mflab run` ended (see its serial log below)",
+        panicked || triple_fault || qemu_died,
+        format!(
+            "the outer VM stopped before `mflab run` ended: {} (QEMU {}; its log without register dumps:\n{})",
+            if panicked {
+                "its kernel panicked"
+            } else if triple_fault {
+                "it triple-faulted (QEMU's log says \"Triple fault\"; TCG's emulated SVM)"
+            } else if qemu_died {
+                "its QEMU died"
+            } else {
+                "no panic, no triple fault, QEMU exited 0 (see its serial log below)"
+            },
+            status.map_or("did not end".into(), |s| s.to_string()),
+            qemu_log_events(&qemu_log),
+        ),
     );
     // The probe chose KVM with the host's CPU, proven by a guest.
     ensure!(
@@ -232,6 +254,13 @@ fn attempt_once(images: &mflab::host::images::L1Images, script: &str) -> Ending 
 fn say(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "vm_kvm_host: {line}");
+}
+
+/// QEMU's log under `-d cpu_reset` less the registers it dumps at each
+/// reset ("CPU Reset (CPU 0)", "Triple fault", QEMU's own errors).
+fn qemu_log_events(log: &str) -> String {
+    let events: Vec<&str> = log.lines().filter(|l| !l.contains('=')).collect();
+    tail(&events.join("\n"), 12)
 }
 
 fn tail(text: &str, n: usize) -> String {

@@ -2,6 +2,7 @@
 //! power-off, or a start that hands the running L1 to its owner.
 
 use std::path::Path;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use lab::protocol::paths::{
@@ -31,6 +32,8 @@ impl BootError {
 pub struct BootOutcome {
     /// From QEMU's start to power-off.
     pub elapsed: Duration,
+    /// How QEMU ended: a signal or a non-zero code is QEMU's own failure.
+    pub status: ExitStatus,
     /// From QEMU's start to the agent's first step (`/mflab/ready` appears).
     pub ready: Option<Duration>,
 }
@@ -64,7 +67,7 @@ pub fn boot(c: &L1Config, agent_script: &str, timeout: Duration) -> Result<BootO
     let ready_file = c.work_dir.join(READY_FILE);
     let mut ready = None;
     let ready_within = ready_timeout(c.accel);
-    process.wait(timeout, || {
+    let status = process.wait(timeout, || {
         if ready.is_none() && ready_file.exists() {
             ready = Some(start.elapsed());
         }
@@ -75,6 +78,7 @@ pub fn boot(c: &L1Config, agent_script: &str, timeout: Duration) -> Result<BootO
     })?;
     Ok(BootOutcome {
         elapsed: start.elapsed(),
+        status,
         ready,
     })
 }

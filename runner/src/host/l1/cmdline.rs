@@ -43,6 +43,10 @@ pub struct L1Config<'a> {
     pub work_dir: &'a Path,
     pub memory_mib: u32,
     pub interactive: bool,
+    /// QEMU logs every CPU reset to its log (`-d cpu_reset`), a triple
+    /// fault as "Triple fault": under TCG the only trace of a guest whose
+    /// kernel reset itself without a word on its console.
+    pub log_resets: bool,
 }
 
 impl<'a> L1Config<'a> {
@@ -64,6 +68,7 @@ impl<'a> L1Config<'a> {
             work_dir,
             memory_mib: 1024,
             interactive: false,
+            log_resets: false,
         }
     }
 }
@@ -109,6 +114,9 @@ pub fn l1_args(c: &L1Config) -> Vec<String> {
     }
     .args();
     args.extend(["-serial".to_string(), serial]);
+    if c.log_resets {
+        args.extend(["-d".to_string(), "cpu_reset".to_string()]);
+    }
     args.extend(devices);
     args.extend(
         [
