@@ -20,7 +20,7 @@ use crate::diagnostic::{Diagnostic, ErrorList, Pos, RuleId};
 use crate::domain::{Assignment, Domain};
 use crate::host::{HostView, VFIO_DRIVER};
 use crate::pci_address::PciAddress;
-use crate::plan::{Assign, Plan, Restore, FIRST_GUEST_SLOT, LAST_GUEST_SLOT};
+use crate::plan::{take_free_slot, Assign, Plan, Restore};
 use crate::rules::check_static;
 
 /// One function the running domain holds.
@@ -302,11 +302,8 @@ pub fn plan_attach(
                 }
                 (g, m)
             }
-            None => match (FIRST_GUEST_SLOT..=LAST_GUEST_SLOT).find(|s| !taken.contains(s)) {
-                Some(slot) => {
-                    taken.insert(slot);
-                    (PciAddress::new(0, 0, slot, 0), false)
-                }
+            None => match take_free_slot(&mut taken) {
+                Some(slot) => (PciAddress::new(0, 0, slot, 0), false),
                 None => {
                     out.push(
                         RuleId::R13,

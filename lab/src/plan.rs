@@ -37,6 +37,14 @@ pub enum Policy {
 pub const FIRST_GUEST_SLOT: u8 = 0x05;
 pub const LAST_GUEST_SLOT: u8 = 0x1e;
 
+/// The lowest guest slot not in `taken`, now taken; `None` when the root
+/// bus has none left.
+pub fn take_free_slot(taken: &mut BTreeSet<u8>) -> Option<u8> {
+    let slot = (FIRST_GUEST_SLOT..=LAST_GUEST_SLOT).find(|s| !taken.contains(s))?;
+    taken.insert(slot);
+    Some(slot)
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Assign {
@@ -428,8 +436,7 @@ fn guest_addresses(declared: &[Declared], domain: &Domain, out: &mut ErrorList) 
             let slot = match moved.get(&guest.function0()) {
                 Some(slot) => *slot,
                 None => {
-                    let slot = (FIRST_GUEST_SLOT..=LAST_GUEST_SLOT).find(|s| !taken.contains(s))?;
-                    taken.insert(slot);
+                    let slot = take_free_slot(&mut taken)?;
                     moved.insert(guest.function0(), slot);
                     slot
                 }
@@ -452,11 +459,8 @@ fn guest_addresses(declared: &[Declared], domain: &Domain, out: &mut ErrorList) 
                 );
                 continue;
             }
-            None => match (FIRST_GUEST_SLOT..=LAST_GUEST_SLOT).find(|s| !taken.contains(s)) {
-                Some(slot) => {
-                    taken.insert(slot);
-                    (PciAddress::new(0, 0, slot, 0), false)
-                }
+            None => match take_free_slot(&mut taken) {
+                Some(slot) => (PciAddress::new(0, 0, slot, 0), false),
                 None => {
                     out.push(
                         RuleId::R13,
