@@ -62,6 +62,18 @@ impl WorkDir {
         }
     }
 
+    /// Its path, and those of the directories that go with it: what a
+    /// report names for a kept attempt ("/tmp/mflab-run-…, with
+    /// /tmp/mflab-l1-…").
+    pub fn describe(&self) -> String {
+        let mut text = self.path.display().to_string();
+        for (i, c) in self.companions.iter().enumerate() {
+            text.push_str(if i == 0 { ", with " } else { ", " });
+            text.push_str(&c.describe());
+        }
+        text
+    }
+
     /// Makes `other` go with this directory: removed when it is, kept when it is.
     pub fn adopt(&mut self, other: WorkDir) {
         self.companions.push(other);
@@ -240,6 +252,11 @@ mod tests {
         assert!(moved.path().exists(), "the handle gave the directory away");
         w.adopt(moved);
         let companion_path = w.companions[0].path().to_path_buf();
+        assert_eq!(
+            w.describe(),
+            format!("{}, with {}", w.path().display(), companion_path.display()),
+            "a kept attempt names the directory that goes with it"
+        );
         let path = w.keep();
         drop(w);
         assert!(path.join(KEPT_FILE).exists() && companion_path.join(KEPT_FILE).exists());

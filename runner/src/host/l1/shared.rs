@@ -38,6 +38,17 @@ pub struct Served {
     pub outcome: RunOutcome,
     /// The scenario's own directory inside the L1's work directory.
     pub dir: PathBuf,
+    /// The directory of an L1 that retired after this scenario (its QEMU
+    /// is gone), handed over so that `dir` lives until the caller has
+    /// gathered it.
+    pub retired_l1: Option<WorkDir>,
+}
+
+/// What is left of an L1 that failed during a scenario: its directory
+/// (removed when this drops, unless kept) and the scenario's inside it.
+pub struct FailedL1 {
+    pub l1_dir: WorkDir,
+    pub scenario_dir: PathBuf,
 }
 
 impl SharedL1 {
@@ -144,6 +155,7 @@ impl SharedL1 {
             Served {
                 outcome: served.outcome,
                 dir: self.mailbox.scenario_dir(n),
+                retired_l1: None,
             },
             served.healthy,
         ))
@@ -174,7 +186,7 @@ impl L1Slot {
     /// Runs `request` on the slot's L1 for `topology`, booting one if
     /// needed. On failure the L1 is dropped; the error says why, and the
     /// L1's directory given back holds what is left to look at (removed
-    /// when the caller drops it, unless kept).
+    /// when the caller drops it, unless kept). So does a retired L1's.
     pub fn run(
         &mut self,
         topology_name: &str,
@@ -183,7 +195,7 @@ impl L1Slot {
         request: &RunRequest,
         timeout: Duration,
         progress: &dyn Fn(Progress),
-    ) -> Result<Served, (RunError, Option<WorkDir>)> {
+    ) -> Result<Served, (RunError, Option<Box<FailedL1>>)> {
         if self
             .l1
             .as_ref()
@@ -201,16 +213,26 @@ impl L1Slot {
         let (_, l1) = self.l1.as_mut().expect("booted above");
         match l1.serve(request, timeout, progress) {
             Ok((served, true)) => Ok(served),
-            Ok((served, false)) => {
-                // The scenario is done; the L1 is not fit for the next one.
-                self.l1 = None;
+            Ok((mut served, false)) => {
+                // The scenario is done; the L1 is not fit for the next
+                // one. QEMU is killed as `l1` drops; its directory lives
+                // on in the caller's hands, as below.
+                let (_, mut l1) = self.l1.take().expect("present");
+                served.retired_l1 = Some(l1.work.hand_over());
                 Ok(served)
             }
             Err(e) => {
                 let (_, mut l1) = self.l1.take().expect("present");
                 // QEMU is killed as `l1` drops; its directory lives on in
                 // the caller's hands, which keep it or not.
-                Err((e, Some(l1.work.hand_over())))
+                let scenario_dir = l1.mailbox.scenario_dir(l1.next - 1);
+                Err((
+                    e,
+                    Some(Box::new(FailedL1 {
+                        l1_dir: l1.work.hand_over(),
+                        scenario_dir,
+                    })),
+                ))
             }
         }
     }

@@ -168,9 +168,7 @@ pub fn run_scenario(
                 Ok((_, w)) | Err((_, Some(w))) => Some(w),
                 Err((_, None)) => None,
             };
-            let kept = dir
-                .as_ref()
-                .map_or("(none)".into(), |w| w.path().display().to_string());
+            let kept = dir.as_ref().map_or("(none)".into(), WorkDir::describe);
             earlier.extend(dir);
             let note = format!(
                 "{}: {}; ran again on a fresh L1 (that attempt kept in {kept})",
@@ -320,11 +318,13 @@ fn run_in_vm(
                 gather_into(&served.dir, &work);
                 Ok((served.outcome, work))
             }
-            Err((e, l1_dir)) => {
+            Err((e, failed)) => {
+                // The scenario's files are copied; the L1's directory
+                // (its logs from boot on) goes, or stays, with them.
                 let mut work = work;
-                if let Some(dir) = l1_dir {
-                    gather_into(dir.path(), &work);
-                    work.adopt(dir);
+                if let Some(failed) = failed {
+                    gather_into(&failed.scenario_dir, &work);
+                    work.adopt(failed.l1_dir);
                 }
                 Err((e, Some(work)))
             }
@@ -415,5 +415,21 @@ mod tests {
             lab_failure(&Err((RunError::Setup("disk full".into()), None))),
             None
         );
+    }
+
+    #[test]
+    fn a_scenario_s_files_and_its_l1_s_logs_are_gathered_not_the_l1_s_binary() {
+        let l1 = WorkDir::new("mflab-test-").expect("temp dir");
+        std::fs::write(l1.path().join(L1_SERIAL_LOG), "L1 booted").unwrap();
+        std::fs::write(l1.path().join("mflab"), "the agent binary").unwrap();
+        let scenario = l1.path().join("s3");
+        std::fs::create_dir(&scenario).unwrap();
+        std::fs::write(scenario.join("progress"), "\"bind-done\"").unwrap();
+        let work = WorkDir::new("mflab-test-").expect("temp dir");
+        gather_into(&scenario, &work);
+        let read = |name: &str| std::fs::read_to_string(work.path().join(name)).ok();
+        assert_eq!(read("progress").as_deref(), Some("\"bind-done\""));
+        assert_eq!(read(L1_SERIAL_LOG).as_deref(), Some("L1 booted"));
+        assert_eq!(read("mflab"), None);
     }
 }
