@@ -13,6 +13,7 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 report() {
   count=0
+  lines=
   for d in /sys/bus/pci/devices/*; do
     [ -e "$d/vendor" ] || continue
     read -r vendor < "$d/vendor"
@@ -23,9 +24,16 @@ report() {
       drv=$(cd -P "$d/driver" && pwd)
       drv=${drv##*/}
     fi
-    echo "$1 ${d##*/} $vendor $device $class $drv"
+    # Its length at the end: a line the console cut a byte out of
+    # ("1234:111" for "1234:1111") is told from a whole one.
+    line="$1 ${d##*/} $vendor $device $class $drv"
+    lines="$lines$line #${#line}
+"
     count=$((count + 1))
   done
+  # Twice: the console loses a byte in about one report in three under
+  # nested emulation; a line is lost only when both of its copies are.
+  printf '%s%s' "$lines" "$lines"
 }
 read -r up _ < /proc/uptime
 echo "MFLAB-L2-START $up"

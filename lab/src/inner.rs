@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::accel::Accel;
 use crate::hotplug_run::StepsRun;
-use crate::lab_fault::{of_mflab_l2, LabFault, MflabL2End};
+use crate::lab_fault::{of_mflab_l2, of_short_report, LabFault, MflabL2End};
 use crate::plan::Plan;
 use crate::protocol::guest_report::{
     boot_stages, guest_ready_for_steps, guest_report_complete, parse_guest_report, STEPS_KERNEL_ARG,
@@ -269,6 +269,9 @@ pub async fn run_inner_guest(
         stuck,
         serial: &serial,
     });
+    if run.lab_fault.is_none() && depth == InnerDepth::Boot && c.control_socket.is_none() {
+        run.lab_fault = of_short_report(&serial);
+    }
     run
 }
 

@@ -154,6 +154,7 @@ mod tests {
                 "MFLAB-L2-STEP-PCI 2.1 0000:00:05.0 0x1234 0x1111 0x038000 -\r\nMFLAB-L2-STEP-DONE 2.1 3.0 2\r\n",
                 "MFLAB-L2-STEP-PCI 2.2 0000:00:00.0 0x8086 0x1237 0x060000 -\r\nMFLAB-L2-STEP-PCI 2.2 0000:00:05.0 0x1234 0x1111 0x038000 -\r\nMFLAB-L2-STEP-DONE 2.2 3.5 2\r\n",
             ] {
+                let answer = crate::protocol::guest_report::with_lengths(answer);
                 let n = theirs.read(&mut buf).unwrap();
                 asks.push(String::from_utf8_lossy(&buf[..n]).to_string());
                 // In two pieces, cut inside the end line, as a serial

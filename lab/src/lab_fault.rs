@@ -14,7 +14,7 @@
 
 pub use crate::protocol::fault::{LabFault, LabFaultKind};
 use crate::protocol::guest_report::{
-    guest_init_started, guest_ready_for_steps, guest_report_complete,
+    guest_init_started, guest_ready_for_steps, guest_report_complete, guest_report_short,
 };
 
 pub const SILENT_GUEST: &str =
@@ -34,6 +34,18 @@ const POWERED_OFF: &str = "reboot: Power down";
 pub fn of_garbled_console(serial: &str) -> Option<LabFault> {
     (serial.contains(POWERED_OFF) && !guest_report_complete(serial))
         .then(|| LabFault::new(LabFaultKind::L2ConsoleGarbled, GARBLED_CONSOLE))
+}
+
+pub const LINE_CUT: &str =
+    "L2's init ran to the end of its report, but a line of it came through L2's console cut (bytes lost)";
+
+/// An L2 whose report ended (its `DONE` line came) with fewer whole
+/// function lines than init counted: a byte lost inside a line would
+/// otherwise read as a function L2 does not have. Only where that report
+/// is the verdict (no steps: a step run's own reports are asked for again).
+pub fn of_short_report(serial: &str) -> Option<LabFault> {
+    (guest_report_complete(serial) && guest_report_short(serial))
+        .then(|| LabFault::new(LabFaultKind::L2ConsoleGarbled, LINE_CUT))
 }
 
 pub const READY_LOST: &str =
@@ -201,6 +213,17 @@ mod tests {
         assert!(of_garbled_console("MFLAB-L2-START 1\n[ 3.0] Kernel panic\n").is_none());
         let whole = "MFLAB-L2-START 6.85\nMFLAB-L2-DONE 7.58 0\n[ 10.15] reboot: Power down\n";
         assert!(of_garbled_console(whole).is_none());
+        // Seen in CI: "1234:111" for "1234:1111", the count whole.
+        let whole = crate::protocol::guest_report::with_lengths(
+            "MFLAB-L2-START 1\nMFLAB-L2-PCI 0000:01:00.0 0x1234 0x1111 0x030000 -\nMFLAB-L2-DONE 2 1\n",
+        );
+        assert!(of_short_report(&whole).is_none());
+        let cut = whole.replace("0x1111", "0x111");
+        assert_eq!(
+            of_short_report(&cut).unwrap().kind,
+            LabFaultKind::L2ConsoleGarbled
+        );
+        assert!(of_short_report("MFLAB-L2-START 1\n").is_none());
         // Meant for steps: the report ended, READY never came.
         let no_ready = "MFLAB-L2-START 6.85\nMFLAB-L2-DONE 7.58 0\nMFLAB-L2-REDY\n";
         assert_eq!(

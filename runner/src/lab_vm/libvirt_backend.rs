@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use lab::accel::Accel;
 use lab::device_text::{device_texts, DeviceText};
 use lab::inner::{qmp_view, REPORT_CUT_SHORT};
-use lab::lab_fault::{of_libvirt_l2, of_virsh_call};
+use lab::lab_fault::{of_libvirt_l2, of_short_report, of_virsh_call};
 use lab::protocol::guest_report::{guest_report_complete, parse_guest_report};
 use lab::protocol::paths::{L2_DOMAIN_XML, L2_QEMU_LOG, L2_SERIAL_LOG};
 use lab::protocol::{function_rows, Depth, GuestFunction, Progress, RunOutcome, RunRequest, Stage};
@@ -202,6 +202,9 @@ fn resume_and_wait(
     let report = std::fs::read_to_string(serial).unwrap_or_default();
     out.l2_guest = parse_guest_report(&report);
     out.lab_fault = of_libvirt_l2(&report, powered_off);
+    if out.lab_fault.is_none() && req.steps.is_empty() {
+        out.lab_fault = of_short_report(&report);
+    }
     if !powered_off {
         return Err(silent().unwrap_or(format!("L2 did not power off within {timeout:?}")));
     }
