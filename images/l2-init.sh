@@ -39,6 +39,8 @@ read -r up _ < /proc/uptime
 echo "MFLAB-L2-START $up"
 report "MFLAB-L2-PCI"
 read -r up _ < /proc/uptime
+# Twice, like the lines: a cut end line ("MFAB-L2-DONE") retried a run.
+echo "MFLAB-L2-DONE $up $count"
 echo "MFLAB-L2-DONE $up $count"
 read -r cmdline < /proc/cmdline
 case " $cmdline " in
@@ -49,6 +51,7 @@ case " $cmdline " in
   # agent writes nothing until READY.
   exec 3<> /dev/ttyS1
   stty -echo <&3 2>/dev/null
+  echo "MFLAB-L2-READY"
   echo "MFLAB-L2-READY"
   while read -r word n <&3; do
     case "$word" in

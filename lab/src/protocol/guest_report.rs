@@ -163,7 +163,17 @@ mod tests {
     #[test]
     fn l2_init_prints_the_markers_read_here() {
         let init = include_str!("../../../images/l2-init.sh");
-        assert!(init.contains(&format!("echo \"{READY}\"")));
+        // The console's end lines twice, as the function lines.
+        for line in [
+            format!("echo \"{READY}\""),
+            format!("echo \"{DONE} $up $count\""),
+        ] {
+            assert_eq!(
+                init.matches(&line).count(),
+                2,
+                "{line} is not printed twice"
+            );
+        }
         for marker in [START, DONE, STEP_DONE] {
             assert!(
                 init.contains(&format!("echo \"{marker} ")),
