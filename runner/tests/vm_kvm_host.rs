@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use lab::protocol::paths::L1_QEMU_LOG;
 use mflab::host::images::{cache_dir, prepare_l1, proof_guest_for};
 use mflab::host::kvm_host::boot_kvm_host;
+use mflab::host::l1::boot::BootError;
+use mflab::host::l1::process::VmError;
 use mflab::host::workdir::WorkDir;
 
 /// The whole outer VM, from QEMU's start to its power-off: 377 s in one
@@ -164,7 +166,22 @@ fn attempt_once(images: &mflab::host::images::L1Images, script: &str) -> Ending 
     }
     let panicked = serial.contains("Kernel panic") || serial.contains("BUG: ");
     if let Err(e) = &booted {
-        ensure!(false, panicked, format!("the outer VM failed: {e}"));
+        // Once the probe is done, what runs is under `timeout -s KILL`
+        // (RUN_LIMIT): an outer VM still up at TIMEOUT was frozen whole
+        // (seen in CI: nothing after "L1 ready" for 11 minutes).
+        let frozen = !probe_rc.trim().is_empty() && matches!(e, BootError::Vm(VmError::Timeout(_)));
+        ensure!(
+            false,
+            panicked || frozen,
+            format!(
+                "the outer VM failed: {e}{}",
+                if frozen {
+                    " (frozen: its own `timeout` never fired)"
+                } else {
+                    ""
+                }
+            )
+        );
     }
     // The script ran to its end. An outer VM whose kernel panicked, that
     // reset itself (a triple fault: its console says nothing, QEMU's log
