@@ -34,11 +34,7 @@ pub fn rescan_command(tag: &str) -> String {
 /// every line it counted was read (a line the console mangled makes the
 /// report incomplete: ask again under a new tag).
 pub fn parse_step_report(serial: &str, tag: &str) -> Option<Vec<GuestFunction>> {
-    let done = format!("{STEP_DONE} {tag} ");
-    let count: usize = serial.lines().find_map(|l| {
-        let rest = l.trim_end_matches('\r').split(done.as_str()).nth(1)?;
-        rest.split_whitespace().nth(1)?.parse().ok()
-    })?;
+    let count = counted(serial, &format!("{STEP_DONE} {tag} "))?;
     let rows = parse_rows(serial, &format!("{STEP_PCI} {tag} "));
     (rows.len() == count).then_some(rows)
 }
@@ -52,12 +48,17 @@ pub fn parse_guest_report(serial: &str) -> Vec<GuestFunction> {
 /// `MFLAB-L2-PCI` lines than its `DONE` line counted (no `DONE`: see
 /// [`guest_report_complete`]).
 pub fn guest_report_short(serial: &str) -> bool {
-    let done = format!("{DONE} ");
-    let count = serial.lines().find_map(|l| {
-        let rest = l.trim_end_matches('\r').split(done.as_str()).nth(1)?;
-        rest.split_whitespace().nth(1)?.parse::<usize>().ok()
-    });
-    count.is_some_and(|count| parse_guest_report(serial).len() < count)
+    counted(serial, &format!("{DONE} "))
+        .is_some_and(|count| parse_guest_report(serial).len() < count)
+}
+
+/// The line count of the first end line `done` (`<done><uptime> <count>`)
+/// whose count reads.
+fn counted(serial: &str, done: &str) -> Option<usize> {
+    serial.lines().find_map(|l| {
+        let rest = l.trim_end_matches('\r').split(done).nth(1)?;
+        rest.split_whitespace().nth(1)?.parse().ok()
+    })
 }
 
 /// The rows after `marker` whose length (` #N` at the end, counted from
