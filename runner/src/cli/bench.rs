@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use lab::accel::{probe, AccelChoice};
 use lab::protocol::{Backend, Depth, Stage};
-use lab::qemu_cmdline::{DirectBoot, QEMU};
+use lab::qemu_cmdline::DirectBoot;
 
 use super::Outcome;
 use crate::host::images::{cache_dir, floor_initramfs, prepare_l1, proof_guest, L1Images};
@@ -104,6 +104,7 @@ pub fn run(args: BenchArgs) -> Outcome {
 
 fn bench(args: &BenchArgs) -> Result<(), String> {
     let accel = probe(&proof_guest(prepare_l1().ok().as_ref()));
+    let qemu = crate::host::l0_qemu::choose_and_say(&accel).map_err(|e| e.to_string())?;
     println!(
         "mflab bench: {:?} ({}), {} run(s) each, median",
         accel.accel, accel.reason, args.runs
@@ -150,7 +151,11 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         ready.push(r);
         off.push(o);
     }
-    println!("boot ({} kernel {}):", QEMU, images.kernel.version);
+    println!(
+        "boot (L0's {} kernel {}):",
+        qemu.describe(),
+        images.kernel.version
+    );
     line("floor: bare bzImage, init powers off", floor_bz, floor);
     line(
         "floor: PVH ELF (what mflab boots), init powers off",
@@ -293,10 +298,15 @@ fn floor_boot(
     .args();
     let work = WorkDir::new("mflab-bench-").map_err(|e| e.to_string())?;
     let t = Instant::now();
-    QemuProcess::spawn(QEMU, &args, &work.path().join("qemu.log"), false)
-        .map_err(|e| e.to_string())?
-        .wait(Duration::from_secs(120), || Ok(()))
-        .map_err(|e| e.to_string())?;
+    QemuProcess::spawn(
+        crate::host::l0_qemu::chosen(),
+        &args,
+        &work.path().join("qemu.log"),
+        false,
+    )
+    .map_err(|e| e.to_string())?
+    .wait(Duration::from_secs(120), || Ok(()))
+    .map_err(|e| e.to_string())?;
     Ok(t.elapsed().as_secs_f64())
 }
 

@@ -14,7 +14,6 @@ use crate::host::workdir::WorkDir;
 use lab::accel::probe;
 use lab::protocol::paths::L1_SERIAL_LOG as SERIAL_LOG;
 use lab::protocol::FunctionRow;
-use lab::qemu_cmdline::{shell_line, QEMU};
 
 #[derive(Args)]
 pub struct BootArgs {
@@ -72,6 +71,10 @@ pub fn run(mut args: BootArgs) -> Outcome {
         }
     };
     let accel = probe(&proof_guest(Some(&images)));
+    if let Err(e) = crate::host::l0_qemu::choose_and_say(&accel) {
+        eprintln!("mflab: {e}");
+        return Outcome::UsageOrIo;
+    }
     let work = match WorkDir::new("mflab-boot-") {
         Ok(w) => w,
         Err(e) => {
@@ -157,7 +160,7 @@ pub fn run(mut args: BootArgs) -> Outcome {
             );
             eprintln!(
                 "--- command line ---\n{}",
-                shell_line(QEMU, &l1_args(&config))
+                crate::host::l0_qemu::chosen().shell_line(&l1_args(&config))
             );
             report_kept(work, true, false);
             Outcome::Failed

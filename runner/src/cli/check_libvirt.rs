@@ -107,6 +107,7 @@ fn libvirt_verdicts(
 ) -> Result<Vec<LibvirtVerdict>, String> {
     let images = prepare_l1().map_err(|e| e.to_string())?;
     let accel = probe(&proof_guest(Some(&images)));
+    crate::host::l0_qemu::choose_and_say(&accel).map_err(|e| e.to_string())?;
     let topology = crate::host::topology::load("gpu-audio").map_err(|e| e.to_string())?;
     let mut work = WorkDir::new("mflab-check-").map_err(|e| e.to_string())?;
     std::fs::write(

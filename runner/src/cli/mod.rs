@@ -44,6 +44,13 @@ pub struct Cli {
     /// read-only, and its kernel boots L1 and L2 unless --kernel says otherwise.
     #[arg(long, global = true, env = "MFLAB_RELEASE", value_parser = parse_release)]
     release: Option<String>,
+    /// L0's QEMU, the one that runs L1: `host`, `backports`
+    /// (bookworm-backports' qemu-system-x86), `debian-13` (trixie's), or a
+    /// path to a qemu-system-x86_64; the fetched ones go into the cache.
+    /// Default: the host's when it has TCG's page-locking fixes (QEMU 8.2.6,
+    /// 9.0.2, 9.1 on) or L1 runs under KVM, else a fetched one.
+    #[arg(long, global = true, env = "MFLAB_QEMU", value_parser = parse_qemu)]
+    qemu: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -84,6 +91,10 @@ pub enum Format {
     Json,
 }
 
+fn parse_qemu(name: &str) -> Result<String, String> {
+    crate::host::l0_qemu::QemuSource::parse(name).map(|_| name.to_string())
+}
+
 fn parse_release(name: &str) -> Result<String, String> {
     crate::host::images::release_root::Userland::parse(name).map(|_| name.to_string())
 }
@@ -119,6 +130,9 @@ pub fn run(cli: Cli) -> ExitCode {
     }
     if let Some(release) = &cli.release {
         std::env::set_var("MFLAB_RELEASE", release);
+    }
+    if let Some(qemu) = &cli.qemu {
+        std::env::set_var(crate::host::l0_qemu::ENV, qemu);
     }
     match cli.command {
         Command::Check(args) => check::run(args).into(),

@@ -53,6 +53,17 @@ pub fn run() -> Outcome {
         if facts.nested { "on" } else { "off" },
         choice.l2
     );
+    match crate::host::l0_qemu::choose(&choice) {
+        Ok(q) => {
+            println!(
+                "L0's QEMU (runs L1): {} at {}",
+                q.describe(),
+                q.binary.display()
+            );
+            println!("  why: {}", q.why);
+        }
+        Err(e) => fail(format!("L0's QEMU: {e}")),
+    }
 
     match &kernel {
         Ok(k) => {

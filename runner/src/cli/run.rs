@@ -222,6 +222,10 @@ pub fn run(args: RunArgs) -> Outcome {
             "mflab: L1 runs under {} (-cpu {}): {}; L2: {}",
             accel.accel, accel.cpu, accel.reason, accel.l2
         );
+        if let Err(e) = crate::host::l0_qemu::choose_and_say(&accel) {
+            eprintln!("mflab: {e}");
+            return Outcome::UsageOrIo;
+        }
     }
     let mut runs = repeated(&runs, args.repeat as usize);
     match args.shuffle {

@@ -13,6 +13,7 @@
 
 pub mod images;
 pub mod kvm_host;
+pub mod l0_qemu;
 pub mod l1;
 pub mod libvirt_bin;
 pub mod progress;

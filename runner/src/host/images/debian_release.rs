@@ -77,12 +77,9 @@ pub fn mirror_uri(deb822: &str) -> String {
         .unwrap_or_else(|| DEFAULT_MIRROR.to_string())
 }
 
-/// The one line of mflab's own sources list for `release`.
-pub fn sources_line(mirror: &str, release: DebianRelease) -> String {
-    format!(
-        "deb [signed-by={KEYRING}] {mirror} {} main\n",
-        release.suite
-    )
+/// The one line of mflab's own sources list for `suite`.
+pub fn sources_line(mirror: &str, suite: &str) -> String {
+    format!("deb [signed-by={KEYRING}] {mirror} {suite} main\n")
 }
 
 /// apt's options that make it read and write only under `apt_dir`.
@@ -103,41 +100,131 @@ pub fn kernel(release: DebianRelease) -> Result<KernelSource, ImageError> {
     if let Some(found) = unpacked_kernel(&kernels)? {
         return Ok(labelled(found, release));
     }
-    let apt_dir = kernels.join("apt");
-    for dir in [apt_dir.join("lists/partial"), apt_dir.join("cache")] {
-        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    }
-    let system = std::fs::read_to_string(SYSTEM_SOURCES).unwrap_or_default();
-    let list = apt_dir.join("sources.list");
-    std::fs::write(&list, sources_line(&mirror_uri(&system), release)).map_err(io_err(&list))?;
-    if !Path::new(KEYRING).is_file() {
-        return Err(ImageError::Kernel(format!(
-            "--kernel {}: {KEYRING} is missing: apt-get install debian-archive-keyring",
-            release.name
-        )));
-    }
-    let options = apt_options(&apt_dir);
-    tracing::info!("apt-get update for {} ({})", release.name, release.suite);
-    let status = Command::new("apt-get")
-        .args(&options)
-        .args(["-q", "update"])
-        .stdout(std::io::stderr())
-        .status()
-        .map_err(|e| ImageError::Kernel(format!("apt-get update: {e}")))?;
-    if !status.success() {
-        return Err(ImageError::Kernel(format!(
-            "--kernel {}: apt-get update with {} failed ({status})",
-            release.name,
-            list.display()
-        )));
-    }
-    let package = image_package(&options).ok_or_else(|| {
+    let apt = OwnApt::for_suite(&kernels.join("apt"), release.suite)
+        .map_err(|e| ImageError::Kernel(format!("--kernel {}: {e}", release.name)))?;
+    let package = image_package(&apt.options).ok_or_else(|| {
         ImageError::Kernel(format!(
             "--kernel {}: {} names no linux-image-amd64",
             release.name, release.suite
         ))
     })?;
-    fetch_package(&kernels, &package, &options).map(|k| labelled(k, release))
+    fetch_package(&kernels, &package, &apt.options).map(|k| labelled(k, release))
+}
+
+/// apt pointed at one suite of the system's mirror, with lists and a
+/// cache under a directory of mflab's own: the system's sources, lists
+/// and package cache are never read or written.
+pub struct OwnApt {
+    pub options: Vec<String>,
+    suite: String,
+}
+
+impl OwnApt {
+    /// Writes the sources list under `apt_dir` and runs `apt-get update`.
+    pub fn for_suite(apt_dir: &Path, suite: &str) -> Result<OwnApt, ImageError> {
+        for dir in [apt_dir.join("lists/partial"), apt_dir.join("cache")] {
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        if !Path::new(KEYRING).is_file() {
+            return Err(ImageError::Kernel(format!(
+                "{KEYRING} is missing: apt-get install debian-archive-keyring"
+            )));
+        }
+        let system = std::fs::read_to_string(SYSTEM_SOURCES).unwrap_or_default();
+        let list = apt_dir.join("sources.list");
+        std::fs::write(&list, sources_line(&mirror_uri(&system), suite)).map_err(io_err(&list))?;
+        let options = apt_options(apt_dir);
+        tracing::info!("apt-get update for {suite}");
+        let status = Command::new("apt-get")
+            .args(&options)
+            .args(["-q", "update"])
+            .stdout(std::io::stderr())
+            .status()
+            .map_err(|e| ImageError::Kernel(format!("apt-get update: {e}")))?;
+        if !status.success() {
+            return Err(ImageError::Kernel(format!(
+                "apt-get update with {} failed ({status})",
+                list.display()
+            )));
+        }
+        Ok(OwnApt {
+            options,
+            suite: suite.to_string(),
+        })
+    }
+
+    /// The version apt would fetch of `package`.
+    pub fn candidate(&self, package: &str) -> Option<String> {
+        let out = Command::new("apt-cache")
+            .args(&self.options)
+            .args(["policy", package])
+            .output()
+            .ok()?;
+        candidate_of(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    /// `apt-get download` of `packages`, each unpacked with `dpkg-deb -x`
+    /// into `target`, which appears whole or not at all (two runners that
+    /// fetch at once: the first rename wins).
+    pub fn download_unpacked(&self, packages: &[&str], target: &Path) -> Result<(), ImageError> {
+        let parent = target.parent().unwrap_or(Path::new("."));
+        let download = parent.join(format!("download.{}", std::process::id()));
+        let partial = parent.join(format!("unpack.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&partial);
+        std::fs::create_dir_all(&download).map_err(io_err(&download))?;
+        let result = (|| {
+            let status = Command::new("apt-get")
+                .args(&self.options)
+                .arg("download")
+                .args(packages)
+                .current_dir(&download)
+                .stdout(std::io::stderr())
+                .status()
+                .map_err(|e| ImageError::Kernel(format!("apt-get download: {e}")))?;
+            if !status.success() {
+                return Err(ImageError::Kernel(format!(
+                    "apt-get download {} from {} failed ({status})",
+                    packages.join(" "),
+                    self.suite
+                )));
+            }
+            for entry in std::fs::read_dir(&download).map_err(io_err(&download))? {
+                let deb = entry.map_err(io_err(&download))?.path();
+                let status = Command::new("dpkg-deb")
+                    .arg("-x")
+                    .arg(&deb)
+                    .arg(&partial)
+                    .status()
+                    .map_err(|e| ImageError::Kernel(format!("dpkg-deb: {e}")))?;
+                if !status.success() {
+                    return Err(ImageError::Kernel(format!(
+                        "dpkg-deb -x {} failed",
+                        deb.display()
+                    )));
+                }
+            }
+            if std::fs::rename(&partial, target).is_err() && !target.is_dir() {
+                return Err(ImageError::Kernel(format!(
+                    "could not move {} to {}",
+                    partial.display(),
+                    target.display()
+                )));
+            }
+            Ok(())
+        })();
+        let _ = std::fs::remove_dir_all(&download);
+        let _ = std::fs::remove_dir_all(&partial);
+        result
+    }
+}
+
+/// From `apt-cache policy` output: the `Candidate:` version.
+pub fn candidate_of(policy: &str) -> Option<String> {
+    policy
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Candidate: "))
+        .filter(|v| *v != "(none)")
+        .map(str::to_string)
 }
 
 fn labelled(mut k: KernelSource, release: DebianRelease) -> KernelSource {
@@ -182,7 +269,7 @@ mod tests {
     fn the_sources_list_names_trixie_with_debian_s_keys() {
         let r = DebianRelease::named("debian-13").unwrap();
         assert_eq!(
-            sources_line("http://deb.debian.org/debian", r),
+            sources_line("http://deb.debian.org/debian", r.suite),
             "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main\n"
         );
         assert!(DebianRelease::named("debian-11").is_none());
@@ -202,6 +289,16 @@ mod tests {
                 "-oAcquire::Languages=none",
             ]
         );
+    }
+
+    #[test]
+    fn the_candidate_is_what_apt_would_fetch() {
+        let out = "qemu-system-x86:\n  Installed: 1:7.2+dfsg-7+deb12u18+b3\n  Candidate: 1:10.0.2+ds-2+deb13u1~bpo12+1\n  Version table:\n";
+        assert_eq!(
+            candidate_of(out).as_deref(),
+            Some("1:10.0.2+ds-2+deb13u1~bpo12+1")
+        );
+        assert_eq!(candidate_of("x:\n  Candidate: (none)\n"), None);
     }
 
     #[test]

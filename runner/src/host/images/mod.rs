@@ -2,7 +2,7 @@
 //! Rust, cached by content under the user's cache directory.
 
 mod cache;
-mod debian_release;
+pub mod debian_release;
 mod elf_compact;
 mod elf_fields;
 mod initramfs;

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use lab::protocol::paths::{
     AGENT_BINARY, AGENT_SCRIPT, L1_CMDLINE, L1_QEMU_LOG, L1_SERIAL_LOG, READY_FILE, WORK_MOUNT,
 };
-use lab::qemu_cmdline::{shell_line, QEMU};
 
 use super::cmdline::{l1_args, L1Config, L2_COPIES};
 use super::process::{QemuProcess, VmError};
@@ -106,9 +105,10 @@ pub fn start_l1(c: &L1Config, agent_script: &str) -> Result<QemuProcess, BootErr
         format!(": > {WORK_MOUNT}/{READY_FILE}\n{agent_script}"),
     )?;
     let args = l1_args(c);
-    std::fs::write(c.work_dir.join(L1_CMDLINE), shell_line(QEMU, &args))?;
+    let qemu = crate::host::l0_qemu::chosen();
+    std::fs::write(c.work_dir.join(L1_CMDLINE), qemu.shell_line(&args))?;
     Ok(QemuProcess::spawn(
-        QEMU,
+        qemu,
         &args,
         &c.work_dir.join(L1_QEMU_LOG),
         c.interactive,

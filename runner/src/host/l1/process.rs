@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::host::l0_qemu::L0Qemu;
+
 pub struct QemuProcess {
     child: Option<Child>,
 }
@@ -26,16 +28,18 @@ pub enum VmError {
 }
 
 impl QemuProcess {
-    /// Starts `binary args…` with stdout/stderr to `log`, or inherited
-    /// when `interactive`.
+    /// Starts L0's QEMU with `args` (after its own `-L` directories),
+    /// stdout/stderr to `log`, or inherited when `interactive`.
     pub fn spawn(
-        binary: &str,
+        qemu: &L0Qemu,
         args: &[String],
         log: &Path,
         interactive: bool,
     ) -> Result<Self, VmError> {
+        let binary = qemu.program();
+        let binary = binary.as_str();
         let mut cmd = Command::new(binary);
-        cmd.args(args);
+        cmd.args(qemu.leading_args()).args(args).envs(qemu.env());
         if interactive {
             cmd.stdin(Stdio::inherit())
                 .stdout(Stdio::inherit())

@@ -9,6 +9,7 @@ use crate::host::suite::attempt::ScenarioReport;
 /// `lab_faults`, the kinds of the lab faults that were retried; `l2_accel`,
 /// what L2 ran on inside L1 (`kvm`, `tcg`; null when no L2 started);
 /// `l1_versions`, `{kernel, qemu, libvirt}` as L1's tools named themselves;
+/// `l0_qemu`, the QEMU that ran L1 ("QEMU 10.0.2 (backports)");
 /// `steps`, each step's outcome on the running L2 (its error in the
 /// backend's words, L1's drivers, the live hostdevs, what L2 saw after it).
 pub fn object(r: &ScenarioReport) -> serde_json::Value {
@@ -42,6 +43,7 @@ pub fn object(r: &ScenarioReport) -> serde_json::Value {
         "work_dir": r.kept,
         "l2_accel": o.l2_accel,
         "l1_versions": o.l1_versions,
+        "l0_qemu": r.l0_qemu,
         "steps": o.steps,
     })
 }

@@ -4,7 +4,9 @@
 //! that failed after retries carries them as `<rerunFailure>`, as Maven
 //! Surefire and nextest write them.
 
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
+use quick_junit::{
+    NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite,
+};
 
 use crate::host::images::Userland;
 use crate::host::suite::attempt::ScenarioReport;
@@ -17,6 +19,15 @@ pub fn render(reports: &[ScenarioReport], userland: Userland) -> String {
     let mut suite = TestSuite::new("mflab");
     let total: std::time::Duration = reports.iter().map(|r| r.elapsed).sum();
     suite.set_time(total);
+    // The versions that ran, as the suite's properties: the same for every case.
+    if let Some(q) = reports.iter().find_map(|r| r.l0_qemu.as_deref()) {
+        suite.add_property(Property::new("l0_qemu", q));
+    }
+    if let Some(v) = reports.iter().find_map(|r| r.outcome.l1_versions.as_ref()) {
+        suite.add_property(Property::new("l1_kernel", v.kernel.as_str()));
+        suite.add_property(Property::new("l1_qemu", v.qemu.as_str()));
+        suite.add_property(Property::new("l1_libvirt", v.libvirt.as_str()));
+    }
     for r in reports {
         let mut status = if r.passed() {
             TestCaseStatus::success()
@@ -84,6 +95,7 @@ mod tests {
             mismatches,
             outcome: RunOutcome::default(),
             kept: None,
+            l0_qemu: Some("QEMU 10.0.2 (backports)".into()),
         }
     }
 
@@ -113,6 +125,28 @@ mod tests {
             xml.contains("<failure message=\"l2_guest: expected [], seen [x]\""),
             "{xml}"
         );
+    }
+
+    #[test]
+    fn the_suite_names_l0_s_qemu_and_l1_s_versions() {
+        let mut r = report("clean", vec![], 0);
+        r.outcome.l1_versions = Some(lab::protocol::L1Versions {
+            kernel: "6.1.0-41-amd64".into(),
+            qemu: "QEMU emulator version 7.2.22".into(),
+            libvirt: "libvirtd (libvirt) 9.0.0".into(),
+        });
+        let xml = render(&[r], Userland::Host);
+        assert!(
+            xml.contains("<property name=\"l0_qemu\" value=\"QEMU 10.0.2 (backports)\"/>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<property name=\"l1_libvirt\" value=\"libvirtd (libvirt) 9.0.0\"/>"),
+            "{xml}"
+        );
+        let mut rules = report("rules", vec![], 0);
+        rules.l0_qemu = None;
+        assert!(!render(&[rules], Userland::Host).contains("l0_qemu"));
     }
 
     #[test]

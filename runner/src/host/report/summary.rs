@@ -106,6 +106,7 @@ mod tests {
             mismatches: mismatches.iter().map(|m| m.to_string()).collect(),
             outcome: RunOutcome::default(),
             kept: None,
+            l0_qemu: Some("QEMU 10.0.2 (backports)".into()),
         }
     }
 

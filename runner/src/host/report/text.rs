@@ -83,7 +83,12 @@ pub fn render(s: &Scenario, r: &ScenarioReport, style: TextStyle) -> String {
         }
     }
     if let Some(versions) = &r.outcome.l1_versions {
-        let _ = writeln!(t, "    L1 ran {}", versions.describe());
+        let l0 = r.l0_qemu.as_deref().unwrap_or("an unnamed QEMU");
+        let _ = writeln!(
+            t,
+            "    L1 ran {}; L0 ran L1 under {l0}",
+            versions.describe()
+        );
     }
     if let Some(accel) = r.outcome.l2_accel {
         let _ = writeln!(

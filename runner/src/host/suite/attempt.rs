@@ -73,6 +73,8 @@ pub struct ScenarioReport {
     pub outcome: RunOutcome,
     /// The work directory, when kept (a failure, or --keep).
     pub kept: Option<PathBuf>,
+    /// The QEMU that ran L1 ("QEMU 10.0.2 (backports)"); None at rules depth.
+    pub l0_qemu: Option<String>,
 }
 
 impl ScenarioReport {
@@ -246,6 +248,9 @@ pub fn run_scenario(
         depth: s.depth,
         elapsed: start.elapsed(),
         mismatches,
+        l0_qemu: (s.depth != Depth::Rules)
+            .then(crate::host::l0_qemu::described)
+            .flatten(),
         outcome,
         kept,
     }
