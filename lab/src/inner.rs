@@ -292,43 +292,13 @@ fn unanswered_by(child: &mut tokio::process::Child, e: &QmpError) -> Option<Stri
     if !e.unanswered() || !matches!(child.try_wait(), Ok(None)) {
         return None;
     }
-    let waits = child.id().map(waiting_in).unwrap_or_default();
+    let waits = child
+        .id()
+        .map(crate::process_wait::waiting_in)
+        .unwrap_or_default();
     Some(format!(
         "L2's QEMU is running but did not answer: {e}; it was waiting in {waits}"
     ))
-}
-
-/// "main: kvm_vcpu_ioctl; CPU 0/KVM: …; stack: …" from /proc (threads
-/// with the same name and wait counted once).
-fn waiting_in(pid: u32) -> String {
-    let mut seen: Vec<String> = Vec::new();
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for task in tasks.flatten() {
-            let read = |f: &str| {
-                std::fs::read_to_string(task.path().join(f))
-                    .map(|t| t.trim().to_string())
-                    .unwrap_or_default()
-            };
-            let wait = format!("{}: {}", read("comm"), read("wchan"));
-            if !seen.contains(&wait) {
-                seen.push(wait);
-            }
-        }
-    }
-    let stack: Vec<String> = std::fs::read_to_string(format!("/proc/{pid}/stack"))
-        .unwrap_or_default()
-        .lines()
-        .take(4)
-        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
-        .collect();
-    if !stack.is_empty() {
-        seen.push(format!("stack: {}", stack.join(" < ")));
-    }
-    if seen.is_empty() {
-        "(nothing readable in /proc)".into()
-    } else {
-        seen.join("; ")
-    }
 }
 
 /// How long a SIGKILLed L2 may take to be gone.
@@ -516,11 +486,14 @@ mod tests {
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(100));
-        let waits = waiting_in(sleeper.id());
+        let waits = crate::process_wait::waiting_in(sleeper.id());
         sleeper.kill().unwrap();
         sleeper.wait().unwrap();
         assert!(waits.starts_with("sleep: "), "{waits}");
-        assert_eq!(waiting_in(u32::MAX), "(nothing readable in /proc)");
+        assert_eq!(
+            crate::process_wait::waiting_in(u32::MAX),
+            "(nothing readable in /proc)"
+        );
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub mod libvirt_binaries;
 pub mod partition;
 pub mod pci_address;
 pub mod plan;
+pub mod process_wait;
 pub mod protocol;
 pub mod qemu_cmdline;
 pub mod qmp;

@@ -15,6 +15,8 @@ pub enum LabFaultKind {
     L1NotReady,
     /// L1 gave no outcome within the scenario's time.
     L1Timeout,
+    /// L1's agent stopped beating (L1 as a whole stopped making progress).
+    L1Stalled,
     /// L1's agent answered something that cannot be read.
     L1BadResult,
     /// L2 was let run and its init never printed a line.
@@ -36,6 +38,7 @@ impl LabFaultKind {
             LabFaultKind::L1Exited => "L1 exited",
             LabFaultKind::L1NotReady => "L1 not ready",
             LabFaultKind::L1Timeout => "L1 timeout",
+            LabFaultKind::L1Stalled => "L1 stalled",
             LabFaultKind::L1BadResult => "L1 bad result",
             LabFaultKind::L2Silent => "L2 silent",
             LabFaultKind::L2ConsoleGarbled => "L2 console garbled",

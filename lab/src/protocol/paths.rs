@@ -11,6 +11,10 @@ pub const L2_INITRD: &str = "/l2/initrd";
 
 /// Created by the agent script as its first step: "agent ready".
 pub const READY_FILE: &str = "ready";
+/// Rewritten by the agent every [`HEARTBEAT_EVERY_MS`] with a counter:
+/// a runner that sees it stand still knows L1 as a whole stopped.
+pub const HEARTBEAT_FILE: &str = "heartbeat";
+pub const HEARTBEAT_EVERY_MS: u64 = 1000;
 /// Written by the runner to ask a serving agent to stop.
 pub const STOP_FILE: &str = "stop";
 /// The agent script L1's init runs.

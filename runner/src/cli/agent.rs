@@ -46,6 +46,15 @@ enum AgentCommand {
 }
 
 pub fn run(args: AgentArgs) -> Outcome {
+    // An agent that serves scenarios beats, so the runner can tell a
+    // stopped L1 from a busy one.
+    match &args.command {
+        AgentCommand::Serve { dir } => crate::lab_vm::heartbeat::start(dir),
+        AgentCommand::Run { out, .. } => {
+            crate::lab_vm::heartbeat::start(out.parent().unwrap_or(std::path::Path::new(".")))
+        }
+        _ => {}
+    }
     let written = match args.command {
         AgentCommand::SelfCheck { sysfs, out } => function_rows(&sysfs)
             .map_err(|e| e.to_string())

@@ -12,6 +12,7 @@
 //! - [`libvirtd`], [`kvm`], [`l2_ram`]: the daemon, KVM readiness, L2's RAM;
 //! - [`versions`]: L1's kernel, QEMU and libvirt versions, once per L1.
 
+pub mod heartbeat;
 pub mod kvm;
 pub mod l1_state;
 pub mod l2_ram;

@@ -10,6 +10,7 @@ use lab::protocol::paths::{
 };
 
 use super::cmdline::{l1_args, L1Config, L2_COPIES};
+use super::heartbeat::{stalled_fault, HeartbeatWatch};
 use super::process::{QemuProcess, VmError};
 use crate::host::images::Userland;
 
@@ -66,12 +67,19 @@ pub fn boot(c: &L1Config, agent_script: &str, timeout: Duration) -> Result<BootO
     let ready_file = c.work_dir.join(READY_FILE);
     let mut ready = None;
     let ready_within = ready_timeout(c.accel);
+    let pid = process.pid();
+    let mut heartbeat = HeartbeatWatch::new(c.work_dir, c.accel.time_scale);
     let status = process.wait(timeout, || {
         if ready.is_none() && ready_file.exists() {
             ready = Some(start.elapsed());
         }
+        if let Some(silence) = heartbeat.stalled() {
+            return Err(VmError::L1Stalled(stalled_fault(silence, pid)));
+        }
         match ready {
-            None if start.elapsed() > ready_within => Err(not_ready(c.work_dir, ready_within)),
+            None if start.elapsed() > ready_within => {
+                Err(VmError::Stalled(not_ready(c.work_dir, ready_within)))
+            }
             _ => Ok(()),
         }
     })?;

@@ -27,6 +27,14 @@ use crate::host::topology::{IommuModel, Topology};
 /// IO-APIC within a busy loop panicked an L1 under TCG on a loaded machine
 /// ("timer doesn't work through Interrupt-remapped IO-APIC"); the timer
 /// works, the emulation was slow.
+/// Hangs inside L1 become prompt, named panics (a panicked L1's QEMU ends,
+/// with `panic=-1` and `-no-reboot`, and the runner names the panic): an
+/// oops (TCG's stale-code "Oops: int3" left `text_mutex` held and froze
+/// every later static-key flip) and a task in uninterruptible sleep for
+/// [`HUNG_TASK_SECS`] (times the accelerator's time scale).
+const L1_PANICS: &str = "oops=panic hung_task_panic=1";
+pub const HUNG_TASK_SECS: u32 = 30;
+
 const L1_TRIMS: &str =
     "cryptomgr.notests rodata=off init_on_alloc=0 softlockup_panic=1 watchdog_thresh=5 no_timer_check";
 
@@ -107,7 +115,8 @@ pub fn l1_args(c: &L1Config) -> Vec<String> {
         kernel: &c.images.boot_kernel,
         initrd: &c.images.initramfs,
         append: &format!(
-            "console=ttyS0 {iommu_cmdline} {L1_TRIMS} panic=-1 quiet loglevel=4 {} {TIME_SCALE_PARAM}={}",
+            "console=ttyS0 {iommu_cmdline} {L1_TRIMS} {L1_PANICS} sysctl.kernel.hung_task_timeout_secs={} panic=-1 quiet loglevel=4 {} {TIME_SCALE_PARAM}={}",
+            HUNG_TASK_SECS * c.accel.time_scale.max(1),
             l2_image_params(c.images),
             c.accel.time_scale.max(1)
         ),
@@ -259,6 +268,33 @@ mod tests {
         };
         assert!(append("gpu-audio-virtio-iommu").contains(" mflab_allow_unsafe_interrupts=1 "));
         assert!(!append("gpu-audio").contains("unsafe"));
+    }
+
+    #[test]
+    fn a_hang_in_l1_is_a_prompt_panic_scaled_to_the_accelerator() {
+        let topology = crate::host::topology::load("gpu-audio").unwrap();
+        let images = L1Images::none();
+        let mut accel = choice(Accel::Tcg);
+        let append = |accel: &AccelChoice| {
+            let args = l1_args(&L1Config::new(&topology, &images, accel, Path::new("/w")));
+            let i = args.iter().position(|a| a == "-append").unwrap();
+            args[i + 1].clone()
+        };
+        let tcg = append(&accel);
+        for p in [
+            "oops=panic",
+            "hung_task_panic=1",
+            "softlockup_panic=1",
+            "panic=-1",
+        ] {
+            assert!(tcg.split(' ').any(|w| w == p), "{p} in {tcg}");
+        }
+        assert!(
+            tcg.contains(" sysctl.kernel.hung_task_timeout_secs=30 "),
+            "{tcg}"
+        );
+        accel.time_scale = 4;
+        assert!(append(&accel).contains(" sysctl.kernel.hung_task_timeout_secs=120 "));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod boot;
 pub mod cmdline;
+pub mod heartbeat;
 pub mod interrupt_remapping;
 pub mod process;
 pub mod shared;

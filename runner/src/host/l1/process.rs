@@ -25,6 +25,9 @@ pub enum VmError {
     Wait(std::io::Error),
     #[error("{0}")]
     Stalled(String),
+    /// L1's heartbeat stood still: the lab's fault, named as one.
+    #[error("{0}")]
+    L1Stalled(lab::lab_fault::LabFault),
 }
 
 impl QemuProcess {
@@ -64,6 +67,11 @@ impl QemuProcess {
         Ok(QemuProcess { child: Some(child) })
     }
 
+    /// QEMU's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Whether QEMU has exited (reaping it if so).
     pub fn exited(&mut self) -> bool {
         match self.child.as_mut().map(|c| c.try_wait()) {
@@ -81,7 +89,7 @@ impl QemuProcess {
     pub fn wait(
         mut self,
         timeout: Duration,
-        mut tick: impl FnMut() -> Result<(), String>,
+        mut tick: impl FnMut() -> Result<(), VmError>,
     ) -> Result<ExitStatus, VmError> {
         let start = Instant::now();
         let child = self.child.as_mut().expect("child present until dropped");
@@ -96,7 +104,7 @@ impl QemuProcess {
             if crate::interrupt::interrupted() {
                 return Err(VmError::Interrupted);
             }
-            tick().map_err(VmError::Stalled)?;
+            tick()?;
             std::thread::sleep(Duration::from_millis(5));
         }
     }

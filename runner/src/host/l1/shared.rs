@@ -16,6 +16,7 @@ use lab::accel::AccelChoice;
 
 use super::boot::{ready_timeout, start_l1, tail};
 use super::cmdline::L1Config;
+use super::heartbeat::{stalled_fault, HeartbeatWatch};
 use super::process::QemuProcess;
 use crate::host::images::L1Images;
 use crate::host::run_error::RunError;
@@ -31,6 +32,8 @@ pub struct SharedL1 {
     work: WorkDir,
     mailbox: Mailbox,
     next: u32,
+    /// The accelerator's time scale, for the heartbeat's limit.
+    time_scale: u32,
 }
 
 /// A scenario's outcome from a shared L1, and where its files are.
@@ -77,6 +80,7 @@ impl SharedL1 {
             work,
             mailbox,
             next: 1,
+            time_scale: accel.time_scale,
         };
         let start = Instant::now();
         let ready_within = ready_timeout(accel);
@@ -120,6 +124,7 @@ impl SharedL1 {
             .map_err(|e| RunError::Setup(e.to_string()))?;
         let start = Instant::now();
         let mut reported = 0;
+        let mut heartbeat = HeartbeatWatch::new(self.work.path(), self.time_scale);
         let served = loop {
             let steps = self.mailbox.progress(n);
             for step in steps.iter().skip(reported) {
@@ -133,6 +138,12 @@ impl SharedL1 {
             }
             if self.process.exited() {
                 return Err(self.exit_fault("L1 stopped during the scenario"));
+            }
+            if let Some(silence) = heartbeat.stalled() {
+                return Err(RunError::lab(
+                    stalled_fault(silence, self.process.pid()),
+                    self.serial_tail(),
+                ));
             }
             if start.elapsed() > timeout {
                 return Err(RunError::lab(

@@ -16,8 +16,9 @@ use lab::protocol::{Backend, Depth, Progress, RunOutcome, RunRequest};
 
 use super::expect::compare;
 use crate::host::images::L1Images;
-use crate::host::l1::boot::{boot, tail};
+use crate::host::l1::boot::{boot, tail, BootError};
 use crate::host::l1::cmdline::L1Config;
+use crate::host::l1::process::VmError;
 use crate::host::l1::shared::L1Slot;
 use crate::host::progress::{Event, Observer};
 use crate::host::run_error::RunError;
@@ -339,12 +340,11 @@ fn run_in_vm(
     let config = L1Config::new(&topology, images, accel, work.path());
     if let Err(e) = boot(&config, &single_script(), scenario_timeout(s, accel)) {
         let log = std::fs::read_to_string(work.path().join(L1_SERIAL_LOG)).unwrap_or_default();
-        let error = match e.interrupted() {
-            true => RunError::Interrupted,
-            false => RunError::lab(
-                lab::lab_fault::of_l1_exit(&log, &e.to_string()),
-                tail(&work.path().join(L1_SERIAL_LOG), 15),
-            ),
+        let serial = tail(&work.path().join(L1_SERIAL_LOG), 15);
+        let error = match e {
+            _ if e.interrupted() => RunError::Interrupted,
+            BootError::Vm(VmError::L1Stalled(fault)) => RunError::lab(fault, serial),
+            _ => RunError::lab(lab::lab_fault::of_l1_exit(&log, &e.to_string()), serial),
         };
         return Err((error, Some(work)));
     }
