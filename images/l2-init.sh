@@ -1,6 +1,7 @@
 #!/bin/sh
 # mflab L2 init (busybox): report every PCI function L2's kernel
-# enumerated, one line each, on the serial console; then power off.
+# enumerated, one line each, on L2's report port (a virtio-serial port
+# named mflab.report; the console where L2 has none); then power off.
 # With `mflab.steps` on the kernel command line it stays up after the
 # report and reads commands from the second serial port (ttyS1):
 # "rescan N" rescans the PCI bus and reports again on that port, tagged
@@ -11,6 +12,7 @@
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
 report() {
   count=0
   lines=
@@ -36,6 +38,27 @@ report() {
   printf '%s%s' "$lines" "$lines"
 }
 read -r up _ < /proc/uptime
+# On the console: init started (the runner's first sign of life from L2).
+echo "MFLAB-L2-START $up"
+# The report port's modules, in order, one group a line.
+while read -r group; do
+  for m in $group; do insmod "/lib/modules/$m.ko" 2>/dev/null; done
+done < /etc/mflab/modules
+# Its port appears once the host's control message is handled: wait for
+# it up to about 2 s, then fall back to the console.
+port=
+tries=0
+while [ -z "$port" ] && [ "$tries" -lt 40 ]; do
+  for p in /sys/class/virtio-ports/*; do
+    [ -e "$p/name" ] || continue
+    read -r name < "$p/name"
+    [ "$name" = mflab.report ] && [ -e "/dev/${p##*/}" ] && port="/dev/${p##*/}"
+  done
+  [ -n "$port" ] && break
+  tries=$((tries + 1))
+  sleep 0.05
+done
+[ -n "$port" ] && exec > "$port"
 echo "MFLAB-L2-START $up"
 report "MFLAB-L2-PCI"
 read -r up _ < /proc/uptime
@@ -45,8 +68,6 @@ echo "MFLAB-L2-DONE $up $count"
 read -r cmdline < /proc/cmdline
 case " $cmdline " in
 *" mflab.steps "*)
-  # The initramfs has no /dev/ttyS1 of its own.
-  mount -t devtmpfs dev /dev
   # Opening the port clears its FIFO: what came before is lost, so the
   # agent writes nothing until READY.
   exec 3<> /dev/ttyS1

@@ -106,7 +106,21 @@ pub fn l2_args(c: &L2Config) -> Vec<String> {
         }
         .args(),
     );
+    // The report port: a virtio-serial port into a file beside the
+    // console's, at slot 0x1f (past the plan's guest slots).
+    let report_log = c
+        .serial_log
+        .with_file_name(crate::protocol::paths::L2_REPORT_LOG);
     args.extend([
+        "-device".to_string(),
+        "virtio-serial-pci,id=mflabvs,bus=pci.0,addr=0x1f".to_string(),
+        "-chardev".to_string(),
+        format!("file,id=mflabreport,path={}", report_log.display()),
+        "-device".to_string(),
+        format!(
+            "virtserialport,bus=mflabvs.0,chardev=mflabreport,name={}",
+            crate::protocol::paths::L2_REPORT_PORT
+        ),
         "-serial".to_string(),
         format!("file:{}", c.serial_log.display()),
         "-qmp".to_string(),
@@ -245,7 +259,7 @@ pub async fn run_inner_guest(
     let serial = if depth == InnerDepth::QmpOnly {
         String::new()
     } else {
-        std::fs::read_to_string(&c.serial_log).unwrap_or_default()
+        crate::protocol::guest_report::read_l2_output(&c.serial_log)
     };
     if depth != InnerDepth::QmpOnly {
         run.guest_view = parse_guest_report(&serial);
@@ -383,7 +397,7 @@ fn silent_since(serial_log: &Path, resumed: Instant, timeout: Duration) -> Resul
 /// Why L2 counts as silent: `allowance` has passed since `resumed` and its
 /// console log is still empty.
 pub fn silent_for(serial_log: &Path, resumed: Instant, allowance: Duration) -> Option<String> {
-    let spoke = std::fs::metadata(serial_log).is_ok_and(|m| m.len() > 0);
+    let spoke = crate::protocol::guest_report::l2_spoke(serial_log);
     (!spoke && resumed.elapsed() > allowance)
         .then(|| format!("L2 printed nothing on its console within {allowance:?} of being let run"))
 }
@@ -400,7 +414,7 @@ async fn run_steps(
 ) -> Result<(), String> {
     let start = Instant::now();
     loop {
-        let serial = std::fs::read_to_string(serial_log).unwrap_or_default();
+        let serial = crate::protocol::guest_report::read_l2_output(serial_log);
         if guest_ready_for_steps(&serial) {
             break;
         }

@@ -9,8 +9,37 @@
 //! lines twice, and a function is read from whichever copy came whole;
 //! the count tells a report that lost both copies of a line.
 
+use std::path::Path;
+
 use super::outcome::GuestFunction;
+use super::paths::L2_REPORT_LOG;
 use super::stage::Stage;
+
+/// Everything L2 said, as one text: its console (`serial_log`: the
+/// kernel's messages, init's START line), then its report port's log
+/// beside it (the report, DONE, READY), which the readers below take
+/// alike. An L2 whose kernel has no virtio console reports on the
+/// console alone.
+pub fn read_l2_output(serial_log: &Path) -> String {
+    let mut text = std::fs::read_to_string(serial_log).unwrap_or_default();
+    if let Ok(port) = std::fs::read_to_string(serial_log.with_file_name(L2_REPORT_LOG)) {
+        if !text.ends_with('\n') && !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&port);
+    }
+    text
+}
+
+/// Whether L2 said anything yet, on its console or its report port.
+pub fn l2_spoke(serial_log: &Path) -> bool {
+    [
+        serial_log.to_path_buf(),
+        serial_log.with_file_name(L2_REPORT_LOG),
+    ]
+    .iter()
+    .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+}
 
 pub const START: &str = "MFLAB-L2-START";
 pub const PCI: &str = "MFLAB-L2-PCI";
@@ -193,6 +222,46 @@ mod tests {
         assert!(init.contains(&format!("*\" {STEPS_KERNEL_ARG} \"*)")));
         assert!(init.contains("rescan)") && init.contains("done) break;;"));
         assert_eq!(rescan_command("2"), "rescan 2\n");
+    }
+
+    #[test]
+    fn l2_init_reports_on_its_port_named_as_the_lab_names_it() {
+        let init = include_str!("../../../images/l2-init.sh");
+        let port = crate::protocol::paths::L2_REPORT_PORT;
+        assert!(init.contains(&format!("[ \"$name\" = {port} ]")), "{port}");
+        assert!(init.contains("[ -n \"$port\" ] && exec > \"$port\""));
+        // START goes to the console first (a sign of life), then to the port.
+        let exec = init.find("exec > \"$port\"").unwrap();
+        let starts: Vec<usize> = init
+            .match_indices(&format!("echo \"{START} "))
+            .map(|(i, _)| i)
+            .collect();
+        assert!(
+            starts.len() == 2 && starts[0] < exec && starts[1] > exec,
+            "{starts:?}"
+        );
+        assert!(init.find(&format!("report \"{PCI}\"")).unwrap() > exec);
+    }
+
+    #[test]
+    fn l2_s_output_is_its_console_then_its_report_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let console = dir.path().join(crate::protocol::paths::L2_SERIAL_LOG);
+        assert!(!l2_spoke(&console));
+        assert_eq!(read_l2_output(&console), "");
+        std::fs::write(&console, "MFLAB-L2-START 1.2").unwrap();
+        assert!(l2_spoke(&console));
+        let port = dir.path().join(L2_REPORT_LOG);
+        std::fs::write(&port, "MFLAB-L2-START 1.2\nMFLAB-L2-DONE 1.5 0\n").unwrap();
+        let all = read_l2_output(&console);
+        assert_eq!(
+            all,
+            "MFLAB-L2-START 1.2\nMFLAB-L2-START 1.2\nMFLAB-L2-DONE 1.5 0\n"
+        );
+        assert!(guest_init_started(&all) && guest_report_complete(&all));
+        // Only the port spoke (a console lost, or quiet): L2 spoke.
+        std::fs::write(&console, "").unwrap();
+        assert!(l2_spoke(&console));
     }
 
     #[test]

@@ -43,6 +43,13 @@ impl GuestFunction {
         self.class.starts_with("0x0604")
     }
 
+    /// The lab's own report port in L2 (a virtio-serial controller,
+    /// transitional 1af4:1003 or modern 1af4:1043), not a device under test.
+    pub fn is_report_port(&self) -> bool {
+        self.vendor.trim_start_matches("0x") == "1af4"
+            && matches!(self.device.trim_start_matches("0x"), "1003" | "1043")
+    }
+
     /// `1234:1111@0000:00:05.0`, the form scenario expectations use.
     pub fn key(&self) -> String {
         format!(

@@ -32,6 +32,10 @@ pub const LIBVIRTD_LOG: &str = "libvirtd.log";
 
 /// A scenario's own files, in its directory.
 pub const L2_SERIAL_LOG: &str = "l2-serial.log";
+/// L2's report port (a virtio-serial port named [`L2_REPORT_PORT`]),
+/// beside its console log.
+pub const L2_REPORT_LOG: &str = "l2-report.log";
+pub const L2_REPORT_PORT: &str = "mflab.report";
 /// What L2's init answered on its control port (step reports).
 pub const L2_CONTROL_LOG: &str = "l2-control.log";
 pub const L2_CMDLINE: &str = "l2-cmdline.txt";

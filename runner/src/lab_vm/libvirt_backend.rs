@@ -199,7 +199,7 @@ fn resume_and_wait(
     let powered_off = daemon.wait_shut_off(timeout, &silent);
     out.timings
         .insert(Stage::LibvirtL2Boot, boot.elapsed().as_secs_f64());
-    let report = std::fs::read_to_string(serial).unwrap_or_default();
+    let report = lab::protocol::guest_report::read_l2_output(serial);
     out.l2_guest = parse_guest_report(&report);
     out.lab_fault = of_libvirt_l2(&report, powered_off);
     if out.lab_fault.is_none() && req.steps.is_empty() {

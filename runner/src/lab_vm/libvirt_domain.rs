@@ -21,8 +21,11 @@ pub fn l2_domain(
     l2_domain_with(devices, accel, kernel, initrd, serial, true)
 }
 
-/// `lab_devices`: the lab's serial log, and no balloon or USB controller
-/// (L2 needs none). A static verdict on the user's own devices leaves them
+/// `lab_devices`: the lab's serial log, its report port (a virtio-serial
+/// channel into a file beside it, on a controller at the root bus's slot
+/// 0x1e so that libvirt's root ports, and the buses of the user's
+/// hostdevs behind them, are numbered as without it), and no balloon or
+/// USB controller (L2 needs none). A static verdict on the user's own devices leaves them
 /// out, so that only the user's devices meet libvirt's checks.
 pub fn l2_domain_with(
     devices: &[DeviceText],
@@ -46,7 +49,12 @@ pub fn l2_domain_with(
             Accel::Tcg => "host-model",
         },
         if lab_devices {
-            format!("    <serial type='file'><source path='{}'/><target port='0'/></serial>\n    <memballoon model='none'/>\n    <controller type='usb' model='none'/>\n", serial.display())
+            format!(
+                "    <serial type='file'><source path='{}'/><target port='0'/></serial>\n    <controller type='virtio-serial' index='0'><address type='pci' domain='0x0000' bus='0x00' slot='0x1e' function='0x0'/></controller>\n    <channel type='file'><source path='{}'/><target type='virtio' name='{}'/></channel>\n    <memballoon model='none'/>\n    <controller type='usb' model='none'/>\n",
+                serial.display(),
+                serial.with_file_name(lab::protocol::paths::L2_REPORT_LOG).display(),
+                lab::protocol::paths::L2_REPORT_PORT
+            )
         } else {
             String::new()
         },
@@ -79,10 +87,11 @@ mod tests {
         assert!(xml.contains("<kernel>/l2/vmlinux</kernel>"));
         let checked = lab::check::check_text("d.xml", &xml);
         assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+        assert!(xml.contains("<channel type='file'><source path='/mflab/l2-report.log'/><target type='virtio' name='mflab.report'/></channel>"), "{xml}");
         assert_eq!(
             checked.domain.devices.len(),
-            4,
-            "serial, balloon, usb controller, the hostdev"
+            6,
+            "serial, report port and its controller, balloon, usb controller, the hostdev"
         );
     }
 }

@@ -107,7 +107,7 @@ pub fn libvirt_steps(
 ) -> Result<(), String> {
     let start = Instant::now();
     loop {
-        let console = std::fs::read_to_string(serial).unwrap_or_default();
+        let console = lab::protocol::guest_report::read_l2_output(serial);
         if guest_ready_for_steps(&console) {
             break;
         }

@@ -13,6 +13,7 @@ use super::modules::{
 };
 use super::{
     cache_dir, io_err, ImageError, KernelSource, L1_INIT, L1_LATE_MODULES, L1_MODULES, L2_INIT,
+    L2_MODULES,
 };
 
 const BUSYBOX: &str = "/bin/busybox";
@@ -95,9 +96,22 @@ pub fn floor_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageEr
     cached_initramfs("floor", kernel, "#!/bin/sh\n/bin/poweroff -f\n", NO_MODULES)
 }
 
-/// L2 needs no module: its init only reads sysfs.
+/// L2's: its init reads sysfs and reports on its virtio-serial port, whose
+/// modules (`images/l2-modules.txt`) it loads first.
 pub fn l2_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageError> {
-    cached_initramfs("l2", kernel, L2_INIT, NO_MODULES)
+    let modules = || {
+        let index = index_modules(&kernel.modules)?;
+        let tree = &kernel.modules;
+        Ok(ModuleFiles {
+            now: load_groups(
+                &present(wanted_modules(L2_MODULES), &index, tree),
+                &index,
+                tree,
+            )?,
+            ..ModuleFiles::default()
+        })
+    };
+    cached_initramfs("l2", kernel, L2_INIT, (L2_MODULES, &modules))
 }
 
 /// Groups of modules that share nothing, each in load order.

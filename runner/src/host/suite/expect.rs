@@ -13,7 +13,7 @@ use crate::host::scenario::Expect;
 pub fn assigned_view(list: &[GuestFunction]) -> Vec<String> {
     let own = |f: &GuestFunction| {
         let chipset = f.bdf.domain == 0 && f.bdf.bus == 0 && matches!(f.bdf.slot, 0 | 1 | 0x1f);
-        chipset || f.is_bridge()
+        chipset || f.is_bridge() || f.is_report_port()
     };
     let mut keys: Vec<String> = list
         .iter()
@@ -161,6 +161,9 @@ mod tests {
             f("0000:01:00.0", ("0x1234", "0x1111"), "0x038000"),
             // Slot 1 of another bus is the user's, not the chipset's.
             f("0000:02:01.0", ("0x8086", "0x293e"), "0x040300"),
+            // The lab's report port, transitional (mflab's L2) or modern.
+            f("0000:00:1e.0", ("0x1af4", "0x1003"), "0x078000"),
+            f("0000:04:00.0", ("0x1af4", "0x1043"), "0x078000"),
         ];
         assert_eq!(
             assigned_view(&view),
