@@ -37,6 +37,13 @@ pub struct BenchArgs {
     /// The scenario timed at each depth.
     #[arg(long, default_value = "scenarios/gpu-audio-unassigned.toml")]
     scenario: PathBuf,
+    /// Instead of the whole bench: the figures that L0's QEMU moves (the
+    /// floor, L1's boot, the scenario at guest depth on a shared L1 on
+    /// both backends; the suite with --suite), under the chosen QEMU and
+    /// under this one (`host`, `backports`, `debian-13` or a path), side
+    /// by side with their ratio.
+    #[arg(long, value_name = "QEMU")]
+    against_qemu: Option<String>,
 }
 
 /// Between two measurements: stop if Ctrl-C or SIGTERM came (each
@@ -105,6 +112,9 @@ pub fn run(args: BenchArgs) -> Outcome {
 fn bench(args: &BenchArgs) -> Result<(), String> {
     let accel = probe(&proof_guest(prepare_l1().ok().as_ref()));
     let qemu = crate::host::l0_qemu::choose_and_say(&accel).map_err(|e| e.to_string())?;
+    if let Some(other) = &args.against_qemu {
+        return qemu_side_by_side(args, &accel, qemu, other);
+    }
     println!(
         "mflab bench: {:?} ({}), {} run(s) each, median",
         accel.accel, accel.reason, args.runs
@@ -237,7 +247,7 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         println!("suite: {count} scenarios, mflab backend, shared L1s (`mflab run --backend mflab --jobs N`):");
         for jobs in [1, args.jobs.max(2)] {
             checkpoint()?;
-            let (secs, summary) = suite_wall(jobs)?;
+            let (secs, summary) = suite_wall(jobs, None)?;
             println!(
                 "  {:<44} {secs:>7.2} s   {summary}",
                 format!("--jobs {jobs}")
@@ -247,13 +257,104 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// One `mflab run` of the whole suite, as a user runs it: its wall time
-/// and its own summary line.
-fn suite_wall(jobs: usize) -> Result<(f64, String), String> {
+/// `mflab bench --against-qemu OTHER`: each figure L0's QEMU moves, under
+/// `first` and then under OTHER, one pass after the other on this machine.
+fn qemu_side_by_side(
+    args: &BenchArgs,
+    accel: &AccelChoice,
+    first: &'static crate::host::l0_qemu::L0Qemu,
+    other: &str,
+) -> Result<(), String> {
+    use crate::host::l0_qemu::{resolve, switch_to};
+    let second = resolve(Some(other), Some(accel.accel)).map_err(|e| e.to_string())?;
+    let images = prepare_l1().map_err(|e| e.to_string())?;
+    let known: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+    let mut scenario = load(&args.scenario, &known)?;
+    scenario.depth = Depth::Guest;
+    scenario.expect = Default::default();
+    let mut columns = Vec::new();
+    for q in [first, switch_to(second)] {
+        eprintln!("mflab bench: under L0's {}", q.describe());
+        columns.push((
+            q.describe(),
+            qemu_figures(args, &images, accel, &scenario, q)?,
+        ));
+    }
+    switch_to(first.clone());
+    println!(
+        "L0's QEMU side by side, median of {} run(s) each ({}):",
+        args.runs, accel.accel
+    );
+    println!(
+        "  {:<46} {:>26} {:>26} {:>7}",
+        "", columns[0].0, columns[1].0, "ratio"
+    );
+    for (i, (label, a)) in columns[0].1.iter().enumerate() {
+        let b = columns[1].1[i].1;
+        println!("  {label:<46} {a:>24.2} s {b:>24.2} s {:>6.2}x", a / b);
+    }
+    Ok(())
+}
+
+/// The figures of [`qemu_side_by_side`] under L0's QEMU `q` (the one
+/// [`crate::host::l0_qemu::chosen`] gives now).
+fn qemu_figures(
+    args: &BenchArgs,
+    images: &L1Images,
+    accel: &AccelChoice,
+    scenario: &crate::host::scenario::Scenario,
+    q: &crate::host::l0_qemu::L0Qemu,
+) -> Result<Vec<(String, f64)>, String> {
+    let mut figures = Vec::new();
+    let floor = (0..args.runs)
+        .map(|_| checkpoint().and_then(|()| floor_boot(images, &images.boot_kernel, accel)))
+        .collect::<Result<Vec<_>, _>>()?;
+    figures.push(("floor: PVH ELF, init powers off".to_string(), median(floor)));
+    let mut ready = Vec::new();
+    for _ in 0..args.runs {
+        checkpoint()?;
+        ready.push(l1_boot(images, accel)?.0);
+    }
+    figures.push((
+        "L1 (gpu-audio): runner start to agent ready".into(),
+        median(ready),
+    ));
+    let mut pool = L1Slot::default();
+    let quiet = Watch {
+        observer: &Quiet,
+        run: 0,
+    };
+    for backend in [Backend::Mflab, Backend::Libvirt] {
+        checkpoint()?;
+        let options = RunOptions {
+            backend,
+            ..Default::default()
+        };
+        // The first run on the pool boots its L1 (libvirt's: its daemon too).
+        run_scenario(scenario, images, accel, &options, Some(&mut pool), quiet);
+        let (secs, _) = shared_runs(scenario, images, accel, &options, &mut pool, args.runs);
+        figures.push((
+            format!("{}, guest depth, shared L1, {backend}", scenario.name),
+            secs,
+        ));
+    }
+    drop(pool);
+    if args.suite {
+        checkpoint()?;
+        let (secs, _) = suite_wall(1, Some(&q.source))?;
+        figures.push(("suite, mflab backend, --jobs 1".into(), secs));
+    }
+    Ok(figures)
+}
+
+/// One `mflab run` of the whole suite, as a user runs it (under `qemu`,
+/// `--qemu`'s word, where given): its wall time and its own summary line.
+fn suite_wall(jobs: usize, qemu: Option<&str>) -> Result<(f64, String), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let t = Instant::now();
     let mut child = Command::new(exe)
         .args(["run", "--backend", "mflab", "--jobs", &jobs.to_string()])
+        .args(qemu.map(|q| format!("--qemu={q}")))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -22,7 +22,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::RwLock;
 
 use lab::accel::{Accel, AccelChoice};
 use lab::qemu_cmdline::QEMU;
@@ -250,16 +250,30 @@ pub enum QemuError {
     Usage(String),
 }
 
-static CHOSEN: OnceLock<L0Qemu> = OnceLock::new();
+/// The process's choice: one QEMU for every L1 it boots (`mflab bench
+/// --against-qemu` alone switches, between its two passes). Each choice
+/// is leaked: at most two per process.
+static CHOSEN: RwLock<Option<&'static L0Qemu>> = RwLock::new(None);
+
+fn current() -> Option<&'static L0Qemu> {
+    *CHOSEN.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Makes `q` the QEMU that runs every L1 from now on.
+pub fn switch_to(q: L0Qemu) -> &'static L0Qemu {
+    let q: &'static L0Qemu = Box::leak(Box::new(q));
+    *CHOSEN.write().unwrap_or_else(|e| e.into_inner()) = Some(q);
+    q
+}
 
 /// Chooses L0's QEMU once per process (`MFLAB_QEMU`, else the default for
 /// `accel`), fetching it when it is not cached yet.
 pub fn choose(accel: &AccelChoice) -> Result<&'static L0Qemu, QemuError> {
-    if let Some(q) = CHOSEN.get() {
+    if let Some(q) = current() {
         return Ok(q);
     }
     let q = resolve(std::env::var(ENV).ok().as_deref(), Some(accel.accel))?;
-    Ok(CHOSEN.get_or_init(|| q))
+    Ok(switch_to(q))
 }
 
 /// [`choose`], said on stderr as the runs begin: which QEMU runs L1 and why.
@@ -271,26 +285,28 @@ pub fn choose_and_say(accel: &AccelChoice) -> Result<&'static L0Qemu, QemuError>
 
 /// What [`choose`] chose, in a report's words; None before a choice.
 pub fn described() -> Option<String> {
-    CHOSEN.get().map(L0Qemu::describe)
+    current().map(L0Qemu::describe)
 }
 
 /// The QEMU chosen for this process; where nothing chose one up front
 /// (a tool that boots L1 without a probe), the default without knowing
 /// the accelerator, else the host's.
 pub fn chosen() -> &'static L0Qemu {
-    CHOSEN.get_or_init(|| {
-        resolve(std::env::var(ENV).ok().as_deref(), None)
-            .or_else(|e| L0Qemu::host(format!("the chosen QEMU failed: {e}")))
-            .unwrap_or_else(|e| L0Qemu {
-                binary: PathBuf::from(QEMU),
-                data_dirs: vec![],
-                module_dir: None,
-                version_line: e.to_string(),
-                version: None,
-                source: "host".into(),
-                why: "no QEMU runs here".into(),
-            })
-    })
+    if let Some(q) = current() {
+        return q;
+    }
+    let q = resolve(std::env::var(ENV).ok().as_deref(), None)
+        .or_else(|e| L0Qemu::host(format!("the chosen QEMU failed: {e}")))
+        .unwrap_or_else(|e| L0Qemu {
+            binary: PathBuf::from(QEMU),
+            data_dirs: vec![],
+            module_dir: None,
+            version_line: e.to_string(),
+            version: None,
+            source: "host".into(),
+            why: "no QEMU runs here".into(),
+        });
+    switch_to(q)
 }
 
 /// The QEMU for `--qemu` `named` (None: the default).
