@@ -286,12 +286,12 @@ fn qemu_side_by_side(
         args.runs, accel.accel
     );
     println!(
-        "  {:<46} {:>26} {:>26} {:>7}",
+        "  {:<54} {:>26} {:>26} {:>7}",
         "", columns[0].0, columns[1].0, "ratio"
     );
     for (i, (label, a)) in columns[0].1.iter().enumerate() {
         let b = columns[1].1[i].1;
-        println!("  {label:<46} {a:>24.2} s {b:>24.2} s {:>6.2}x", a / b);
+        println!("  {label:<54} {a:>24.2} s {b:>24.2} s {:>6.2}x", a / b);
     }
     Ok(())
 }
