@@ -101,3 +101,44 @@ fn a_run_removes_what_killed_runners_left_and_clean_kept_removes_the_kept() {
     assert!(!kept.exists());
     assert!(older.exists(), "no owner file: not mflab's to judge");
 }
+
+#[test]
+fn a_qemu_mflab_cannot_name_is_refused_with_what_to_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = mflab(tmp.path(), &["--qemu", "debian-99", "probe"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--qemu debian-99: write host, backports, debian-13, or a path to a qemu-system-x86_64 binary"),
+        "{err}"
+    );
+    // A rules-depth run needs no QEMU: a path that runs nothing does not stop it.
+    let out = mflab(
+        tmp.path(),
+        &[
+            "--qemu",
+            "/nonexistent/qemu-system-x86_64",
+            "run",
+            RULES_SCENARIO,
+        ],
+    );
+    assert!(out.status.success(), "rules depth needs no QEMU: {out:?}");
+}
+
+#[test]
+fn a_listing_cut_short_by_its_reader_ends_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mflab"))
+        .env("TMPDIR", tmp.path())
+        .args(["run", "--list"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closing the pipe at once: every line after the first write fails.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}

@@ -17,8 +17,10 @@ use lab::protocol::FunctionRow;
 
 #[derive(Args)]
 pub struct BootArgs {
-    /// The L1 topology (gpu-audio, nic-quad, bridge).
-    #[arg(long, default_value = "gpu-audio", conflicts_with = "host")]
+    /// The L1 topology.
+    #[arg(long, default_value = "gpu-audio", conflicts_with = "host",
+          value_parser = clap::builder::PossibleValuesParser::new(
+              crate::host::topology::BUILTIN.iter().map(|(name, _)| *name)))]
     topology: String,
     /// A reporter's PCI listing: boot the topology mflab builds from it.
     #[arg(long)]

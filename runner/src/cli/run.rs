@@ -1,6 +1,7 @@
 //! `mflab run [PATH…]`: run scenarios (default `scenarios/`), or a bare
 //! domain XML with `--xml FILE --topology NAME` to reproduce a bug report.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -156,8 +157,12 @@ pub fn run(args: RunArgs) -> Outcome {
         runs.retain(|r| partition.contains(&scenarios[r.scenario].name, &r.backend.to_string()));
     }
     if args.list {
+        // A reader that stops early (`| head`) ends the list, not the process.
+        let mut out = std::io::stdout().lock();
         for r in &runs {
-            println!("{} {}", scenarios[r.scenario].name, r.backend);
+            if writeln!(out, "{} {}", scenarios[r.scenario].name, r.backend).is_err() {
+                break;
+            }
         }
         return Outcome::Clean;
     }
