@@ -222,6 +222,7 @@ pub async fn run_inner_guest(
                 resumed: false,
                 stuck: unanswered,
                 serial: "",
+                shutdown_reason: None,
             });
             return run;
         }
@@ -233,6 +234,11 @@ pub async fn run_inner_guest(
         &mut qmp, &mut child, plan, depth, timeout, &mut run, steps, c,
     )
     .await;
+    // QEMU's last words (its SHUTDOWN event) came before its socket closed.
+    if run.resumed {
+        qmp.drain(Duration::from_millis(500)).await;
+    }
+    let shutdown_reason = qmp.shutdown_reason();
     run.transcript = std::mem::take(&mut qmp.transcript);
     if let Err(e) = result {
         let said = qemu_said();
@@ -282,6 +288,7 @@ pub async fn run_inner_guest(
         resumed: run.resumed,
         stuck,
         serial: &serial,
+        shutdown_reason: shutdown_reason.as_deref(),
     });
     if run.lab_fault.is_none() && depth == InnerDepth::Boot && c.control_socket.is_none() {
         run.lab_fault = of_short_report(&serial);

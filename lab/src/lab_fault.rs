@@ -64,6 +64,20 @@ pub fn of_silent_guest(serial: &str) -> Option<LabFault> {
     (!guest_init_started(serial)).then(|| LabFault::new(LabFaultKind::L2Silent, SILENT_GUEST))
 }
 
+pub const RESET_GUEST: &str =
+    "L2 reset itself before its init spoke, without a panic on its console (QEMU's SHUTDOWN event: reason guest-reset under -no-reboot: a triple fault)";
+
+/// A silent L2 told apart: its QEMU said it ended by a guest reset
+/// (`guest-reset`, its SHUTDOWN event's reason) before init started and
+/// with no panic on its console (a panic resets too, with `panic=-1`, and
+/// says so first), so a triple fault, not a hang or a power-off.
+pub fn of_guest_reset(shutdown_reason: Option<&str>, serial: &str) -> Option<LabFault> {
+    (shutdown_reason == Some("guest-reset")
+        && !guest_init_started(serial)
+        && !serial.contains("Kernel panic"))
+    .then(|| LabFault::new(LabFaultKind::L2Reset, RESET_GUEST))
+}
+
 /// How an L2 of the mflab backend ended, as the agent saw it.
 pub struct MflabL2End<'a> {
     /// L2 was meant to boot and report (not QMP only, not killed on purpose).
@@ -74,6 +88,8 @@ pub struct MflabL2End<'a> {
     /// when not, this says so (and where its threads waited).
     pub stuck: Option<String>,
     pub serial: &'a str,
+    /// The reason of QEMU's SHUTDOWN event, when one came.
+    pub shutdown_reason: Option<&'a str>,
 }
 
 /// The mflab backend's L2: stuck beats everything (whatever L2 did, a QEMU
@@ -87,7 +103,9 @@ pub fn of_mflab_l2(end: &MflabL2End) -> Option<LabFault> {
     if !end.meant_to_report || !end.resumed || guest_report_complete(end.serial) {
         return None;
     }
-    of_garbled_console(end.serial).or_else(|| of_silent_guest(end.serial))
+    of_guest_reset(end.shutdown_reason, end.serial)
+        .or_else(|| of_garbled_console(end.serial))
+        .or_else(|| of_silent_guest(end.serial))
 }
 
 pub const REPORTED_BUT_STUCK: &str =
@@ -96,11 +114,17 @@ pub const REPORTED_BUT_STUCK: &str =
 /// The libvirt backend's L2 after `resume`: seen, an L2 that printed its
 /// report and powered off while libvirt could not end its QEMU ("Failed to
 /// terminate process … with SIGKILL").
-pub fn of_libvirt_l2(serial: &str, powered_off: bool) -> Option<LabFault> {
+pub fn of_libvirt_l2(
+    serial: &str,
+    powered_off: bool,
+    shutdown_reason: Option<&str>,
+) -> Option<LabFault> {
     if guest_report_complete(serial) {
         (!powered_off).then(|| LabFault::new(LabFaultKind::L2Stuck, REPORTED_BUT_STUCK))
     } else {
-        of_garbled_console(serial).or_else(|| of_silent_guest(serial))
+        of_guest_reset(shutdown_reason, serial)
+            .or_else(|| of_garbled_console(serial))
+            .or_else(|| of_silent_guest(serial))
     }
 }
 
@@ -151,7 +175,33 @@ mod tests {
             resumed,
             stuck: stuck.map(str::to_string),
             serial,
+            shutdown_reason: None,
         })
+    }
+
+    #[test]
+    fn a_silent_l2_whose_qemu_saw_a_guest_reset_is_named_a_reset() {
+        let reset = |serial: &str| {
+            of_mflab_l2(&MflabL2End {
+                meant_to_report: true,
+                resumed: true,
+                stuck: None,
+                serial,
+                shutdown_reason: Some("guest-reset"),
+            })
+        };
+        assert_eq!(reset("").unwrap().kind, LabFaultKind::L2Reset);
+        // A panic resets too (panic=-1), after saying so: not a triple fault.
+        assert_eq!(
+            reset("[ 1.9] Kernel panic - not syncing: VFS\n")
+                .unwrap()
+                .kind,
+            LabFaultKind::L2Silent
+        );
+        // Init spoke: whatever reset it after that is the scenario's.
+        assert!(reset("MFLAB-L2-START 2.2\n").is_none());
+        assert!(of_guest_reset(Some("guest-shutdown"), "").is_none());
+        assert!(of_guest_reset(None, "").is_none());
     }
 
     #[test]
@@ -186,24 +236,28 @@ mod tests {
     #[test]
     fn libvirt_l2s_are_judged_by_their_console() {
         let done = "MFLAB-L2-START 1\nMFLAB-L2-DONE 2 0\n";
-        assert!(of_libvirt_l2(done, true).is_none());
+        assert!(of_libvirt_l2(done, true, None).is_none());
         assert_eq!(
-            of_libvirt_l2(done, false).unwrap().kind,
+            of_libvirt_l2(done, false, None).unwrap().kind,
             LabFaultKind::L2Stuck
         );
         assert_eq!(
-            of_libvirt_l2("", true).unwrap().kind,
+            of_libvirt_l2("", true, None).unwrap().kind,
             LabFaultKind::L2Silent
         );
+        assert_eq!(
+            of_libvirt_l2("", true, Some("guest-reset")).unwrap().kind,
+            LabFaultKind::L2Reset
+        );
         // Init started and stopped midway: the devices' doing, not the lab's.
-        assert!(of_libvirt_l2("MFLAB-L2-START 1\n", true).is_none());
+        assert!(of_libvirt_l2("MFLAB-L2-START 1\n", true, None).is_none());
     }
 
     #[test]
     fn a_report_that_lost_bytes_before_power_off_is_the_consoles() {
         // Seen in CI: "MFLAB-L2-DON 7.58", then init powered L2 off.
         let garbled = "MFLAB-L2-START 6.85\nMFLAB-L2-PCI 0000:00:00.0 0x8086 0x29c0 0x060000 -\nMFLAB-L2-DON 7.58 1\n[ 10.15] reboot: Power down\n";
-        let f = of_libvirt_l2(garbled, true).unwrap();
+        let f = of_libvirt_l2(garbled, true, None).unwrap();
         assert_eq!(f.kind, LabFaultKind::L2ConsoleGarbled);
         assert_eq!(
             end(true, true, None, garbled).unwrap().kind,

@@ -181,6 +181,27 @@ impl QmpSession {
         serde_json::from_value(ok).map_err(|e| QmpError::Reply(C::NAME.to_string(), e))
     }
 
+    /// After QEMU exited: reads what it sent before it went (its last
+    /// events, SHUTDOWN among them) until the socket's end or `timeout`.
+    pub async fn drain(&mut self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while let Ok(Ok(message)) = tokio::time::timeout_at(deadline, self.read_message()).await {
+            self.record_event(&message);
+        }
+    }
+
+    /// The `reason` of the SHUTDOWN event, once one came: `guest-shutdown`
+    /// for a power-off, `guest-reset` for a reset under `-no-reboot` (a
+    /// triple fault among them), `guest-panic`, `host-signal`…
+    pub fn shutdown_reason(&self) -> Option<String> {
+        self.unclaimed
+            .iter()
+            .rev()
+            .find(|e| e["event"] == "SHUTDOWN")
+            .and_then(|e| e["data"]["reason"].as_str())
+            .map(str::to_string)
+    }
+
     /// Another deadline per command than [`ANSWER_TIMEOUT`].
     pub fn set_answer_timeout(&mut self, timeout: Duration) {
         self.answer_timeout = timeout;
@@ -263,6 +284,43 @@ mod tests {
         let err = qmp.execute(&qapi::qmp::query_pci {}).await.unwrap_err();
         assert!(err.unanswered(), "{err}");
         assert!(err.to_string().contains("the answer to query-pci"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_last_events_of_a_qemu_that_went_are_read_to_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qmp.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            write
+                .write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n")
+                .await
+                .unwrap();
+            let first = lines.next_line().await.unwrap().unwrap();
+            let id = serde_json::from_str::<Value>(&first).unwrap()["id"].clone();
+            write
+                .write_all(format!("{}\n", json!({"return": {}, "id": id})).as_bytes())
+                .await
+                .unwrap();
+            // A triple fault under -no-reboot, then QEMU is gone.
+            write.write_all(b"{\"event\": \"RESET\", \"data\": {\"guest\": true, \"reason\": \"guest-reset\"}}\n").await.unwrap();
+            write.write_all(b"{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": true, \"reason\": \"guest-reset\"}}\n").await.unwrap();
+        });
+        let mut qmp = QmpSession::connect(&path, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(qmp.shutdown_reason(), None);
+        let t = std::time::Instant::now();
+        qmp.drain(Duration::from_secs(5)).await;
+        assert!(
+            t.elapsed() < Duration::from_secs(4),
+            "ended at the socket's end"
+        );
+        assert_eq!(qmp.shutdown_reason().as_deref(), Some("guest-reset"));
+        assert_eq!(qmp.events, ["RESET", "SHUTDOWN"]);
     }
 
     #[tokio::test]

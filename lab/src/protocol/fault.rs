@@ -21,6 +21,9 @@ pub enum LabFaultKind {
     L1BadResult,
     /// L2 was let run and its init never printed a line.
     L2Silent,
+    /// L2 reset itself (a triple fault, or a reset its kernel asked for)
+    /// before its report was done; under `-no-reboot` that ends its QEMU.
+    L2Reset,
     /// L2's init ran to its end, but its console report lost bytes on the
     /// way (an emulated UART under nested virtualization).
     L2ConsoleGarbled,
@@ -41,6 +44,7 @@ impl LabFaultKind {
             LabFaultKind::L1Stalled => "L1 stalled",
             LabFaultKind::L1BadResult => "L1 bad result",
             LabFaultKind::L2Silent => "L2 silent",
+            LabFaultKind::L2Reset => "L2 reset",
             LabFaultKind::L2ConsoleGarbled => "L2 console garbled",
             LabFaultKind::L2Stuck => "L2 stuck",
             LabFaultKind::VirshHung => "virsh hung",

@@ -36,6 +36,8 @@ pub const L2_SERIAL_LOG: &str = "l2-serial.log";
 /// beside its console log.
 pub const L2_REPORT_LOG: &str = "l2-report.log";
 pub const L2_REPORT_PORT: &str = "mflab.report";
+/// libvirt's L2: QEMU's SHUTDOWN events, as `virsh qemu-monitor-event` saw them.
+pub const L2_EVENTS_LOG: &str = "l2-events.log";
 /// What L2's init answered on its control port (step reports).
 pub const L2_CONTROL_LOG: &str = "l2-control.log";
 pub const L2_CMDLINE: &str = "l2-cmdline.txt";

@@ -157,6 +157,8 @@ fn resume_and_wait(
     out: &mut RunOutcome,
     progress: &dyn Fn(Progress),
 ) -> Result<(), String> {
+    let events = serial.with_file_name(lab::protocol::paths::L2_EVENTS_LOG);
+    let watch = daemon.watch_shutdown(&events);
     let boot = Instant::now();
     let resumed = daemon.virsh(&["resume", DOMAIN_NAME]);
     if !resumed.ok {
@@ -201,7 +203,20 @@ fn resume_and_wait(
         .insert(Stage::LibvirtL2Boot, boot.elapsed().as_secs_f64());
     let report = lab::protocol::guest_report::read_l2_output(serial);
     out.l2_guest = parse_guest_report(&report);
-    out.lab_fault = of_libvirt_l2(&report, powered_off);
+    // Why QEMU ended, where the report does not say: its SHUTDOWN event
+    // reaches virsh a moment after the domain is shut off.
+    let mut reason = None;
+    if !guest_report_complete(&report) {
+        let until = Instant::now() + Duration::from_secs(2);
+        while reason.is_none() && Instant::now() < until {
+            reason = super::libvirtd::shutdown_reason(
+                &std::fs::read_to_string(&events).unwrap_or_default(),
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    drop(watch);
+    out.lab_fault = of_libvirt_l2(&report, powered_off, reason.as_deref());
     if out.lab_fault.is_none() && req.steps.is_empty() {
         out.lab_fault = of_short_report(&report);
     }

@@ -41,6 +41,29 @@ const NETWORK_CONF: &str =
 
 /// A libvirtd started for one run; killed when dropped. Its virsh calls
 /// go through one long-lived virsh ([`VirshSession`]).
+/// A `virsh qemu-monitor-event` process, ended when dropped.
+pub struct EventWatch(Child);
+
+impl Drop for EventWatch {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The reason of the last SHUTDOWN event in `virsh qemu-monitor-event`'s
+/// output ("event SHUTDOWN at 1.2 for domain 'l2': {\"guest\":true,\"reason\":\"guest-reset\"}").
+pub fn shutdown_reason(events: &str) -> Option<String> {
+    events
+        .lines()
+        .rev()
+        .filter(|l| l.starts_with("event SHUTDOWN"))
+        .find_map(|l| {
+            let data: serde_json::Value = serde_json::from_str(&l[l.find('{')?..]).ok()?;
+            data["reason"].as_str().map(str::to_string)
+        })
+}
+
 pub struct Libvirtd {
     child: Mutex<Child>,
     log: PathBuf,
@@ -140,6 +163,24 @@ impl Libvirtd {
                 out
             }
         }
+    }
+
+    /// `virsh qemu-monitor-event` on the domain's SHUTDOWN events, written
+    /// to `out` until the watch drops: QEMU's reason for ending (a
+    /// power-off, or a guest reset under -no-reboot), which libvirt's own
+    /// domain state does not keep.
+    pub fn watch_shutdown(&self, out: &Path) -> Option<EventWatch> {
+        let file = std::fs::File::create(out).ok()?;
+        std::process::Command::new(&self.binaries.virsh)
+            .envs(self.binaries.env.iter().map(|(k, v)| (k, v)))
+            .args(["-c", URI, "qemu-monitor-event", "--domain", DOMAIN_NAME])
+            .args(["--event", "SHUTDOWN", "--loop"])
+            .stdin(std::process::Stdio::null())
+            .stdout(file)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()
+            .map(EventWatch)
     }
 
     /// Why the daemon is gone, when it is: its exit status and the first
@@ -310,6 +351,19 @@ fn add_line(file: &str, prefix: &str, line: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn qemu_s_reason_for_ending_is_read_from_virsh_s_events() {
+        let events = "event SHUTDOWN at 1764700000.123456 for domain 'l2': {\"guest\":true,\"reason\":\"guest-reset\"}\n";
+        assert_eq!(shutdown_reason(events).as_deref(), Some("guest-reset"));
+        let poweroff = "event SHUTDOWN at 1.000001 for domain 'l2': {\"guest\":true,\"reason\":\"guest-shutdown\"}\n";
+        assert_eq!(shutdown_reason(poweroff).as_deref(), Some("guest-shutdown"));
+        assert_eq!(shutdown_reason(""), None);
+        assert_eq!(
+            shutdown_reason("event SHUTDOWN at 1.0 for domain 'l2': <null>\n"),
+            None
+        );
+    }
 
     #[test]
     fn a_dead_daemon_is_named_by_its_first_error() {
