@@ -2,8 +2,8 @@
 //! lets L2 use KVM inside L1), and inside L1 for L2. The facts are
 //! gathered from a root directory, so the decision is a pure function.
 //!
-//! These machines have a `/dev/kvm` that is not hardware KVM (LAB-NOTES:
-//! `kvm_pvm`, no vmx/svm flag): a guest on it hangs. So KVM is chosen only
+//! Some machines have a `/dev/kvm` that is not hardware KVM (`kvm_pvm`,
+//! no vmx/svm flag): a guest on it hangs. So KVM is chosen only
 //! when the CPU has vmx/svm, a vendor module (kvm_intel/kvm_amd) is
 //! loaded, and (on the host) a test guest proved to run under it
 //! ([`crate::kvm_proof`]); everything else gets TCG, which always works.

@@ -1,8 +1,9 @@
 //! Proving that `-accel kvm` runs a guest: QEMU starts a 64 KiB BIOS whose
 //! reset vector writes one byte to an `isa-debug-exit` port, so a vCPU
 //! that executes anything makes QEMU exit at once with a known status. A
-//! `/dev/kvm` that hangs its guests (LAB-NOTES: `kvm_pvm` on these
-//! machines) gives no exit within the deadline and is killed.
+//! `/dev/kvm` that hangs its guests (a `kvm_pvm` module without vmx or
+//! svm, as on some cloud machines) gives no exit within the deadline and
+//! is killed.
 //!
 //! This is the effect; [`crate::accel::decide`] takes its outcome as a fact.
 

@@ -26,9 +26,8 @@ const RUN_LIMIT: Duration = Duration::from_secs(560);
 /// Attempts of the whole outer VM: another one only when the one before
 /// was spoiled by the lab (the outer VM's kernel panicked, it reset
 /// itself, or its QEMU died before `mflab run` ended: emulated nested SVM
-/// under TCG; in one CI run a "Fatal exception in interrupt" on a stack
-/// guard page, then an outer VM that stopped without a word on its
-/// console), printed as such.
+/// under TCG: a "Fatal exception in interrupt" on a stack guard page, or
+/// an outer VM that stops without a word on its console), printed as such.
 const ATTEMPTS: usize = 3;
 
 /// How one attempt ended: passed, failed (the system's verdict), or
@@ -168,7 +167,7 @@ fn attempt_once(images: &mflab::host::images::L1Images, script: &str) -> Ending 
     if let Err(e) = &booted {
         // Once the probe is done, what runs is under `timeout -s KILL`
         // (RUN_LIMIT): an outer VM still up at TIMEOUT was frozen whole
-        // (seen in CI: nothing after "L1 ready" for 11 minutes).
+        // (nothing after "L1 ready", its own KILL never fired).
         let frozen = !probe_rc.trim().is_empty() && matches!(e, BootError::Vm(VmError::Timeout(_)));
         ensure!(
             false,

@@ -295,7 +295,7 @@ mod tests {
         assert!(!guest_init_started(serial));
         assert!(!guest_report_complete(&serial.replace("L2-DONE", "L2-DON")));
         assert!(!guest_report_short(serial));
-        // A byte cut out of a line (seen in CI: "1234:111"): that line is
+        // A byte cut out of a line ("1234:111" for "1234:1111"): that line is
         // not read, and the report is short.
         let cut = serial.replace("0x1111", "0x111");
         assert_eq!(parse_guest_report(&cut).len(), 1);

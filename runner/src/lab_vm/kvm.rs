@@ -20,7 +20,7 @@ const DONE: &str = "/run/mflab/late-modules";
 /// They take about 0.4 s under TCG; a minute means they never will.
 const WAIT: Duration = Duration::from_secs(60);
 /// The test guest under KVM inside L1: starting QEMU inside an emulated
-/// L1 over a 9p root takes 1-2 s (LAB-NOTES), more under load; a KVM
+/// L1 over a 9p root takes 1-2 s under TCG, more under load; a KVM
 /// that hangs its guests is found out only by this deadline.
 const PROOF_DEADLINE: Duration = Duration::from_secs(30);
 

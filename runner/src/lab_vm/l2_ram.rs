@@ -54,9 +54,9 @@ pub fn prepare(memory_mib: u32) -> Option<PathBuf> {
 /// other pages could meet them. A device write (a read from the 9p work
 /// share into the mapped pages) makes L0 drop them in one pass per range:
 /// 0.75 s, against 3 s for L1's CPU. `scratch` is a directory on that share.
-/// Later (CI, session 4) a libvirt L2 on a fresh L1, no mflab L2 before
-/// it, died the same way: the file was not the whole story. Such runs are
-/// now the lab's fault and run again (`lab::inner::lab_fault_of_silent_guest`).
+/// The file is not the whole story: a libvirt L2 on a fresh L1 can die the
+/// same way, which is the lab's fault `L2 silent` (or `L2 reset`) and run
+/// again (`lab::lab_fault::of_libvirt_l2`).
 pub fn give_back(scratch: &Path) {
     let path = Path::new(RAM_FILE);
     if !path.exists() {

@@ -2,7 +2,7 @@
 //! systemd, no D-Bus, state on tmpfs, a qemu.conf fit for a lab), driven
 //! with `virsh`, whose errors are kept word for word.
 //!
-//! What it took to start Debian's libvirt 9.0 this way is in LAB-NOTES.md:
+//! What Debian's libvirt needs to start this way (docs/libvirt.md):
 //! writable /var and /etc/libvirt, a `libvirt-qemu` user in /etc/passwd,
 //! and qemu.conf with root, no security driver, no cgroups, no namespaces
 //! and `stdio_handler = "file"` (else it needs virtlogd).

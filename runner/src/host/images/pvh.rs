@@ -1,5 +1,5 @@
 //! The kernel's uncompressed ELF image, booted through QEMU's PVH entry:
-//! decompressing a bzImage under emulation costs about 2 s (LAB-NOTES).
+//! decompressing a bzImage under emulation costs about 2 s (docs/performance.md).
 //! The xz stream inside the bzImage (Debian 12) is found by its magic
 //! bytes and unpacked once with `xz`; a zstd frame (Debian 13 builds with
 //! KERNEL_ZSTD) the same way, in-process; the result is used only if it is
