@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lab::protocol::paths::L1_QEMU_LOG;
+use lab::protocol::paths::{L1_QEMU_LOG, WORK_MOUNT};
 use mflab::host::images::{cache_dir, prepare_l1, proof_guest_for};
 use mflab::host::kvm_host::boot_kvm_host;
 use mflab::host::l1::boot::BootError;
@@ -30,6 +30,10 @@ const RUN_LIMIT: Duration = Duration::from_secs(560);
 /// an outer VM that stops without a word on its console), printed as such.
 const ATTEMPTS: usize = 3;
 
+/// What the outer VM runs, in its work directory (`/mflab` inside).
+const INNER_MFLAB: &str = "mflab-under-test";
+const INNER_SCENARIO: &str = "scenario.toml";
+
 /// How one attempt ended: passed, failed (the system's verdict), or
 /// spoiled by the lab (worth another attempt).
 enum Ending {
@@ -44,11 +48,11 @@ fn kvm_host_made_of_a_tcg_vm_runs_a_scenario_with_l1_under_kvm() {
     // read-only in the outer VM, and building under TCG would be slow.
     let images = prepare_l1().expect("L1 images");
     let _ = proof_guest_for(&images.kernel);
-    let mflab = env!("CARGO_BIN_EXE_mflab");
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../scenarios/gpu-audio-unassigned.toml")
-        .canonicalize()
-        .expect("scenario");
+    // The outer VM runs mflab and reads the scenario from its own work
+    // directory (copied there by `attempt_once`): its /tmp is a tmpfs of
+    // its own, which hides a checkout under the host's /tmp.
+    let mflab = format!("{WORK_MOUNT}/{INNER_MFLAB}");
+    let scenario = format!("{WORK_MOUNT}/{INNER_SCENARIO}");
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     let script = format!(
         r#"export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME='{home}' MFLAB_CACHE='{cache}' MFLAB_NO_PROGRESS=1
@@ -66,7 +70,6 @@ for f in /tmp/mflab-*/*serial.log /tmp/mflab-*/*/*serial.log; do [ -f "$f" ] && 
 "#,
         cache = cache_dir().display(),
         run_limit = RUN_LIMIT.as_secs(),
-        scenario = scenario.display(),
     );
     let mut faults = Vec::new();
     for attempt in 1..=ATTEMPTS {
@@ -101,6 +104,13 @@ for f in /tmp/mflab-*/*serial.log /tmp/mflab-*/*/*serial.log; do [ -f "$f" ] && 
 /// One outer VM from boot to power-off, and its verdict.
 fn attempt_once(images: &mflab::host::images::L1Images, script: &str) -> Ending {
     let mut work = WorkDir::new("mflab-kvmhost-").expect("work directory");
+    std::fs::copy(env!("CARGO_BIN_EXE_mflab"), work.path().join(INNER_MFLAB))
+        .expect("mflab copied into the outer VM's work directory");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/gpu-audio-unassigned.toml"),
+        work.path().join(INNER_SCENARIO),
+    )
+    .expect("scenario copied into the outer VM's work directory");
     let start = Instant::now();
     let booted = boot_kvm_host(images, script, work.path(), TIMEOUT);
     let elapsed = start.elapsed();
