@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use lab::check::check_text;
+use lab::schema::check::check_text;
 
 fn main() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/rules");

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 
-use lab::bind::{detach, restore_with, BindError, DriverControl};
-use lab::plan::Plan;
+use lab::assign::bind::{detach, restore_with, BindError, DriverControl};
+use lab::assign::plan::Plan;
 use lab::PciAddress;
 
 #[derive(Clone, Default)]
@@ -259,7 +259,7 @@ fn a_hot_unplug_gives_back_only_its_functions_and_the_journal_keeps_the_rest() {
         (Some("vfio-pci".into()), Some("vfio-pci".into())),
         "the sibling stays held"
     );
-    let kept = lab::bind::Journal::load(&journal).unwrap();
+    let kept = lab::assign::bind::Journal::load(&journal).unwrap();
     assert_eq!(kept.entries.len(), 1);
     assert_eq!(kept.entries[0].host, a("0000:00:06.1"));
     assert_eq!(detached.functions().count(), 1);

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use lab::host_listing::{parse_listing, ListingError, ListingFormat, ReportedHost};
+use lab::pci::listing::{parse_listing, ListingError, ListingFormat, ReportedHost};
 use lab::PciAddress;
 
 fn listings() -> PathBuf {

@@ -1,7 +1,7 @@
 //! Property test: no input makes the reader or the rules panic, and every
 //! diagnostic points inside the input.
 
-use lab::check::check_text;
+use lab::schema::check::check_text;
 use proptest::prelude::*;
 
 const SEED: &str = r#"<domain type='kvm'><devices>

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use lab::host::{FakeFunction, FakeSysfs};
+use lab::pci::view::{FakeFunction, FakeSysfs};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde::Deserialize;
 

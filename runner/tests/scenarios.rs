@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use lab::partition::Partition;
+use lab::machine::partition::Partition;
 use libtest_mimic::{Arguments, Failed, Trial};
 use mflab::host::scenario::load;
 use mflab::host::topology::BUILTIN;

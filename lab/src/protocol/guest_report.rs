@@ -41,6 +41,10 @@ pub fn l2_spoke(serial_log: &Path) -> bool {
     .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
 }
 
+/// The error of a run whose L2 powered off before its report was done.
+pub const REPORT_CUT_SHORT: &str =
+    "L2 powered off without finishing its report (see l2-serial.log and l2-report.log)";
+
 pub const START: &str = "MFLAB-L2-START";
 pub const PCI: &str = "MFLAB-L2-PCI";
 pub const DONE: &str = "MFLAB-L2-DONE";
@@ -170,9 +174,9 @@ pub fn boot_stages(serial: &str, boot_secs: f64) -> Vec<(Stage, f64)> {
     ]
 }
 
-/// `serial` as L2's init prints it: each function's line with its length.
-#[cfg(test)]
-pub(crate) fn with_lengths(serial: &str) -> String {
+/// `serial` as L2's init prints it: each function's line with its length
+/// (what `images/l2-init.sh` writes, for tests of the readers).
+pub fn with_lengths(serial: &str) -> String {
     serial
         .split_inclusive('\n')
         .map(|l| {

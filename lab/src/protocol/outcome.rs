@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::fault::LabFault;
 use super::stage::Stage;
-use crate::accel::Accel;
-use crate::diagnostic::Diagnostic;
-use crate::host::{read_host_view, HostViewError};
-use crate::plan::Plan;
+use crate::assign::plan::Plan;
+use crate::machine::accel::Accel;
+use crate::pci::view::{read_host_view, HostViewError};
+use crate::schema::diagnostic::Diagnostic;
 use crate::PciAddress;
 
 /// One PCI function as a kernel's sysfs shows it (`mflab boot --format json`).
@@ -76,7 +76,7 @@ pub struct RunOutcome {
     /// Null, or the failure text (QEMU's or the binder's).
     pub error: Option<String>,
     /// Set when the failure is the lab's own, not the system's under test
-    /// (decided in `lab::lab_fault`): the runner retries the run.
+    /// (decided in `lab::machine::lab_fault`): the runner retries the run.
     #[serde(default)]
     pub lab_fault: Option<LabFault>,
     /// Whether every function ended on the driver it had before the run.

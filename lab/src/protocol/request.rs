@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::Policy;
+use crate::assign::plan::Policy;
 use crate::PciAddress;
 
 /// How far a scenario goes (DESIGN.md, "The three levels").

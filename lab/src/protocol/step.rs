@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::outcome::{FunctionRow, GuestFunction};
-use crate::diagnostic::Diagnostic;
+use crate::schema::diagnostic::Diagnostic;
 use crate::PciAddress;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,9 +7,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use lab::accel::{probe, AccelChoice};
+use lab::machine::accel::{probe, AccelChoice};
+use lab::machine::qemu_cmdline::DirectBoot;
 use lab::protocol::{Backend, Depth, Stage};
-use lab::qemu_cmdline::DirectBoot;
 
 use super::Outcome;
 use crate::host::images::{cache_dir, floor_initramfs, prepare_l1, proof_guest, L1Images};

@@ -11,7 +11,7 @@ use crate::host::l1::boot::{boot, tail};
 use crate::host::l1::cmdline::{l1_args, L1Config};
 use crate::host::topology::load;
 use crate::host::workdir::WorkDir;
-use lab::accel::probe;
+use lab::machine::accel::probe;
 use lab::protocol::paths::L1_SERIAL_LOG as SERIAL_LOG;
 use lab::protocol::FunctionRow;
 
@@ -60,7 +60,9 @@ pub fn run(mut args: BootArgs) -> Outcome {
             return Outcome::UsageOrIo;
         }
     };
-    let l1_kvm = lab::accel::decide(&lab::accel::gather(std::path::Path::new("/"))).l1_kvm_module;
+    let l1_kvm =
+        lab::machine::accel::decide(&lab::machine::accel::gather(std::path::Path::new("/")))
+            .l1_kvm_module;
     if let Err(e) = require(&[&topology], l1_kvm.as_deref()) {
         eprintln!("mflab: {e}");
         return Outcome::UsageOrIo;

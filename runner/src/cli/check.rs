@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use lab::check::check_text;
+use lab::schema::check::check_text;
 use lab::Diagnostic;
 
 use super::{Format, Outcome};

@@ -12,7 +12,7 @@ use crate::host::images::{prepare_l1, proof_guest};
 use crate::host::l1::boot::{boot, tail};
 use crate::host::l1::cmdline::L1Config;
 use crate::host::workdir::WorkDir;
-use lab::accel::probe;
+use lab::machine::accel::probe;
 use lab::protocol::paths::L1_SERIAL_LOG as SERIAL_LOG;
 use lab::protocol::{CheckItem, LibvirtVerdict};
 

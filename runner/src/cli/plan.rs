@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use lab::check::check_text;
-use lab::host::read_host_view;
-use lab::plan::{plan, render_plan_text, Policy};
+use lab::assign::plan::{plan, render_plan_text, Policy};
+use lab::pci::view::read_host_view;
+use lab::schema::check::check_text;
 
 use super::check::print_diagnostics;
 use super::{Format, Outcome};

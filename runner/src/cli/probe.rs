@@ -6,10 +6,10 @@
 
 use std::path::Path;
 
-use lab::accel::{decide, probe_facts};
-use lab::kernel_needs::describe;
-use lab::kvm_proof::{qemu_version, ProofGuest};
-use lab::qemu_cmdline::QEMU;
+use lab::machine::accel::{decide, probe_facts};
+use lab::machine::kernel_needs::describe;
+use lab::machine::kvm_proof::{qemu_version, ProofGuest};
+use lab::machine::qemu_cmdline::QEMU;
 
 use super::Outcome;
 use crate::host::images::kernel_check::{check, needs_for};

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use lab::bind::restore_from_journal;
+use lab::assign::bind::restore_from_journal;
 
 use super::Outcome;
 

@@ -5,9 +5,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use lab::accel::probe;
-use lab::partition::Partition;
-use lab::plan::Policy;
+use lab::assign::plan::Policy;
+use lab::machine::accel::probe;
+use lab::machine::partition::Partition;
 use lab::protocol::{Backend, Depth};
 
 use super::plan::PolicyArg;
@@ -196,7 +196,8 @@ pub fn run(args: RunArgs) -> Outcome {
             }
         }
         let l1_kvm =
-            lab::accel::decide(&lab::accel::gather(std::path::Path::new("/"))).l1_kvm_module;
+            lab::machine::accel::decide(&lab::machine::accel::gather(std::path::Path::new("/")))
+                .l1_kvm_module;
         if let Err(e) = require(&topologies.iter().collect::<Vec<_>>(), l1_kvm.as_deref()) {
             eprintln!("mflab: {e}");
             return Outcome::UsageOrIo;

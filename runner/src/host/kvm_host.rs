@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use lab::accel::{Accel, AccelChoice};
+use lab::machine::accel::{Accel, AccelChoice};
 
 use super::images::L1Images;
 use super::l1::boot::{boot, BootError, BootOutcome};

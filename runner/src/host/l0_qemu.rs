@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::RwLock;
 
-use lab::accel::{Accel, AccelChoice};
-use lab::qemu_cmdline::QEMU;
+use lab::machine::accel::{Accel, AccelChoice};
+use lab::machine::qemu_cmdline::QEMU;
 
 use super::images::{cache_dir, debian_release, ImageError};
 
@@ -223,7 +223,7 @@ impl L0Qemu {
         all.extend_from_slice(args);
         format!(
             "{env}{}",
-            lab::qemu_cmdline::shell_line(&self.program(), &all)
+            lab::machine::qemu_cmdline::shell_line(&self.program(), &all)
         )
     }
 

@@ -1,10 +1,10 @@
 //! `--libvirt-bin` as the host reads it, before anything boots: the
 //! directory must hold a libvirt L1 can run (see
-//! [`lab::libvirt_binaries`]), and L1 must see it where the host does.
+//! [`lab::machine::libvirt_binaries`]), and L1 must see it where the host does.
 
 use std::path::{Path, PathBuf};
 
-use lab::libvirt_binaries::LibvirtBinaries;
+use lab::machine::libvirt_binaries::LibvirtBinaries;
 
 use super::images::release_root::Userland;
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use lab::plan::{Plan, Policy};
+use lab::assign::plan::{Plan, Policy};
 use lab::protocol::{Backend, Depth};
 use lab::{PciAddress, RuleId};
 use serde::Deserialize;

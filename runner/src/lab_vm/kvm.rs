@@ -1,7 +1,7 @@
 //! KVM inside L1, for L2. It loads behind the agent
 //! (`images/l1-late-modules.txt`): whatever starts an L2 (or a libvirtd,
 //! which probes `/dev/kvm` once, at its start) waits for it here. Then
-//! L2's accelerator is decided as the host decides L1's (`lab::accel`:
+//! L2's accelerator is decided as the host decides L1's (`lab::machine::accel`:
 //! L1's facts, and a test guest that must run under `-accel kvm`), once
 //! per L1: where L1 got no nested virtualization (no vmx/svm in L1, so no
 //! vendor module and no /dev/kvm) or KVM does not run a guest there, L2
@@ -11,8 +11,8 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use lab::accel::{decide, probe_facts_within, Accel, AccelChoice};
-use lab::kvm_proof::ProofGuest;
+use lab::machine::accel::{decide, probe_facts_within, Accel, AccelChoice};
+use lab::machine::kvm_proof::ProofGuest;
 
 /// L1's init writes this file when the late modules are in (its text:
 /// what failed to load, if anything).

@@ -5,8 +5,8 @@
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use lab::bind::{detach, Sysfs};
-use lab::plan::Plan;
+use lab::assign::bind::{detach, Sysfs};
+use lab::assign::plan::Plan;
 use lab::protocol::paths::MANUAL_JOURNAL;
 use lab::protocol::{function_rows, FunctionRow, RunOutcome, RunRequest};
 

@@ -10,20 +10,21 @@
 //!    reattaches on stop), `undefine`; the view after is
 //!    [`super::l1_state::finish`]'s, taken after libvirt's own reattach.
 //!
-//! libvirt's errors are kept word for word. Only what [`lab::lab_fault`]
+//! libvirt's errors are kept word for word. Only what [`lab::machine::lab_fault`]
 //! calls the lab's is retried.
 
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lab::accel::Accel;
-use lab::device_text::{device_texts, DeviceText};
-use lab::inner::{qmp_view, REPORT_CUT_SHORT};
-use lab::lab_fault::{of_libvirt_l2, of_short_report, of_virsh_call};
+use crate::lab_vm::l2::guest::qmp_view;
+use lab::machine::accel::Accel;
+use lab::machine::lab_fault::{of_libvirt_l2, of_short_report, of_virsh_call};
+use lab::protocol::guest_report::REPORT_CUT_SHORT;
 use lab::protocol::guest_report::{guest_report_complete, parse_guest_report};
 use lab::protocol::paths::{L2_DOMAIN_XML, L2_QEMU_LOG, L2_SERIAL_LOG};
 use lab::protocol::{function_rows, Depth, GuestFunction, Progress, RunOutcome, RunRequest, Stage};
+use lab::schema::device_text::{device_texts, DeviceText};
 
 use super::l1_state::{begin, finish, sysfs};
 use super::libvirt_domain::l2_domain;
@@ -197,7 +198,7 @@ fn resume_and_wait(
     }
     // libvirt's L2 goes through SeaBIOS (and its bridges) before its
     // kernel prints: half of L2's time for the first byte.
-    let silent = || lab::inner::silent_for(serial, boot, timeout / 2);
+    let silent = || crate::lab_vm::l2::guest::silent_for(serial, boot, timeout / 2);
     let powered_off = daemon.wait_shut_off(timeout, &silent);
     out.timings
         .insert(Stage::LibvirtL2Boot, boot.elapsed().as_secs_f64());

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use lab::accel::Accel;
-use lab::device_text::device_texts;
+use lab::machine::accel::Accel;
 use lab::protocol::{CheckItem, LibvirtVerdict};
+use lab::schema::device_text::device_texts;
 
 use super::libvirt_domain::l2_domain_with;
 use super::libvirtd::{Libvirtd, DOMAIN_NAME};
@@ -21,7 +21,7 @@ pub fn check_with_libvirt(
     let daemon = Libvirtd::start(work, libvirt_bin)?;
     let mut verdicts = Vec::new();
     for item in items {
-        let well_formed = !lab::check::check_text(&item.file, &item.xml)
+        let well_formed = !lab::schema::check::check_text(&item.file, &item.xml)
             .diagnostics
             .iter()
             .any(|d| d.rule == lab::RuleId::Xml);
@@ -34,7 +34,7 @@ pub fn check_with_libvirt(
             } else {
                 raw
             };
-            vec![lab::device_text::DeviceText {
+            vec![lab::schema::device_text::DeviceText {
                 element: "raw".into(),
                 text: raw.to_string(),
             }]

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use lab::accel::Accel;
-use lab::device_text::DeviceText;
+use lab::machine::accel::Accel;
+use lab::schema::device_text::DeviceText;
 
 use super::libvirtd::DOMAIN_NAME;
 
@@ -38,12 +38,12 @@ pub fn l2_domain_with(
     let mut xml = format!(
         "<domain type='{}'>\n  <name>{DOMAIN_NAME}</name>\n  <memory unit='MiB'>256</memory>\n  <vcpu>{}</vcpu>\n  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n    <kernel>{}</kernel>\n    <initrd>{}</initrd>\n    <cmdline>{}</cmdline>\n  </os>\n  <features><acpi/></features>\n  <cpu mode='{}'/>\n  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n  <devices>\n{}",
         accel.libvirt_domain_type(),
-        // Two vCPUs, one booted: `lab::inner::L2_VCPUS` says why.
-        lab::inner::L2_VCPUS,
+        // Two vCPUs, one booted: `crate::lab_vm::l2::guest::L2_VCPUS` says why.
+        crate::lab_vm::l2::guest::L2_VCPUS,
         kernel.display(),
         initrd.display(),
-        // The same trimmed command line as mflab's own L2 (`lab::inner::L2_KERNEL_CMDLINE` says why).
-        lab::inner::L2_KERNEL_CMDLINE,
+        // The same trimmed command line as mflab's own L2 (`crate::lab_vm::l2::guest::L2_KERNEL_CMDLINE` says why).
+        crate::lab_vm::l2::guest::L2_KERNEL_CMDLINE,
         match accel {
             Accel::Kvm => "host-passthrough",
             Accel::Tcg => "host-model",
@@ -74,7 +74,7 @@ mod tests {
 
     #[test]
     fn the_l2_domain_carries_the_users_devices_verbatim() {
-        let devices = lab::device_text::device_texts("<hostdev mode='subsystem' type='pci' managed='yes'><source><address slot='0x06' function='0x1'/></source><address type='unassigned'/></hostdev>");
+        let devices = lab::schema::device_text::device_texts("<hostdev mode='subsystem' type='pci' managed='yes'><source><address slot='0x06' function='0x1'/></source><address type='unassigned'/></hostdev>");
         let xml = l2_domain(
             &devices,
             Accel::Kvm,
@@ -85,7 +85,7 @@ mod tests {
         assert!(xml.contains("<domain type='kvm'>"));
         assert!(xml.contains(&devices[0].text));
         assert!(xml.contains("<kernel>/l2/vmlinux</kernel>"));
-        let checked = lab::check::check_text("d.xml", &xml);
+        let checked = lab::schema::check::check_text("d.xml", &xml);
         assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
         assert!(xml.contains("<channel type='file'><source path='/mflab/l2-report.log'/><target type='virtio' name='mflab.report'/></channel>"), "{xml}");
         assert_eq!(

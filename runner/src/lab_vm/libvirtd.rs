@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use lab::libvirt_binaries::LibvirtBinaries;
+use lab::machine::libvirt_binaries::LibvirtBinaries;
 use lab::protocol::paths::LIBVIRTD_LOG;
 
 pub use super::virsh_session::VirshOutput;

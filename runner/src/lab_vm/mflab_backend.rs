@@ -4,7 +4,7 @@
 //! 1. [`prepare`]: check and plan (nothing is touched on an error), then
 //!    detach the plan's functions to vfio-pci against a journal;
 //! 2. [`run_l2`]: start L2 paused, add the assigned functions over QMP,
-//!    record `query-pci`, resume, read L2's own report (`lab::inner`);
+//!    record `query-pci`, resume, read L2's own report (`crate::lab_vm::l2::guest`);
 //! 3. [`teardown`]: L2 is gone; reattach from the journal, undoing step 1.
 //!
 //! [`run`] strings them together; the view before and after, and whether
@@ -14,15 +14,15 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lab::accel::Accel;
-use lab::bind::{detach, Detached, Sysfs};
-use lab::check::check_text;
-use lab::host::read_host_view;
-use lab::inner::{l2_args, run_inner_guest, socket_path, InnerDepth, L2Config};
-use lab::plan::{plan, Plan};
+use crate::lab_vm::l2::guest::{l2_args, run_inner_guest, socket_path, InnerDepth, L2Config};
+use lab::assign::bind::{detach, Detached, Sysfs};
+use lab::assign::plan::{plan, Plan};
+use lab::machine::accel::Accel;
+use lab::machine::qemu_cmdline::{shell_line, QEMU};
+use lab::pci::view::read_host_view;
 use lab::protocol::paths::{JOURNAL, L2_CMDLINE, L2_QMP_TRANSCRIPT, L2_SERIAL_LOG};
 use lab::protocol::{Depth, Progress, RunOutcome, RunRequest, Stage};
-use lab::qemu_cmdline::{shell_line, QEMU};
+use lab::schema::check::check_text;
 
 use super::l1_state::{begin, finish, rows, sysfs, SYSFS};
 use super::steps::L2_CONTROL_SOCKET;
@@ -120,7 +120,7 @@ pub fn run_l2(
     plan: &Plan,
     out: &mut RunOutcome,
     progress: &dyn Fn(Progress),
-    steps: Option<&mut lab::hotplug_run::StepsRun>,
+    steps: Option<&mut crate::lab_vm::l2::hotplug_run::StepsRun>,
 ) {
     if let Err(e) = super::kvm::ready_for_l2() {
         out.error = Some(e);

@@ -15,6 +15,7 @@
 pub mod heartbeat;
 pub mod kvm;
 pub mod l1_state;
+pub mod l2;
 pub mod l2_ram;
 pub mod libvirt_backend;
 pub mod libvirt_check;

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use lab::libvirt_binaries::LibvirtBinaries;
+use lab::machine::libvirt_binaries::LibvirtBinaries;
 use lab::protocol::mailbox::Mailbox;
 use lab::protocol::{
     function_rows, Backend, FunctionRow, Progress, RunOutcome, RunRequest, ServedResult,

@@ -1,7 +1,7 @@
 //! Scenario steps on a running L2, for both backends.
 //!
 //! - mflab: [`mflab_steps`] hands the run's journal and the domain's
-//!   functions to `lab::hotplug_run`, which carries the steps out over
+//!   functions to `crate::lab_vm::l2::hotplug_run`, which carries the steps out over
 //!   QMP; [`mflab_teardown`] reattaches every journal once L2 is gone.
 //! - libvirt: [`libvirt_steps`] runs `virsh attach-device --live` /
 //!   `detach-device --live` for each hostdev of a step, in the order
@@ -15,18 +15,18 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lab::bind::{Detached, Sysfs};
-use lab::check::check_text;
-use lab::device_text::device_texts;
-use lab::domain::AddressKind;
-use lab::hotplug::Attached;
-use lab::hotplug_run::StepsRun;
-use lab::l2_control::ControlPort;
-use lab::lab_fault::{of_lost_ready, of_silent_guest};
-use lab::plan::Plan;
+use crate::lab_vm::l2::control::ControlPort;
+use crate::lab_vm::l2::hotplug_run::StepsRun;
+use lab::assign::bind::{Detached, Sysfs};
+use lab::assign::hotplug::Attached;
+use lab::assign::plan::Plan;
+use lab::machine::lab_fault::{of_lost_ready, of_silent_guest};
 use lab::protocol::guest_report::{guest_ready_for_steps, STEPS_KERNEL_ARG};
 use lab::protocol::paths::L2_CONTROL_LOG;
 use lab::protocol::{function_rows, LiveHostdev, RunOutcome, RunRequest, StepAction, StepOutcome};
+use lab::schema::check::check_text;
+use lab::schema::device_text::device_texts;
+use lab::schema::domain::AddressKind;
 
 use super::l1_state::{sysfs, SYSFS};
 use super::libvirtd::{Libvirtd, DOMAIN_NAME};
@@ -111,7 +111,7 @@ pub fn libvirt_steps(
         if guest_ready_for_steps(&console) {
             break;
         }
-        let silent = lab::inner::silent_for(serial, start, timeout / 2);
+        let silent = crate::lab_vm::l2::guest::silent_for(serial, start, timeout / 2);
         if silent.is_some() || start.elapsed() > timeout || daemon.domstate() == "shut off" {
             // An L2 whose init never spoke is the lab's (as without steps),
             // and so is one whose READY was lost on its console.

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use lab::libvirt_binaries::LibvirtBinaries;
+use lab::machine::libvirt_binaries::LibvirtBinaries;
+use lab::machine::qemu_cmdline::QEMU;
 use lab::protocol::L1Versions;
-use lab::qemu_cmdline::QEMU;
 
 static GATHERED: OnceLock<L1Versions> = OnceLock::new();
 

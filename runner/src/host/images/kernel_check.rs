@@ -1,11 +1,11 @@
-//! Reading what a kernel has, for [`lab::kernel_needs`]: its config
+//! Reading what a kernel has, for [`lab::machine::kernel_needs`]: its config
 //! (`config-<version>` beside the vmlinuz, as in `/boot` and in Debian's
 //! package, else `build/.config` or `config` in its modules directory) and
 //! its module names (module files and `modules.builtin`).
 
 use std::path::Path;
 
-use lab::kernel_needs::{function_need, iommu_need, l1_needs, missing, Missing, Need};
+use lab::machine::kernel_needs::{function_need, iommu_need, l1_needs, missing, Missing, Need};
 
 use super::modules::{index_modules, normalize};
 use super::KernelSource;
@@ -79,7 +79,12 @@ pub fn require(topologies: &[&Topology], kvm_module: Option<&str>) -> Result<(),
     }
     let lines: Vec<String> = lacking
         .iter()
-        .map(|m| format!("  {}", lab::kernel_needs::describe(m, &kernel.version)))
+        .map(|m| {
+            format!(
+                "  {}",
+                lab::machine::kernel_needs::describe(m, &kernel.version)
+            )
+        })
         .collect();
     Err(format!(
         "kernel {} ({}) lacks what L1 needs:\n{}",

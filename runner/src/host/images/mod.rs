@@ -15,7 +15,7 @@ pub mod release_root;
 
 use std::path::PathBuf;
 
-use lab::kvm_proof::ProofGuest;
+use lab::machine::kvm_proof::ProofGuest;
 
 pub use cache::cache_dir;
 pub use initramfs::floor_initramfs;

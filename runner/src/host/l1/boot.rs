@@ -46,7 +46,7 @@ pub struct BootOutcome {
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// [`READY_TIMEOUT`] times the accelerator's time scale.
-pub fn ready_timeout(accel: &lab::accel::AccelChoice) -> Duration {
+pub fn ready_timeout(accel: &lab::machine::accel::AccelChoice) -> Duration {
     READY_TIMEOUT * accel.time_scale.max(1)
 }
 

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use lab::accel::AccelChoice;
+use lab::machine::accel::AccelChoice;
+use lab::machine::qemu_cmdline::DirectBoot;
 use lab::protocol::paths::{L1_SERIAL_LOG, WORK_MOUNT};
-use lab::qemu_cmdline::DirectBoot;
 
 use crate::host::images::{L1Images, Userland};
 use crate::host::topology::{IommuModel, Topology};
@@ -203,7 +203,7 @@ fn l2_paths_in_l1(images: &L1Images) -> (PathBuf, PathBuf) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lab::accel::Accel;
+    use lab::machine::accel::Accel;
 
     fn choice(accel: Accel) -> AccelChoice {
         AccelChoice {

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lab::lab_fault::{LabFault, LabFaultKind};
+use lab::machine::lab_fault::{LabFault, LabFaultKind};
 use lab::protocol::paths::HEARTBEAT_FILE;
 
 /// How long the heartbeat may stand still. The agent beats every second;
@@ -72,7 +72,7 @@ impl HeartbeatWatch {
 /// with where its QEMU (`pid` on L0) waits.
 pub fn stalled_fault(silence: Duration, pid: Option<u32>) -> LabFault {
     let waits = pid
-        .map(lab::process_wait::waiting_in)
+        .map(lab::machine::process_wait::waiting_in)
         .unwrap_or_else(|| "(QEMU already gone)".into());
     LabFault::new(
         LabFaultKind::L1Stalled,

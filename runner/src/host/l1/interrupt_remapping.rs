@@ -7,7 +7,7 @@
 //! in-kernel irqchip to split). The topology's device list is left as the
 //! topology builds it; this only adds to the IOMMU's own argument.
 
-use lab::accel::Accel;
+use lab::machine::accel::Accel;
 
 use crate::host::topology::IommuModel;
 

@@ -7,12 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lab::lab_fault::{of_l1_exit, LabFault, LabFaultKind};
+use lab::machine::lab_fault::{of_l1_exit, LabFault, LabFaultKind};
 use lab::protocol::mailbox::Mailbox;
 use lab::protocol::paths::{L1_SERIAL_LOG, READY_FILE, WORK_MOUNT};
 use lab::protocol::{Progress, RunOutcome, RunRequest};
 
-use lab::accel::AccelChoice;
+use lab::machine::accel::AccelChoice;
 
 use super::boot::{ready_timeout, start_l1, tail};
 use super::cmdline::L1Config;

@@ -2,8 +2,8 @@
 //! kernel saw after it, the drivers of the step's functions in L1, the
 //! live domain's view of them.
 
-use lab::check::check_text;
 use lab::protocol::{RunOutcome, StepOutcome};
+use lab::schema::check::check_text;
 
 use crate::host::scenario::Scenario;
 use crate::host::suite::expect::assigned_view;

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use lab::host_listing::{ReportedFunction, ReportedHost};
+use lab::pci::listing::{ReportedFunction, ReportedHost};
 use lab::PciAddress;
 
 use super::{LabHost, MappedFunction};

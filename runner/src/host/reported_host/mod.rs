@@ -1,5 +1,5 @@
 //! A bug report's own host in the lab: the reporter's pasted PCI listing
-//! (read by [`lab::host_listing`]) becomes an L1 topology with the
+//! (read by [`lab::pci::listing`]) becomes an L1 topology with the
 //! reporter's addresses and groups ([`build`]), the reporter's XML is
 //! pointed at the lab's addresses where they differ ([`rewrite`]), and
 //! the groups L1's kernel formed are compared with the reported ones
@@ -16,8 +16,8 @@ pub mod rewrite;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use lab::host::{HostView, PciFunction};
-use lab::host_listing::parse_listing;
+use lab::pci::listing::parse_listing;
+use lab::pci::view::{HostView, PciFunction};
 use lab::PciAddress;
 use serde::Serialize;
 

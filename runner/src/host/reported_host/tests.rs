@@ -1,4 +1,4 @@
-use lab::host_listing::parse_listing;
+use lab::pci::listing::parse_listing;
 use lab::protocol::FunctionRow;
 
 use super::*;

@@ -5,14 +5,14 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use lab::accel::AccelChoice;
-use lab::check::check_text;
-use lab::lab_fault::{LabFault, LabFaultKind};
+use lab::machine::accel::AccelChoice;
+use lab::machine::lab_fault::{LabFault, LabFaultKind};
 use lab::protocol::paths::{
     L1_CMDLINE, L1_QEMU_LOG, L1_SERIAL_LOG, L2_INITRD, L2_KERNEL, LIBVIRTD_LOG, SINGLE_REQUEST,
     SINGLE_RESULT, WORK_MOUNT,
 };
 use lab::protocol::{Backend, Depth, Progress, RunOutcome, RunRequest};
+use lab::schema::check::check_text;
 
 use super::expect::compare;
 use crate::host::images::L1Images;
@@ -344,7 +344,10 @@ fn run_in_vm(
         let error = match e {
             _ if e.interrupted() => RunError::Interrupted,
             BootError::Vm(VmError::L1Stalled(fault)) => RunError::lab(fault, serial),
-            _ => RunError::lab(lab::lab_fault::of_l1_exit(&log, &e.to_string()), serial),
+            _ => RunError::lab(
+                lab::machine::lab_fault::of_l1_exit(&log, &e.to_string()),
+                serial,
+            ),
         };
         return Err((error, Some(work)));
     }
@@ -386,7 +389,7 @@ fn gather_into(from: &std::path::Path, work: &WorkDir) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lab::lab_fault::of_silent_guest;
+    use lab::machine::lab_fault::of_silent_guest;
 
     #[test]
     fn only_the_labs_own_failures_are_run_again() {
@@ -400,7 +403,7 @@ mod tests {
         ));
         assert_eq!(lab_failure(&no_l1).unwrap().kind, LabFaultKind::L1NotReady);
         let silent_l2 = RunOutcome {
-            error: Some(lab::inner::REPORT_CUT_SHORT.into()),
+            error: Some(lab::protocol::guest_report::REPORT_CUT_SHORT.into()),
             lab_fault: of_silent_guest(""),
             ..Default::default()
         };

@@ -99,7 +99,8 @@ pub fn compare(e: &Expect, o: &RunOutcome) -> Vec<String> {
     }
     if let Some(want) = &e.plan {
         if Some(want) != o.plan.as_ref() {
-            let json = |p: &lab::plan::Plan| serde_json::to_string(p).expect("plan serializes");
+            let json =
+                |p: &lab::assign::plan::Plan| serde_json::to_string(p).expect("plan serializes");
             m.push(format!(
                 "plan: expected {}, seen {}",
                 json(want),

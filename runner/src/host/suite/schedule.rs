@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use lab::accel::AccelChoice;
+use lab::machine::accel::AccelChoice;
 use lab::protocol::Backend;
 
 use super::attempt::{run_scenario, RunOptions, ScenarioReport, Watch};

@@ -11,16 +11,16 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::accel::Accel;
-use crate::hotplug_run::StepsRun;
-use crate::lab_fault::{of_mflab_l2, of_short_report, LabFault, MflabL2End};
-use crate::plan::Plan;
-use crate::protocol::guest_report::{
+use super::hotplug_run::StepsRun;
+use super::qmp::{QmpError, QmpSession, ANSWER_TIMEOUT};
+use lab::assign::plan::Plan;
+use lab::machine::accel::Accel;
+use lab::machine::lab_fault::{of_mflab_l2, of_short_report, LabFault, MflabL2End};
+use lab::machine::qemu_cmdline::DirectBoot;
+use lab::protocol::guest_report::{
     boot_stages, guest_ready_for_steps, guest_report_complete, parse_guest_report, STEPS_KERNEL_ARG,
 };
-use crate::protocol::{GuestFunction, Stage};
-use crate::qemu_cmdline::DirectBoot;
-use crate::qmp::{QmpError, QmpSession, ANSWER_TIMEOUT};
+use lab::protocol::{GuestFunction, Stage};
 
 /// Everything L2's command line depends on.
 #[derive(Clone, Debug)]
@@ -110,7 +110,7 @@ pub fn l2_args(c: &L2Config) -> Vec<String> {
     // console's, at slot 0x1f (past the plan's guest slots).
     let report_log = c
         .serial_log
-        .with_file_name(crate::protocol::paths::L2_REPORT_LOG);
+        .with_file_name(lab::protocol::paths::L2_REPORT_LOG);
     args.extend([
         "-device".to_string(),
         "virtio-serial-pci,id=mflabvs,bus=pci.0,addr=0x1f".to_string(),
@@ -119,7 +119,7 @@ pub fn l2_args(c: &L2Config) -> Vec<String> {
         "-device".to_string(),
         format!(
             "virtserialport,bus=mflabvs.0,chardev=mflabreport,name={}",
-            crate::protocol::paths::L2_REPORT_PORT
+            lab::protocol::paths::L2_REPORT_PORT
         ),
         "-serial".to_string(),
         format!("file:{}", c.serial_log.display()),
@@ -145,7 +145,7 @@ pub fn device_adds(plan: &Plan) -> Vec<qapi::qmp::device_add> {
     plan.realize_order()
         .into_iter()
         .enumerate()
-        .map(|(i, a)| crate::hotplug_run::device_add(a, &format!("hostdev{i}")))
+        .map(|(i, a)| super::hotplug_run::device_add(a, &format!("hostdev{i}")))
         .collect()
 }
 
@@ -160,7 +160,7 @@ pub struct InnerRun {
     pub timings: Vec<(Stage, f64)>,
     /// Whether `cont` went through: L2's kernel was let run.
     pub resumed: bool,
-    /// Decided by [`crate::lab_fault::of_mflab_l2`].
+    /// Decided by [`lab::machine::lab_fault::of_mflab_l2`].
     pub lab_fault: Option<LabFault>,
     /// L2's QEMU stopped answering QMP, and where its threads waited.
     unanswered: Option<String>,
@@ -265,12 +265,12 @@ pub async fn run_inner_guest(
     let serial = if depth == InnerDepth::QmpOnly {
         String::new()
     } else {
-        crate::protocol::guest_report::read_l2_output(&c.serial_log)
+        lab::protocol::guest_report::read_l2_output(&c.serial_log)
     };
     if depth != InnerDepth::QmpOnly {
         run.guest_view = parse_guest_report(&serial);
         if depth == InnerDepth::Boot && run.error.is_none() && !guest_report_complete(&serial) {
-            run.error = Some(REPORT_CUT_SHORT.into());
+            run.error = Some(lab::protocol::guest_report::REPORT_CUT_SHORT.into());
         }
         let boot = run
             .timings
@@ -315,7 +315,7 @@ fn unanswered_by(child: &mut tokio::process::Child, e: &QmpError) -> Option<Stri
     }
     let waits = child
         .id()
-        .map(crate::process_wait::waiting_in)
+        .map(lab::machine::process_wait::waiting_in)
         .unwrap_or_default();
     Some(format!(
         "L2's QEMU is running but did not answer: {e}; it was waiting in {waits}"
@@ -404,7 +404,7 @@ fn silent_since(serial_log: &Path, resumed: Instant, timeout: Duration) -> Resul
 /// Why L2 counts as silent: `allowance` has passed since `resumed` and its
 /// console log is still empty.
 pub fn silent_for(serial_log: &Path, resumed: Instant, allowance: Duration) -> Option<String> {
-    let spoke = crate::protocol::guest_report::l2_spoke(serial_log);
+    let spoke = lab::protocol::guest_report::l2_spoke(serial_log);
     (!spoke && resumed.elapsed() > allowance)
         .then(|| format!("L2 printed nothing on its console within {allowance:?} of being let run"))
 }
@@ -421,7 +421,7 @@ async fn run_steps(
 ) -> Result<(), String> {
     let start = Instant::now();
     loop {
-        let serial = crate::protocol::guest_report::read_l2_output(serial_log);
+        let serial = lab::protocol::guest_report::read_l2_output(serial_log);
         if guest_ready_for_steps(&serial) {
             break;
         }
@@ -431,13 +431,13 @@ async fn run_steps(
             ));
         }
         if let Ok(Some(_)) = child.try_wait() {
-            return Err(REPORT_CUT_SHORT.into());
+            return Err(lab::protocol::guest_report::REPORT_CUT_SHORT.into());
         }
         silent_since(serial_log, start, timeout)?;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let transcript = serial_log.with_file_name(crate::protocol::paths::L2_CONTROL_LOG);
-    let mut port = crate::l2_control::ControlPort::connect(control, &transcript)?;
+    let transcript = serial_log.with_file_name(lab::protocol::paths::L2_CONTROL_LOG);
+    let mut port = super::control::ControlPort::connect(control, &transcript)?;
     steps.run_all(qmp, &mut port).await;
     port.power_off()
 }
@@ -448,7 +448,7 @@ pub fn qmp_view(buses: &[qapi::qmp::PciInfo]) -> Vec<GuestFunction> {
     fn walk(devices: &[qapi::qmp::PciDeviceInfo], out: &mut Vec<GuestFunction>) {
         for d in devices {
             out.push(GuestFunction {
-                bdf: crate::PciAddress::new(0, d.bus as u8, d.slot as u8, d.function as u8),
+                bdf: lab::PciAddress::new(0, d.bus as u8, d.slot as u8, d.function as u8),
                 vendor: format!("{:#06x}", d.id.vendor),
                 device: format!("{:#06x}", d.id.device),
                 class: format!("{:#06x}", d.class_info.class),
@@ -470,10 +470,6 @@ pub fn qmp_view(buses: &[qapi::qmp::PciInfo]) -> Vec<GuestFunction> {
     out
 }
 
-/// The error of a run whose L2 powered off before its report was done.
-pub const REPORT_CUT_SHORT: &str =
-    "L2 powered off without finishing its report (see l2-serial.log)";
-
 /// A short socket path: Unix sockets are limited to 108 bytes.
 pub fn socket_path(dir: &Path) -> PathBuf {
     dir.join("l2.qmp")
@@ -482,8 +478,8 @@ pub fn socket_path(dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Assign;
-    use crate::PciAddress;
+    use lab::assign::plan::Assign;
+    use lab::PciAddress;
 
     #[test]
     fn an_l2_is_silent_only_when_its_console_is_empty_past_the_allowance() {
@@ -507,12 +503,12 @@ mod tests {
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(100));
-        let waits = crate::process_wait::waiting_in(sleeper.id());
+        let waits = lab::machine::process_wait::waiting_in(sleeper.id());
         sleeper.kill().unwrap();
         sleeper.wait().unwrap();
         assert!(waits.starts_with("sleep: "), "{waits}");
         assert_eq!(
-            crate::process_wait::waiting_in(u32::MAX),
+            lab::machine::process_wait::waiting_in(u32::MAX),
             "(nothing readable in /proc)"
         );
     }

@@ -1,6 +1,6 @@
 //! Turning byte offsets into the line:column people read.
 
-use crate::diagnostic::Pos;
+use crate::schema::diagnostic::Pos;
 
 /// An input text with the offsets where its lines start.
 pub struct SourceText<'a> {

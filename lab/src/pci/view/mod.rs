@@ -14,7 +14,7 @@ use serde::Serialize;
 pub use fake_tree::{FakeFunction, FakeSysfs};
 pub use sysfs::{read_host_view, HostViewError};
 
-use crate::pci_address::PciAddress;
+use crate::pci::address::PciAddress;
 
 /// Drivers that leave a function safe for VFIO group viability.
 pub const VFIO_SAFE_DRIVERS: &[&str] = &["vfio-pci", "pci-stub"];

@@ -5,11 +5,15 @@
 //! `VALUE` diagnostic and reads on, so one run shows every problem. Only
 //! XML that is not well-formed stops it (an `XML` diagnostic).
 
-use crate::diagnostic::{Diagnostic, RuleId, Severity};
-use crate::domain::{AddressKind, AssignedAttr, Device, Domain, GuestAddress, Hostdev, Located};
-use crate::pci_address::{parse_c_number, PciAddress, MAX_BUS, MAX_DOMAIN, MAX_FUNCTION, MAX_SLOT};
-use crate::source::SourceText;
-use crate::xml_tree::{parse_elements, Element};
+use crate::pci::address::{
+    parse_c_number, PciAddress, MAX_BUS, MAX_DOMAIN, MAX_FUNCTION, MAX_SLOT,
+};
+use crate::schema::diagnostic::{Diagnostic, RuleId, Severity};
+use crate::schema::domain::{
+    AddressKind, AssignedAttr, Device, Domain, GuestAddress, Hostdev, Located,
+};
+use crate::schema::source::SourceText;
+use crate::schema::xml_tree::{parse_elements, Element};
 
 /// The model of the input plus what could not be read.
 pub struct ReadOutcome {
@@ -266,7 +270,7 @@ impl DomainReader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Assignment;
+    use crate::schema::domain::Assignment;
 
     #[test]
     fn reads_a_pci_hostdev_completely() {

@@ -1,7 +1,7 @@
 //! mflab's own hotplug: the steps of a scenario carried out on a running
 //! L2 over QMP, each as a numbered sequence whose failure path undoes what
 //! it did (as at start):
-//! - attach: 1. read the host now and plan the step ([`crate::hotplug`]:
+//! - attach: 1. read the host now and plan the step ([`lab::assign::hotplug`]:
 //!   R11 at hotplug time, nothing touched on an error); 2. detach the
 //!   step's functions against a journal of their own; 3. `device_add` each
 //!   assigned function at its guest address (an unassigned one is held,
@@ -13,22 +13,22 @@
 //!   functions back to exactly their original drivers.
 //!
 //! After each step L2's init is asked to rescan and report again
-//! ([`crate::protocol::guest_report`]), and L1's drivers are read.
+//! ([`lab::protocol::guest_report`]), and L1's drivers are read.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::bind::{detach, Detached, Sysfs};
-use crate::check::check_text;
-use crate::diagnostic::Diagnostic;
-use crate::host::read_host_view;
-use crate::hotplug::{plan_attach, plan_detach, AttachPlan, Attached};
-use crate::l2_control::ControlPort;
-use crate::plan::Assign;
-use crate::protocol::{function_rows, LiveHostdev, StepAction, StepOutcome, StepRequest};
-use crate::qmp::QmpSession;
+use super::control::ControlPort;
+use super::qmp::QmpSession;
+use lab::assign::bind::{detach, Detached, Sysfs};
+use lab::assign::hotplug::{plan_attach, plan_detach, AttachPlan, Attached};
+use lab::assign::plan::Assign;
+use lab::pci::view::read_host_view;
+use lab::protocol::{function_rows, LiveHostdev, StepAction, StepOutcome, StepRequest};
+use lab::schema::check::check_text;
+use lab::schema::diagnostic::Diagnostic;
 
 /// How long the guest may take to release a device after `device_del`
 /// (ACPI eject on the `pc` machine: well under a second here).
@@ -95,7 +95,7 @@ impl StepsRun {
         &self,
         request: &StepRequest,
         out: &mut StepOutcome,
-    ) -> Option<(crate::domain::Domain, crate::host::HostView)> {
+    ) -> Option<(lab::schema::domain::Domain, lab::pci::view::HostView)> {
         let checked = check_text(&request.xml_name, &request.xml);
         if checked.has_errors() {
             out.diagnostics = errors(checked.diagnostics);
@@ -245,7 +245,7 @@ async fn add_all(qmp: &mut QmpSession, step: &AttachPlan) -> Result<(), String> 
 }
 
 /// `device_del` and the guest's release of the device, with a deadline.
-async fn device_del(qmp: &mut QmpSession, host: crate::PciAddress, id: &str) -> Result<(), String> {
+async fn device_del(qmp: &mut QmpSession, host: lab::PciAddress, id: &str) -> Result<(), String> {
     qmp.execute(&qapi::qmp::device_del { id: id.to_string() })
         .await
         .map_err(|e| e.to_string())?;

@@ -12,11 +12,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::diagnostic::{Diagnostic, ErrorList, RuleId};
-use crate::domain::{Assignment, Device, Domain};
-use crate::host::{HostView, PciFunction, VFIO_DRIVER};
-use crate::pci_address::PciAddress;
-use crate::rules::check_static;
+use crate::pci::address::PciAddress;
+use crate::pci::view::{HostView, PciFunction, VFIO_DRIVER};
+use crate::schema::diagnostic::{Diagnostic, ErrorList, RuleId};
+use crate::schema::domain::{Assignment, Device, Domain};
+use crate::schema::rules::check_static;
 
 /// How to decide what leaves the host.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -4,8 +4,8 @@
 //! PCI hostdevs are read completely; other devices keep their element name
 //! and guest `<address>`; everything else in a domain is read past.
 
-use crate::diagnostic::Pos;
-use crate::pci_address::PciAddress;
+use crate::pci::address::PciAddress;
+use crate::schema::diagnostic::Pos;
 
 /// A parsed input file: a `<domain>`, a `<devices>` or loose device elements.
 #[derive(Clone, Debug, Default)]

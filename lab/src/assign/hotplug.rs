@@ -16,12 +16,12 @@
 
 use std::collections::BTreeSet;
 
-use crate::diagnostic::{Diagnostic, ErrorList, Pos, RuleId};
-use crate::domain::{Assignment, Domain};
-use crate::host::{HostView, VFIO_DRIVER};
-use crate::pci_address::PciAddress;
-use crate::plan::{take_free_slot, Assign, Plan, Restore};
-use crate::rules::check_static;
+use crate::assign::plan::{take_free_slot, Assign, Plan, Restore};
+use crate::pci::address::PciAddress;
+use crate::pci::view::{HostView, VFIO_DRIVER};
+use crate::schema::diagnostic::{Diagnostic, ErrorList, Pos, RuleId};
+use crate::schema::domain::{Assignment, Domain};
+use crate::schema::rules::check_static;
 
 /// One function the running domain holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub struct Attached {
 
 impl Attached {
     /// The start: what the domain's plan gave L2, with the ids
-    /// `lab::inner::device_adds` used (`hostdevN` in realize order).
+    /// `crate::lab_vm::l2::guest::device_adds` used (`hostdevN` in realize order).
     pub fn from_plan(plan: &Plan, managed: &dyn Fn(PciAddress) -> bool) -> Attached {
         let mut held = Vec::new();
         let order = plan.realize_order();
@@ -433,8 +433,8 @@ pub fn plan_detach(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::check_text;
-    use crate::host::PciFunction;
+    use crate::pci::view::PciFunction;
+    use crate::schema::check::check_text;
     use std::collections::BTreeMap;
 
     fn a(s: &str) -> PciAddress {

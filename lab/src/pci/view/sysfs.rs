@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::{HostView, PciFunction};
-use crate::pci_address::PciAddress;
+use crate::pci::address::PciAddress;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostViewError {

@@ -5,7 +5,7 @@
 //! svm, as on some cloud machines) gives no exit within the deadline and
 //! is killed.
 //!
-//! This is the effect; [`crate::accel::decide`] takes its outcome as a fact.
+//! This is the effect; [`crate::machine::accel::decide`] takes its outcome as a fact.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn the_test_guest_runs_under_tcg() {
         let proof = prove(
-            crate::qemu_cmdline::QEMU,
+            crate::machine::qemu_cmdline::QEMU,
             "tcg",
             &ProofGuest::Bios,
             Duration::from_secs(20),

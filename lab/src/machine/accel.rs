@@ -6,12 +6,12 @@
 //! no vmx/svm flag): a guest on it hangs. So KVM is chosen only
 //! when the CPU has vmx/svm, a vendor module (kvm_intel/kvm_amd) is
 //! loaded, and (on the host) a test guest proved to run under it
-//! ([`crate::kvm_proof`]); everything else gets TCG, which always works.
+//! ([`crate::machine::kvm_proof`]); everything else gets TCG, which always works.
 
 use std::path::Path;
 use std::time::Duration;
 
-use crate::kvm_proof::{prove, KvmProof, ProofGuest};
+use crate::machine::kvm_proof::{prove, KvmProof, ProofGuest};
 
 use serde::{Deserialize, Serialize};
 
@@ -172,7 +172,7 @@ pub fn decide(f: &HostFacts) -> AccelChoice {
 }
 
 /// How long the test guest may take to show progress (see
-/// [`crate::kvm_proof::prove`]): under hardware KVM a kernel prints its
+/// [`crate::machine::kvm_proof::prove`]): under hardware KVM a kernel prints its
 /// first line within a second; on a KVM host that is itself an emulated
 /// VM (as `vm_kvm_host` runs it), QEMU's own start takes seconds. A
 /// `/dev/kvm` that hangs guests never answers, and costs this only where
@@ -190,7 +190,12 @@ pub fn probe_facts(guest: &ProofGuest) -> HostFacts {
 pub fn probe_facts_within(guest: &ProofGuest, deadline: Duration) -> HostFacts {
     let mut facts = gather(Path::new("/"));
     if decide(&facts).accel == Accel::Kvm {
-        facts.kvm_proof = Some(prove(crate::qemu_cmdline::QEMU, "kvm", guest, deadline));
+        facts.kvm_proof = Some(prove(
+            crate::machine::qemu_cmdline::QEMU,
+            "kvm",
+            guest,
+            deadline,
+        ));
     }
     facts
 }

@@ -11,8 +11,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::protocol::guest_report::{parse_step_report, rescan_command, DONE_COMMAND, STEP_DONE};
-use crate::protocol::GuestFunction;
+use lab::protocol::guest_report::{parse_step_report, rescan_command, DONE_COMMAND, STEP_DONE};
+use lab::protocol::GuestFunction;
 
 /// How long L2's init may take to rescan and report after a step, all
 /// asks together (a rescan of libvirt's q35 L2 took about 8 s under load).
@@ -154,7 +154,7 @@ mod tests {
                 "MFLAB-L2-STEP-PCI 2.1 0000:00:05.0 0x1234 0x1111 0x038000 -\r\nMFLAB-L2-STEP-DONE 2.1 3.0 2\r\n",
                 "MFLAB-L2-STEP-PCI 2.2 0000:00:00.0 0x8086 0x1237 0x060000 -\r\nMFLAB-L2-STEP-PCI 2.2 0000:00:05.0 0x1234 0x1111 0x038000 -\r\nMFLAB-L2-STEP-DONE 2.2 3.5 2\r\n",
             ] {
-                let answer = crate::protocol::guest_report::with_lengths(answer);
+                let answer = lab::protocol::guest_report::with_lengths(answer);
                 let n = theirs.read(&mut buf).unwrap();
                 asks.push(String::from_utf8_lossy(&buf[..n]).to_string());
                 // In two pieces, cut inside the end line, as a serial

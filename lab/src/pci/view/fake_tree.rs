@@ -17,7 +17,7 @@ use std::io;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use crate::pci_address::PciAddress;
+use crate::pci::address::PciAddress;
 
 /// One function to put in a fake tree.
 #[derive(Clone, Debug)]
@@ -151,7 +151,7 @@ impl FakeSysfs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::read_host_view;
+    use crate::pci::view::read_host_view;
 
     #[test]
     fn a_fake_tree_reads_back_as_written() {

@@ -8,7 +8,7 @@
 //! under a bridge (`lspci -nnv`) says which bus is behind it.
 
 use super::{Collector, ListingError, ReportedFunction};
-use crate::pci_address::{PciAddress, MAX_DOMAIN, MAX_FUNCTION, MAX_SLOT};
+use crate::pci::address::{PciAddress, MAX_DOMAIN, MAX_FUNCTION, MAX_SLOT};
 
 /// Reads every line; `grouped` when the listing has group headings, so
 /// that every device line must come under one.

@@ -1,9 +1,9 @@
 //! `check`: read one domain XML and apply the static rules.
 
-use crate::diagnostic::{sort_diagnostics, Diagnostic, RuleId};
-use crate::domain::Domain;
-use crate::domain_reader::read_domain;
-use crate::rules::check_static;
+use crate::schema::diagnostic::{sort_diagnostics, Diagnostic, RuleId};
+use crate::schema::domain::Domain;
+use crate::schema::domain_reader::read_domain;
+use crate::schema::rules::check_static;
 
 /// The model (as far as it could be read) and every finding about it.
 pub struct Checked {

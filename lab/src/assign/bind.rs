@@ -17,10 +17,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::host::sysfs::link_name;
-use crate::host::VFIO_DRIVER;
-use crate::pci_address::PciAddress;
-use crate::plan::{Plan, Restore};
+use crate::assign::plan::{Plan, Restore};
+use crate::pci::address::PciAddress;
+use crate::pci::view::sysfs::link_name;
+use crate::pci::view::VFIO_DRIVER;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {

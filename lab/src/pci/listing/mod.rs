@@ -21,8 +21,8 @@ use serde::Serialize;
 
 pub use error::{ListingError, Place};
 
-use crate::pci_address::PciAddress;
-use crate::source::SourceText;
+use crate::pci::address::PciAddress;
+use crate::schema::source::SourceText;
 
 /// Which of the pasted formats a listing is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use crate::diagnostic::Pos;
-use crate::pci_address::PciAddress;
+use crate::pci::address::PciAddress;
+use crate::schema::diagnostic::Pos;
 
 /// Where in which input something was found: prints as `FILE:LINE:COLUMN`.
 #[derive(Clone, Debug, PartialEq, Eq)]

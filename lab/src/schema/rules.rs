@@ -7,9 +7,9 @@
 
 use std::collections::HashMap;
 
-use crate::diagnostic::{sort_diagnostics, Diagnostic, Pos, RuleId, Severity};
-use crate::domain::{AddressKind, Assignment, Device, Domain};
-use crate::pci_address::PciAddress;
+use crate::pci::address::PciAddress;
+use crate::schema::diagnostic::{sort_diagnostics, Diagnostic, Pos, RuleId, Severity};
+use crate::schema::domain::{AddressKind, Assignment, Device, Domain};
 
 /// What one check found: where, what, and what to write instead.
 pub struct Finding {
@@ -324,8 +324,8 @@ fn r8_duplicates(domain: &Domain) -> Vec<Finding> {
 
 #[cfg(test)]
 mod tests {
-    use crate::check::check_text;
-    use crate::diagnostic::RuleId;
+    use crate::schema::check::check_text;
+    use crate::schema::diagnostic::RuleId;
 
     fn hostdev(function: u8, guest: &str) -> String {
         format!("<hostdev mode='subsystem' type='pci' managed='yes'><source><address bus='6' slot='0' function='{function}'/></source>{guest}</hostdev>")

@@ -11,7 +11,9 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
 
 use super::{Collector, ListingError, ReportedFunction};
-use crate::pci_address::{parse_c_number, PciAddress, MAX_BUS, MAX_DOMAIN, MAX_FUNCTION, MAX_SLOT};
+use crate::pci::address::{
+    parse_c_number, PciAddress, MAX_BUS, MAX_DOMAIN, MAX_FUNCTION, MAX_SLOT,
+};
 
 /// The byte offset of the next `<device` start tag at or after `from`
 /// (`<device>`, `<device/>`, not `<devices>`).
@@ -335,7 +337,7 @@ fn attr_offset(host: &Collector, node: &Node, key: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::SourceText;
+    use crate::schema::source::SourceText;
 
     #[test]
     fn documents_start_at_device_tags_only() {

@@ -8,8 +8,8 @@ use quick_xml::events::attributes::AttrError;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
-use crate::diagnostic::Pos;
-use crate::source::SourceText;
+use crate::schema::diagnostic::Pos;
+use crate::schema::source::SourceText;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Element {

@@ -1,0 +1,15 @@
+//! The lab's own machinery, around the system under test: the
+//! accelerator and its proof ([`accel`], [`kvm_proof`]), QEMU command
+//! lines ([`qemu_cmdline`]), what L1's kernel must have
+//! ([`kernel_needs`]), which libvirt a run uses ([`libvirt_binaries`]),
+//! where a process waits ([`process_wait`]), a share of the suite for CI
+//! ([`partition`]), and whether a failure is the lab's own ([`lab_fault`]).
+
+pub mod accel;
+pub mod kernel_needs;
+pub mod kvm_proof;
+pub mod lab_fault;
+pub mod libvirt_binaries;
+pub mod partition;
+pub mod process_wait;
+pub mod qemu_cmdline;
