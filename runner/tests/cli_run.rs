@@ -142,3 +142,41 @@ fn a_listing_cut_short_by_its_reader_ends_quietly() {
     assert!(out.status.success(), "{out:?}");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+#[test]
+fn two_runs_side_by_side_and_a_file_that_is_no_run_named_with_its_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = mflab(tmp.path(), &["run", "--format", "json", RULES_SCENARIO]);
+    assert!(out.status.success(), "{out:?}");
+    let runs = tmp.path().join("runs.json");
+    std::fs::write(&runs, &out.stdout).unwrap();
+    let a = format!("first={}", runs.display());
+    let b = format!("second={}", runs.display());
+    let out = mflab(tmp.path(), &["report", "--compare", &a, &b, "--all"]);
+    assert!(out.status.success(), "{out:?}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.starts_with("| scenario | first | second |\n|---|---|---|\n"),
+        "{table}"
+    );
+    assert!(table.contains("| rules-contradiction | "), "{table}");
+    // Without --all, two equal runs leave no row.
+    let out = mflab(tmp.path(), &["report", "--compare", &a, &b]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(&bad, "[{\"scenario\": 1}]").unwrap();
+    let out = mflab(
+        tmp.path(),
+        &["report", "--compare", &a, &format!("bad={}", bad.display())],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.json:1:")
+            && err.contains("expected the output of `mflab run --format json`"),
+        "{err}"
+    );
+    let out = mflab(tmp.path(), &["report", "--compare", "nolabel", &b]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("write LABEL=FILE"));
+}

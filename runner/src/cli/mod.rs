@@ -14,6 +14,7 @@ mod host;
 mod images;
 mod plan;
 mod probe;
+mod report;
 mod restore;
 mod run;
 
@@ -79,6 +80,8 @@ enum Command {
     /// Show the cached kernel and initramfs (building what is missing);
     /// with --release, the release's root too (built with debootstrap, as root).
     Images,
+    /// Runs of `mflab run --format json` side by side (libvirt versions, say), as Markdown.
+    Report(report::ReportArgs),
     /// Inside L1: the agent. Started by the lab, not by hand.
     #[command(hide = true)]
     Agent(agent::AgentArgs),
@@ -146,5 +149,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Images => images::run().into(),
         Command::Bench(args) => bench::run(args).into(),
         Command::Probe => probe::run().into(),
+        Command::Report(args) => report::run(args).into(),
     }
 }

@@ -3,6 +3,7 @@
 //! text report, JSON, JUnit, the two backends side by side, and the
 //! summary of passes, failures and lab faults.
 
+pub mod compare;
 pub mod json;
 pub mod junit;
 pub mod side_by_side;
