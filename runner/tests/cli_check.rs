@@ -1,13 +1,7 @@
 //! `mflab check` as a user runs it: exit statuses and output forms.
 
-use std::process::Command;
-
-fn mflab(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_mflab"))
-        .args(args)
-        .output()
-        .expect("mflab runs")
-}
+mod common;
+use common::output as mflab;
 
 fn case(name: &str) -> String {
     format!("{}/../scenarios/rules/{name}", env!("CARGO_MANIFEST_DIR"))

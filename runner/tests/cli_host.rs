@@ -1,22 +1,10 @@
 //! `mflab host`, `mflab plan --host` and `mflab run --xml … --host`: a
 //! reporter's listing read, built, and its mistakes named before any VM.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
 use mflab::host::topology;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn mflab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mflab"))
-        .current_dir(root())
-        .args(args)
-        .output()
-        .expect("mflab runs")
-}
+mod common;
+use common::output as mflab;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

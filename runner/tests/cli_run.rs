@@ -3,7 +3,6 @@
 //! of the test's own).
 
 use std::path::Path;
-use std::process::Command;
 
 const RULES_SCENARIO: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -13,8 +12,10 @@ const RULES_SCENARIO: &str = concat!(
 /// Above the kernel's pid_max (2^22): never a live process.
 const DEAD_PID: &str = "5000000 1\n";
 
+mod common;
+
 fn mflab(tmpdir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_mflab"))
+    common::mflab()
         .env("TMPDIR", tmpdir)
         .args(args)
         .output()
@@ -128,10 +129,9 @@ fn a_qemu_mflab_cannot_name_is_refused_with_what_to_write() {
 #[test]
 fn a_listing_cut_short_by_its_reader_ends_quietly() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mflab"))
+    let mut child = common::mflab()
         .env("TMPDIR", tmp.path())
         .args(["run", "--list"])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

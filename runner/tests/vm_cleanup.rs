@@ -13,8 +13,10 @@ const SCENARIO: &str = concat!(
     "/../scenarios/gpu-audio-plan-depth.toml"
 );
 
+mod common;
+
 fn mflab(tmpdir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mflab"));
+    let mut cmd = common::mflab();
     cmd.env("TMPDIR", tmpdir);
     cmd
 }

@@ -11,7 +11,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 
 const RELEASE: &str = "debian-13";
@@ -24,13 +23,7 @@ static ONE_VM: Mutex<()> = Mutex::new(());
 /// host's Debian 12, so each states both versions' truth.
 const SCENARIO_PREFIX: &str = "gpu-audio-";
 
-fn mflab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mflab"))
-        .args(args)
-        .env("MFLAB_NO_PROGRESS", "1")
-        .output()
-        .expect("mflab runs")
-}
+use common::output as mflab;
 
 /// The root, built (or found in the cache) through mflab itself.
 fn build_root() {

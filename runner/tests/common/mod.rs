@@ -1,6 +1,23 @@
-//! What more than one VM test reads of `mflab run --format json`.
+//! What more than one test binary shares: the `mflab` command as a test
+//! runs it, and what the VM tests read of `mflab run --format json`. Each
+//! test binary uses a part of it.
+#![allow(dead_code)]
 
-use std::process::Output;
+use std::process::{Command, Output};
+
+/// `mflab` as a test runs it: this build's binary, started from the
+/// repository's root, with plain progress lines on stderr.
+pub fn mflab() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mflab"));
+    cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env("MFLAB_NO_PROGRESS", "1");
+    cmd
+}
+
+/// `mflab ARGS`, run to its end.
+pub fn output(args: &[&str]) -> Output {
+    mflab().args(args).output().expect("mflab runs")
+}
 
 /// The outcomes `mflab run --format json --backend both` printed, one
 /// line each on stdout (`detail` adds what the test is about), after
