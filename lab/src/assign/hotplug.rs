@@ -16,6 +16,7 @@
 
 use std::collections::BTreeSet;
 
+use super::host_rules::{report, Asker, Violation};
 use crate::assign::plan::{take_free_slot, Assign, Plan, Restore};
 use crate::pci::address::PciAddress;
 use crate::pci::view::{HostView, VFIO_DRIVER};
@@ -193,17 +194,12 @@ pub fn plan_attach(
     // Each function on its own: on the host, an endpoint, not held already.
     for &(at, source, _, _, _) in &hostdevs {
         match host.function(source) {
-            None => out.push(
-                RuleId::Host,
+            None => report(&mut out, at, Violation::NotOnHost { source }, Asker::Step),
+            Some(f) if f.is_bridge() => report(
+                &mut out,
                 at,
-                format!("PCI device {source} not found on the host"),
-                "check the <source><address …/></source>".into(),
-            ),
-            Some(f) if f.is_bridge() => out.push(
-                RuleId::R10,
-                at,
-                format!("Non-endpoint PCI devices cannot be assigned to guests: {source} is a PCI bridge"),
-                "remove this hostdev".into(),
+                Violation::NotAnEndpoint { source },
+                Asker::Step,
             ),
             Some(_) if attached.get(source).is_some() => out.push(
                 RuleId::R8,
@@ -211,11 +207,11 @@ pub fn plan_attach(
                 format!("hostdev {source} is already attached to the running domain"),
                 "detach it first, or leave it out of this step".into(),
             ),
-            Some(f) if f.iommu_group.is_none() => out.push(
-                RuleId::Host,
+            Some(f) if f.iommu_group.is_none() => report(
+                &mut out,
                 at,
-                format!("{source} has no IOMMU group: the host's IOMMU is off"),
-                "boot the host with the IOMMU on".into(),
+                Violation::NoIommuGroup { source },
+                Asker::Step,
             ),
             Some(_) => {}
         }
@@ -237,36 +233,30 @@ pub fn plan_attach(
             .filter_map(|m| host.function(*m))
             .filter(|f| !f.is_bridge());
         if managed && assignment == Assignment::Assigned && groups_done.insert(group) {
-            let missing: Vec<String> = endpoints
+            let missing: Vec<(PciAddress, String)> = endpoints
                 .clone()
                 .filter(|f| !accounted(f.address))
-                .map(|f| format!("{} ({})", f.address, f.driver_name()))
+                .map(|f| (f.address, f.driver_name().to_string()))
                 .collect();
             if !missing.is_empty() {
-                out.push(
-                    RuleId::R11,
-                    at,
-                    format!(
-                        "IOMMU group {group} of {source} also holds {}, neither attached to the running domain nor in this step; every function of the group must be detached from the host before {source} is given to the guest",
-                        missing.join(", ")
-                    ),
-                    "attach the missing functions in the same step, as unassigned hostdevs (<address type='unassigned'/>)".into(),
-                );
+                let v = Violation::GroupIncomplete {
+                    group,
+                    source,
+                    missing: &missing,
+                    declare: &[],
+                };
+                report(&mut out, at, v, Asker::Step);
             }
         }
         if !managed {
             for f in endpoints.filter(|f| !f.is_vfio_safe()) {
-                let own = f.address == source;
-                out.push(
-                    RuleId::R12,
-                    at,
-                    if own {
-                        format!("Unmanaged PCI device {source} must be manually detached from the host (it is on {})", f.driver_name())
-                    } else {
-                        format!("Unmanaged PCI device {source} shares IOMMU group {group} with {} (on {}), which must be manually detached from the host too", f.address, f.driver_name())
-                    },
-                    "bind it to vfio-pci first (virsh nodedev-detach), or write managed='yes'".into(),
-                );
+                let v = Violation::UnmanagedOnHost {
+                    source,
+                    group,
+                    offending: f.address,
+                    driver: f.driver_name(),
+                };
+                report(&mut out, at, v, Asker::Step);
             }
         }
     }
@@ -305,12 +295,7 @@ pub fn plan_attach(
             None => match take_free_slot(&mut taken) {
                 Some(slot) => (PciAddress::new(0, 0, slot, 0), false),
                 None => {
-                    out.push(
-                        RuleId::R13,
-                        at,
-                        "no free guest slot left on the inner guest's root bus".into(),
-                        "detach something first".into(),
-                    );
+                    report(&mut out, at, Violation::NoFreeGuestSlot, Asker::Step);
                     continue;
                 }
             },
@@ -398,23 +383,20 @@ pub fn plan_detach(
         if held.guest.is_none() {
             // Back on a host driver while a group sibling stays in the guest?
             if let Some((group, members)) = host.group_of(source) {
-                let staying: Vec<String> = members
+                let staying: Vec<PciAddress> = members
                     .iter()
                     .filter(|m| !leaving.contains(m))
                     .filter_map(|m| attached.get(*m))
                     .filter(|h| h.guest.is_some())
-                    .map(|h| h.host.to_string())
+                    .map(|h| h.host)
                     .collect();
                 if !staying.is_empty() && held.restore.is_some() {
-                    out.push(
-                        RuleId::R11,
-                        at,
-                        format!(
-                            "detaching {source} would give it back to its host driver while {} of IOMMU group {group} stays in the guest",
-                            staying.join(", ")
-                        ),
-                        "detach the assigned functions of the group first, or in the same step".into(),
-                    );
+                    let v = Violation::SiblingStaysInGuest {
+                        group,
+                        source,
+                        staying: &staying,
+                    };
+                    report(&mut out, at, v, Asker::Step);
                 }
             }
         }

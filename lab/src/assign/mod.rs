@@ -4,5 +4,6 @@
 //! a journal for undo.
 
 pub mod bind;
+pub mod host_rules;
 pub mod hotplug;
 pub mod plan;

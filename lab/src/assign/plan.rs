@@ -12,9 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::host_rules::{report, Asker, Violation};
 use crate::pci::address::PciAddress;
 use crate::pci::view::{HostView, PciFunction, VFIO_DRIVER};
-use crate::schema::diagnostic::{Diagnostic, ErrorList, RuleId};
+use crate::schema::diagnostic::{Diagnostic, ErrorList};
 use crate::schema::domain::{Assignment, Device, Domain};
 use crate::schema::rules::check_static;
 
@@ -229,43 +230,36 @@ pub fn plan(domain: &Domain, host: &HostView, policy: Policy) -> Result<Plan, Ve
 }
 
 fn check_one_hostdev(d: &Declared, host: &HostView, out: &mut ErrorList) {
-    let Some(function) = host.function(d.source) else {
-        out.push(
-            RuleId::Host,
+    let source = d.source;
+    let Some(function) = host.function(source) else {
+        return report(
+            out,
             d.device.at,
-            format!("PCI device {} not found on the host", d.source),
-            "check the <source><address …/></source>; `mflab boot` or lspci -D lists the host's functions".into(),
+            Violation::NotOnHost { source },
+            Asker::Plan,
         );
-        return;
     };
     if function.is_bridge() {
-        out.push(
-            RuleId::R10,
+        return report(
+            out,
             d.device.at,
-            format!(
-                "Non-endpoint PCI devices cannot be assigned to guests: {} is a PCI bridge",
-                d.source
-            ),
-            "remove this hostdev; a bridge in a group is neither declared nor detached".into(),
+            Violation::NotAnEndpoint { source },
+            Asker::Plan,
         );
-        return;
     }
     if function.iommu_group.is_none() {
-        out.push(
-            RuleId::Host,
+        report(
+            out,
             d.device.at,
-            format!("{} has no IOMMU group: the host's IOMMU is off", d.source),
-            "boot the host with the IOMMU on (intel_iommu=on, or an emulated intel-iommu in the lab VM)".into(),
+            Violation::NoIommuGroup { source },
+            Asker::Plan,
         );
     }
     if let Some(attr) = &d.device.assigned {
-        if !host.is_multifunction(d.source) {
-            out.push(
-                RuleId::R9,
-                attr.at,
-                format!("assigned='{}' is only for functions of a multifunction device; {} is a single-function device", attr.raw, d.source),
-                "remove assigned=…: a single-function device is either given to the guest or not declared".into(),
-            );
+        if !host.is_multifunction(source) {
+            let written = attr.raw.as_str();
+            let v = Violation::AssignedOnSingleFunction { source, written };
+            report(out, attr.at, v, Asker::Plan);
         }
     }
 }
@@ -296,29 +290,23 @@ fn check_group(
             .filter(in_group)
             .find(|d| d.managed && d.assignment == Assignment::Assigned)
         {
-            let missing: Vec<&&PciFunction> = endpoints
+            let missing: Vec<(PciAddress, String)> = endpoints
                 .iter()
                 .filter(|f| !by_source.contains_key(&f.address))
+                .map(|f| (f.address, f.driver_name().to_string()))
                 .collect();
             if !missing.is_empty() {
-                let list: Vec<String> = missing
+                let declare: Vec<String> = missing
                     .iter()
-                    .map(|f| format!("{} ({})", f.address, f.driver_name()))
+                    .map(|(a, _)| unassigned_hostdev_xml(*a))
                     .collect();
-                let xml: Vec<String> = missing
-                    .iter()
-                    .map(|f| unassigned_hostdev_xml(f.address))
-                    .collect();
-                out.push(
-                    RuleId::R11,
-                    first.device.at,
-                    format!(
-                        "IOMMU group {group} of {} also holds {}, not declared in the domain; every function of the group must be declared, assigned or not",
-                        first.source,
-                        list.join(", ")
-                    ),
-                    format!("declare each as unassigned: {}", xml.join(" ")),
-                );
+                let v = Violation::GroupIncomplete {
+                    group,
+                    source: first.source,
+                    missing: &missing,
+                    declare: &declare,
+                };
+                report(out, first.device.at, v, Asker::Plan);
             }
         }
     }
@@ -339,30 +327,15 @@ fn check_group(
         .filter(|f| !f.is_vfio_safe() && !detach.contains(&f.address))
         .filter(|f| policy == Policy::Fixed || unmanaged.iter().any(|d| d.source == f.address));
     for f in offending {
-        let (at, message) = match unmanaged.iter().find(|d| d.source == f.address) {
-            Some(own) => (
-                own.device.at,
-                format!("Unmanaged PCI device {} must be manually detached from the host (it is on {})", f.address, f.driver_name()),
-            ),
-            None => (
-                first_unmanaged.device.at,
-                format!(
-                    "Unmanaged PCI device {} shares IOMMU group {group} with {} (on {}), which must be manually detached from the host too",
-                    first_unmanaged.source,
-                    f.address,
-                    f.driver_name()
-                ),
-            ),
+        let own = unmanaged.iter().find(|d| d.source == f.address);
+        let by = own.unwrap_or(first_unmanaged);
+        let v = Violation::UnmanagedOnHost {
+            source: by.source,
+            group,
+            offending: f.address,
+            driver: f.driver_name(),
         };
-        out.push(
-            RuleId::R12,
-            at,
-            message,
-            format!(
-                "run `virsh nodedev-detach pci_{}` (or bind it to vfio-pci) before starting, or write managed='yes'",
-                f.address.to_string().replace([':', '.'], "_")
-            ),
-        );
+        report(out, by.device.at, v, Asker::Plan);
     }
 }
 
@@ -397,20 +370,17 @@ fn guest_addresses(declared: &[Declared], domain: &Domain, out: &mut ErrorList) 
         match functions.iter().find(|(_, g, _)| g.function == 0) {
             None => {
                 let (d, guest, _) = functions[0];
-                out.push(
-                    RuleId::R13,
-                    d.device.address.as_ref().map_or(d.device.at, |a| a.at),
-                    format!("guest slot {slot} holds function {guest} but no function 0; a multifunction slot needs function 0"),
-                    format!("give one of the functions in slot {:#04x} function='0x0' multifunction='on'", slot.slot),
-                );
+                let at = d.device.address.as_ref().map_or(d.device.at, |a| a.at);
+                let v = Violation::SlotWithoutFunction0 { slot: *slot, guest };
+                report(out, at, v, Asker::Plan);
             }
             Some((d, _, false)) if functions.len() > 1 => {
-                out.push(
-                    RuleId::R13,
-                    d.device.address.as_ref().map_or(d.device.at, |a| a.at),
-                    format!("guest slot {slot} holds {} functions but function 0 lacks multifunction='on'", functions.len()),
-                    "add multifunction='on' to the <address> of function 0".into(),
-                );
+                let at = d.device.address.as_ref().map_or(d.device.at, |a| a.at);
+                let v = Violation::SlotWithoutMultifunction {
+                    slot: *slot,
+                    functions: functions.len(),
+                };
+                report(out, at, v, Asker::Plan);
             }
             _ => {}
         }
@@ -451,23 +421,13 @@ fn guest_addresses(declared: &[Declared], domain: &Domain, out: &mut ErrorList) 
                 (guest, multifunction)
             }
             Some(None) => {
-                out.push(
-                    RuleId::R13,
-                    d.device.at,
-                    "no free guest slot left on the inner guest's root bus".into(),
-                    "give some hostdevs explicit guest addresses sharing a slot (function 0 with multifunction='on')".into(),
-                );
+                report(out, d.device.at, Violation::NoFreeGuestSlot, Asker::Plan);
                 continue;
             }
             None => match take_free_slot(&mut taken) {
                 Some(slot) => (PciAddress::new(0, 0, slot, 0), false),
                 None => {
-                    out.push(
-                        RuleId::R13,
-                        d.device.at,
-                        "no free guest slot left on the inner guest's root bus".into(),
-                        "give some hostdevs explicit guest addresses sharing a slot (function 0 with multifunction='on')".into(),
-                    );
+                    report(out, d.device.at, Violation::NoFreeGuestSlot, Asker::Plan);
                     continue;
                 }
             },
