@@ -8,15 +8,19 @@
 //!   reporter's host read from a pasted listing;
 //! - [`assign`]: the plan with the host rules R9–R13, the hot-plug plan
 //!   of a step, and the binder that carries a plan out with a journal;
-//! - [`protocol`]: what passes between the runner and the agent in L1;
+//! - [`protocol`]: what passes between the runner and the agent in L1,
+//!   and [`lab_fault`]: when a failure is the lab's own;
 //! - [`machine`]: the lab's own machinery (accelerator, QEMU command
-//!   lines, kernel needs, libvirt binaries, lab faults).
+//!   lines, kernel needs, libvirt binaries);
+//! - [`source`]: line:column positions in any input text.
 
 pub mod assign;
+pub mod lab_fault;
 pub mod machine;
 pub mod pci;
 pub mod protocol;
 pub mod schema;
+pub mod source;
 
 pub use pci::address::PciAddress;
 pub use schema::diagnostic::{Diagnostic, RuleId, Severity};

@@ -1,5 +1,5 @@
 //! A lab fault as it crosses the boundary: its kind and what was seen.
-//! Which failures are the lab's is decided in `lab::machine::lab_fault`.
+//! Which failures are the lab's is decided in `lab::lab_fault`.
 
 use serde::{Deserialize, Serialize};
 

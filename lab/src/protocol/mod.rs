@@ -5,7 +5,7 @@
 //! - [`request`]: what the runner asks (a scenario run, libvirt's static check);
 //! - [`outcome`]: what the agent reports (views, plan, errors, timings);
 //! - [`stage`]: the named stages that timings and progress use;
-//! - [`fault`]: a lab fault's kind and words (decided in `lab::machine::lab_fault`);
+//! - [`fault`]: a lab fault's kind and words (decided in `lab::lab_fault`);
 //! - [`mailbox`]: request/result files in the shared work directory,
 //!   written atomically, and the agent's progress lines;
 //! - [`guest_report`]: the marker lines L2's init prints on its console;

@@ -76,7 +76,7 @@ pub struct RunOutcome {
     /// Null, or the failure text (QEMU's or the binder's).
     pub error: Option<String>,
     /// Set when the failure is the lab's own, not the system's under test
-    /// (decided in `lab::machine::lab_fault`): the runner retries the run.
+    /// (decided in `lab::lab_fault`): the runner retries the run.
     #[serde(default)]
     pub lab_fault: Option<LabFault>,
     /// Whether every function ended on the driver it had before the run.

@@ -118,12 +118,7 @@ impl fmt::Display for Severity {
     }
 }
 
-/// A 1-based line and column (in characters) in an input file.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Pos {
-    pub line: u32,
-    pub column: u32,
-}
+pub use crate::source::Pos;
 
 /// One finding, ready to print as text or JSON.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

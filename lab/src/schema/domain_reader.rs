@@ -12,8 +12,8 @@ use crate::schema::diagnostic::{Diagnostic, RuleId, Severity};
 use crate::schema::domain::{
     AddressKind, AssignedAttr, Device, Domain, GuestAddress, Hostdev, Located,
 };
-use crate::schema::source::SourceText;
 use crate::schema::xml_tree::{parse_elements, Element};
+use crate::source::SourceText;
 
 /// The model of the input plus what could not be read.
 pub struct ReadOutcome {

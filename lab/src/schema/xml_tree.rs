@@ -9,7 +9,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
 use crate::schema::diagnostic::Pos;
-use crate::schema::source::SourceText;
+use crate::source::SourceText;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Element {

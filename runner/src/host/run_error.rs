@@ -3,7 +3,7 @@
 //! (its error text, its rule errors); what stops a run before that is the
 //! lab's (with its kind), an interrupt, or the lab's setup on the host.
 
-use lab::machine::lab_fault::LabFault;
+use lab::lab_fault::LabFault;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {

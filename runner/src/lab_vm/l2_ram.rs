@@ -56,7 +56,7 @@ pub fn prepare(memory_mib: u32) -> Option<PathBuf> {
 /// 0.75 s, against 3 s for L1's CPU. `scratch` is a directory on that share.
 /// The file is not the whole story: a libvirt L2 on a fresh L1 can die the
 /// same way, which is the lab's fault `L2 silent` (or `L2 reset`) and run
-/// again (`lab::machine::lab_fault::of_libvirt_l2`).
+/// again (`lab::lab_fault::of_libvirt_l2`).
 pub fn give_back(scratch: &Path) {
     let path = Path::new(RAM_FILE);
     if !path.exists() {

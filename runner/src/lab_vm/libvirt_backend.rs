@@ -10,7 +10,7 @@
 //!    reattaches on stop), `undefine`; the view after is
 //!    [`super::l1_state::finish`]'s, taken after libvirt's own reattach.
 //!
-//! libvirt's errors are kept word for word. Only what [`lab::machine::lab_fault`]
+//! libvirt's errors are kept word for word. Only what [`lab::lab_fault`]
 //! calls the lab's is retried.
 
 use std::ops::ControlFlow;
@@ -18,8 +18,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::lab_vm::l2::guest::qmp_view;
+use lab::lab_fault::{of_libvirt_l2, of_short_report, of_virsh_call};
 use lab::machine::accel::Accel;
-use lab::machine::lab_fault::{of_libvirt_l2, of_short_report, of_virsh_call};
 use lab::protocol::guest_report::REPORT_CUT_SHORT;
 use lab::protocol::guest_report::{guest_report_complete, parse_guest_report};
 use lab::protocol::paths::{L2_DOMAIN_XML, L2_QEMU_LOG, L2_SERIAL_LOG};

@@ -20,7 +20,7 @@ use crate::lab_vm::l2::hotplug_run::StepsRun;
 use lab::assign::bind::{Detached, Sysfs};
 use lab::assign::hotplug::Attached;
 use lab::assign::plan::Plan;
-use lab::machine::lab_fault::{of_lost_ready, of_silent_guest};
+use lab::lab_fault::{of_lost_ready, of_silent_guest};
 use lab::protocol::guest_report::{guest_ready_for_steps, STEPS_KERNEL_ARG};
 use lab::protocol::paths::L2_CONTROL_LOG;
 use lab::protocol::{function_rows, LiveHostdev, RunOutcome, RunRequest, StepAction, StepOutcome};

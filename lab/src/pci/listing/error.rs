@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::pci::address::PciAddress;
-use crate::schema::diagnostic::Pos;
+use crate::source::Pos;
 
 /// Where in which input something was found: prints as `FILE:LINE:COLUMN`.
 #[derive(Clone, Debug, PartialEq, Eq)]

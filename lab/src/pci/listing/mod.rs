@@ -22,7 +22,7 @@ use serde::Serialize;
 pub use error::{ListingError, Place};
 
 use crate::pci::address::PciAddress;
-use crate::schema::source::SourceText;
+use crate::source::SourceText;
 
 /// Which of the pasted formats a listing is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

@@ -337,7 +337,7 @@ fn attr_offset(host: &Collector, node: &Node, key: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::source::SourceText;
+    use crate::source::SourceText;
 
     #[test]
     fn documents_start_at_device_tags_only() {

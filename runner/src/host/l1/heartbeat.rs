@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lab::machine::lab_fault::{LabFault, LabFaultKind};
+use lab::lab_fault::{LabFault, LabFaultKind};
 use lab::protocol::paths::HEARTBEAT_FILE;
 
 /// How long the heartbeat may stand still. The agent beats every second;

@@ -27,7 +27,7 @@ pub enum VmError {
     Stalled(String),
     /// L1's heartbeat stood still: the lab's fault, named as one.
     #[error("{0}")]
-    L1Stalled(lab::machine::lab_fault::LabFault),
+    L1Stalled(lab::lab_fault::LabFault),
 }
 
 impl QemuProcess {

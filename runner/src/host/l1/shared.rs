@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lab::machine::lab_fault::{of_l1_exit, LabFault, LabFaultKind};
+use lab::lab_fault::{of_l1_exit, LabFault, LabFaultKind};
 use lab::protocol::mailbox::Mailbox;
 use lab::protocol::paths::{L1_SERIAL_LOG, READY_FILE, WORK_MOUNT};
 use lab::protocol::{Progress, RunOutcome, RunRequest};

@@ -69,7 +69,7 @@ pub fn render(reports: &[ScenarioReport], userland: Userland) -> String {
 mod tests {
     use super::*;
     use crate::host::suite::attempt::FaultedAttempt;
-    use lab::machine::lab_fault::{LabFault, LabFaultKind};
+    use lab::lab_fault::{LabFault, LabFaultKind};
     use lab::protocol::{Backend, Depth, RunOutcome};
     use std::time::Duration;
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
-use lab::machine::lab_fault::LabFaultKind;
+use lab::lab_fault::LabFaultKind;
 
 use crate::host::suite::attempt::ScenarioReport;
 
@@ -90,7 +90,7 @@ pub fn render(s: &Summary) -> String {
 mod tests {
     use super::*;
     use crate::host::suite::attempt::FaultedAttempt;
-    use lab::machine::lab_fault::{of_l1_exit, LabFault};
+    use lab::lab_fault::{of_l1_exit, LabFault};
     use lab::protocol::{Backend, Depth, RunOutcome};
 
     fn report(mismatches: &[&str], retried: Vec<FaultedAttempt>) -> ScenarioReport {

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use lab::lab_fault::{LabFault, LabFaultKind};
 use lab::machine::accel::AccelChoice;
-use lab::machine::lab_fault::{LabFault, LabFaultKind};
 use lab::protocol::paths::{
     L1_CMDLINE, L1_QEMU_LOG, L1_SERIAL_LOG, L2_INITRD, L2_KERNEL, LIBVIRTD_LOG, SINGLE_REQUEST,
     SINGLE_RESULT, WORK_MOUNT,
@@ -344,10 +344,7 @@ fn run_in_vm(
         let error = match e {
             _ if e.interrupted() => RunError::Interrupted,
             BootError::Vm(VmError::L1Stalled(fault)) => RunError::lab(fault, serial),
-            _ => RunError::lab(
-                lab::machine::lab_fault::of_l1_exit(&log, &e.to_string()),
-                serial,
-            ),
+            _ => RunError::lab(lab::lab_fault::of_l1_exit(&log, &e.to_string()), serial),
         };
         return Err((error, Some(work)));
     }
@@ -389,7 +386,7 @@ fn gather_into(from: &std::path::Path, work: &WorkDir) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lab::machine::lab_fault::of_silent_guest;
+    use lab::lab_fault::of_silent_guest;
 
     #[test]
     fn only_the_labs_own_failures_are_run_again() {

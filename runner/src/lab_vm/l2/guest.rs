@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use super::hotplug_run::StepsRun;
 use super::qmp::{QmpError, QmpSession, ANSWER_TIMEOUT};
 use lab::assign::plan::Plan;
+use lab::lab_fault::{of_mflab_l2, of_short_report, LabFault, MflabL2End};
 use lab::machine::accel::Accel;
-use lab::machine::lab_fault::{of_mflab_l2, of_short_report, LabFault, MflabL2End};
 use lab::machine::qemu_cmdline::DirectBoot;
 use lab::protocol::guest_report::{
     boot_stages, guest_ready_for_steps, guest_report_complete, parse_guest_report, STEPS_KERNEL_ARG,
@@ -160,7 +160,7 @@ pub struct InnerRun {
     pub timings: Vec<(Stage, f64)>,
     /// Whether `cont` went through: L2's kernel was let run.
     pub resumed: bool,
-    /// Decided by [`lab::machine::lab_fault::of_mflab_l2`].
+    /// Decided by [`lab::lab_fault::of_mflab_l2`].
     pub lab_fault: Option<LabFault>,
     /// L2's QEMU stopped answering QMP, and where its threads waited.
     unanswered: Option<String>,

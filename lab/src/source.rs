@@ -1,6 +1,12 @@
-//! Turning byte offsets into the line:column people read.
+//! Turning byte offsets into the line:column people read: shared by the
+//! domain XML's reader and the reporters' listings' readers.
 
-use crate::schema::diagnostic::Pos;
+/// A 1-based line and column (in characters) in an input file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pos {
+    pub line: u32,
+    pub column: u32,
+}
 
 /// An input text with the offsets where its lines start.
 pub struct SourceText<'a> {
