@@ -237,17 +237,39 @@ fn run(
 }
 
 /// `qemu-system-x86_64 --version`'s first line, e.g. "QEMU emulator version 7.2.22 (…)".
-pub fn qemu_version(qemu: &str) -> Result<String, String> {
+pub fn qemu_version(qemu: &str) -> Result<String, QemuVersionError> {
     let out = Command::new(qemu)
         .arg("--version")
         .output()
-        .map_err(|e| format!("cannot run {qemu}: {e}"))?;
+        .map_err(|source| QemuVersionError::CannotRun {
+            qemu: qemu.to_string(),
+            source,
+        })?;
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .next()
         .map(str::to_string)
         .filter(|_| out.status.success())
-        .ok_or_else(|| format!("{qemu} --version failed ({})", out.status))
+        .ok_or_else(|| QemuVersionError::Failed {
+            qemu: qemu.to_string(),
+            status: out.status,
+        })
+}
+
+/// Why `--version` gave no version.
+#[derive(Debug, thiserror::Error)]
+pub enum QemuVersionError {
+    #[error("cannot run {qemu}: {source}")]
+    CannotRun {
+        qemu: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{qemu} --version failed ({status})")]
+    Failed {
+        qemu: String,
+        status: std::process::ExitStatus,
+    },
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ impl LibvirtBinaries {
 
     /// What `--libvirt-bin DIR` names: a meson build directory (it has
     /// `meson-info/`), else a directory with `libvirtd` and `virsh`.
-    pub fn resolve(dir: Option<&Path>) -> Result<Self, String> {
+    pub fn resolve(dir: Option<&Path>) -> Result<Self, LibvirtBinariesError> {
         let Some(dir) = dir else {
             return Ok(Self::installed());
         };
@@ -55,11 +55,9 @@ impl LibvirtBinaries {
             return Self::meson_build(dir);
         }
         if dir.join("meson.build").exists() {
-            return Err(format!(
-                "{}: this is libvirt's source tree; give its build directory (e.g. --libvirt-bin {}), built with `meson setup build -Dsystem=true && ninja -C build`",
-                dir.display(),
-                dir.join("build").display()
-            ));
+            return Err(LibvirtBinariesError::SourceTree {
+                dir: dir.to_path_buf(),
+            });
         }
         let found = LibvirtBinaries {
             libvirtd: dir.join("libvirtd"),
@@ -71,22 +69,19 @@ impl LibvirtBinaries {
         Ok(found)
     }
 
-    fn meson_build(dir: &Path) -> Result<Self, String> {
-        let options = std::fs::read_to_string(dir.join("meson-info/intro-buildoptions.json"))
-            .map_err(|e| format!("{}: {e}", dir.join("meson-info").display()))?;
-        let options: Vec<BuildOption> = serde_json::from_str(&options).map_err(|e| {
-            format!(
-                "{}: not meson's build options: {e}",
-                dir.join("meson-info/intro-buildoptions.json").display()
-            )
+    fn meson_build(dir: &Path) -> Result<Self, LibvirtBinariesError> {
+        let path = dir.join("meson-info/intro-buildoptions.json");
+        let options = std::fs::read_to_string(&path).map_err(|source| {
+            LibvirtBinariesError::BuildOptionsUnread {
+                path: dir.join("meson-info"),
+                source,
+            }
         })?;
-        system_paths(&options).map_err(|why| {
-            format!(
-                "{}: {why}; mflab runs a build with libvirt's system paths (/etc, /var, /run): reconfigure with `meson configure {} -Dsystem=true` and run `ninja -C {}`",
-                dir.display(),
-                dir.display(),
-                dir.display()
-            )
+        let options: Vec<BuildOption> = serde_json::from_str(&options)
+            .map_err(|source| LibvirtBinariesError::NotBuildOptions { path, source })?;
+        system_paths(&options).map_err(|why| LibvirtBinariesError::NotSystemPaths {
+            dir: dir.to_path_buf(),
+            why,
         })?;
         let src = dir.join("src");
         let found = LibvirtBinaries {
@@ -98,33 +93,67 @@ impl LibvirtBinaries {
             ],
             build_dir: Some(dir.to_path_buf()),
         };
-        found.exist().map_err(|e| {
-            format!("{e} (a build directory needs `-Ddriver_libvirtd=enabled -Ddriver_qemu=enabled` and `ninja -C {}`)", dir.display())
-        })?;
+        found
+            .exist()
+            .map_err(|missing| LibvirtBinariesError::NotBuilt {
+                dir: dir.to_path_buf(),
+                missing: Box::new(missing),
+            })?;
         let qemu_driver = src.join("libvirt_driver_qemu.so");
         // `driver_modules` is a meson feature ("auto", "enabled",
         // "disabled"); disabled links the drivers into the daemon itself.
         let modules = option(&options, "driver_modules")
             .is_none_or(|v| v.as_str() != Some("disabled") && v.as_bool() != Some(false));
         if modules && !qemu_driver.exists() {
-            return Err(format!(
-                "{} not found: configure {} with `-Ddriver_qemu=enabled` and run `ninja -C {}`",
-                qemu_driver.display(),
-                dir.display(),
-                dir.display()
-            ));
+            return Err(LibvirtBinariesError::NoQemuDriver {
+                driver: qemu_driver,
+                dir: dir.to_path_buf(),
+            });
         }
         Ok(found)
     }
 
-    fn exist(&self) -> Result<(), String> {
+    fn exist(&self) -> Result<(), LibvirtBinariesError> {
         for binary in [&self.libvirtd, &self.virsh] {
             if !binary.is_file() {
-                return Err(format!("{} not found", binary.display()));
+                return Err(LibvirtBinariesError::Missing {
+                    binary: binary.clone(),
+                });
             }
         }
         Ok(())
     }
+}
+
+/// Why a directory holds no libvirt mflab can run, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum LibvirtBinariesError {
+    #[error("{}: this is libvirt's source tree; give its build directory (e.g. --libvirt-bin {}), built with `meson setup build -Dsystem=true && ninja -C build`", .dir.display(), .dir.join("build").display())]
+    SourceTree { dir: PathBuf },
+    #[error("{}: {source}", .path.display())]
+    BuildOptionsUnread {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not meson's build options: {source}", .path.display())]
+    NotBuildOptions {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: {why}; mflab runs a build with libvirt's system paths (/etc, /var, /run): reconfigure with `meson configure {} -Dsystem=true` and run `ninja -C {}`", .dir.display(), .dir.display(), .dir.display())]
+    NotSystemPaths { dir: PathBuf, why: String },
+    #[error("{} not found", .binary.display())]
+    Missing { binary: PathBuf },
+    #[error("{missing} (a build directory needs `-Ddriver_libvirtd=enabled -Ddriver_qemu=enabled` and `ninja -C {}`)", .dir.display())]
+    NotBuilt {
+        dir: PathBuf,
+        #[source]
+        missing: Box<LibvirtBinariesError>,
+    },
+    #[error("{} not found: configure {} with `-Ddriver_qemu=enabled` and run `ninja -C {}`", .driver.display(), .dir.display(), .dir.display())]
+    NoQemuDriver { driver: PathBuf, dir: PathBuf },
 }
 
 /// One entry of meson's `intro-buildoptions.json`.
@@ -203,7 +232,9 @@ mod tests {
     fn a_build_with_usr_local_paths_is_refused_with_the_option_to_set() {
         let local = SYSTEM.replace("true", "false");
         let dir = build_dir(&local, BUILT);
-        let err = LibvirtBinaries::resolve(Some(dir.path())).unwrap_err();
+        let err = LibvirtBinaries::resolve(Some(dir.path()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("prefix /usr/local"), "{err}");
         assert!(err.contains("-Dsystem=true"), "{err}");
     }
@@ -218,11 +249,15 @@ mod tests {
     #[test]
     fn an_unbuilt_tree_or_one_without_the_qemu_driver_says_what_to_build() {
         let dir = build_dir(SYSTEM, &[]);
-        let err = LibvirtBinaries::resolve(Some(dir.path())).unwrap_err();
+        let err = LibvirtBinaries::resolve(Some(dir.path()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("src/libvirtd not found"), "{err}");
         assert!(err.contains("ninja -C"), "{err}");
         let dir = build_dir(SYSTEM, &BUILT[..2]);
-        let err = LibvirtBinaries::resolve(Some(dir.path())).unwrap_err();
+        let err = LibvirtBinaries::resolve(Some(dir.path()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("-Ddriver_qemu=enabled"), "{err}");
         // Without driver modules the QEMU driver is inside libvirtd.
         let linked_in = SYSTEM.replace(r#""value":"auto""#, r#""value":"disabled""#);
@@ -234,7 +269,9 @@ mod tests {
     fn the_source_tree_is_pointed_at_its_build_directory() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("meson.build"), "project('libvirt')").unwrap();
-        let err = LibvirtBinaries::resolve(Some(dir.path())).unwrap_err();
+        let err = LibvirtBinaries::resolve(Some(dir.path()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("source tree"), "{err}");
         assert!(err.contains(&dir.path().join("build").display().to_string()));
     }
@@ -243,7 +280,9 @@ mod tests {
     fn a_plain_directory_needs_both_binaries() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("libvirtd"), "").unwrap();
-        let err = LibvirtBinaries::resolve(Some(dir.path())).unwrap_err();
+        let err = LibvirtBinaries::resolve(Some(dir.path()))
+            .unwrap_err()
+            .to_string();
         assert!(err.ends_with("virsh not found"), "{err}");
         std::fs::write(dir.path().join("virsh"), "").unwrap();
         let found = LibvirtBinaries::resolve(Some(dir.path())).unwrap();

@@ -17,11 +17,9 @@ pub struct Partition {
 }
 
 impl Partition {
-    pub fn new(index: u32, count: u32) -> Result<Self, String> {
+    pub fn new(index: u32, count: u32) -> Result<Self, PartitionError> {
         if count == 0 || index == 0 || index > count {
-            return Err(format!(
-                "partition {index}/{count} does not exist; write K/N with 1 <= K <= N, e.g. 1/3"
-            ));
+            return Err(PartitionError::NoSuchShare { index, count });
         }
         Ok(Partition { index, count })
     }
@@ -46,11 +44,20 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
     h
 }
 
-impl FromStr for Partition {
-    type Err = String;
+/// A `--partition` that names no share.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PartitionError {
+    #[error("partition {index}/{count} does not exist; write K/N with 1 <= K <= N, e.g. 1/3")]
+    NoSuchShare { index: u32, count: u32 },
+    #[error("'{0}' is not a partition; write K/N with 1 <= K <= N, e.g. 1/3")]
+    Unreadable(String),
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("'{s}' is not a partition; write K/N with 1 <= K <= N, e.g. 1/3");
+impl FromStr for Partition {
+    type Err = PartitionError;
+
+    fn from_str(s: &str) -> Result<Self, PartitionError> {
+        let bad = || PartitionError::Unreadable(s.to_string());
         let (k, n) = s.trim().split_once('/').ok_or_else(bad)?;
         let k: u32 = k.trim().parse().map_err(|_| bad())?;
         let n: u32 = n.trim().parse().map_err(|_| bad())?;
@@ -119,8 +126,12 @@ mod tests {
     fn bad_partitions_say_what_to_write() {
         for bad in ["0/3", "4/3", "x/y", "3", "1/0", "-1/3", ""] {
             let e = bad.parse::<Partition>().unwrap_err();
-            assert!(e.contains("write K/N"), "{bad}: {e}");
+            assert!(e.to_string().contains("write K/N"), "{bad}: {e}");
         }
+        assert_eq!(
+            "4/3".parse::<Partition>().unwrap_err(),
+            PartitionError::NoSuchShare { index: 4, count: 3 }
+        );
         assert_eq!(
             "2/3".parse::<Partition>().unwrap(),
             Partition::new(2, 3).unwrap()

@@ -98,7 +98,7 @@ impl Libvirtd {
     /// (default: /usr/sbin and /usr/bin of the shared host root; a meson
     /// build directory runs from its tree, see [`LibvirtBinaries`]).
     pub fn start(work: &Path, bin_dir: Option<&Path>) -> Result<Libvirtd, String> {
-        let binaries = LibvirtBinaries::resolve(bin_dir)?;
+        let binaries = LibvirtBinaries::resolve(bin_dir).map_err(|e| e.to_string())?;
         if !binaries.libvirtd.exists() {
             return Err(format!("{} not found: install libvirt-daemon and libvirt-daemon-driver-qemu on the host (L1 shares its root), or give --libvirt-bin", binaries.libvirtd.display()));
         }
