@@ -56,8 +56,10 @@ pub fn run(args: CheckArgs) -> Outcome {
     if args.backend == CheckBackend::Libvirt {
         let userland = crate::host::images::release_root::Userland::from_env();
         let libvirt_bin = match (args.libvirt_bin.as_deref(), userland) {
-            (_, Err(e)) => Err(e),
-            (Some(dir), Ok(userland)) => crate::host::libvirt_bin::checked(dir, userland).map(Some),
+            (_, Err(e)) => Err(e.to_string()),
+            (Some(dir), Ok(userland)) => crate::host::libvirt_bin::checked(dir, userland)
+                .map(Some)
+                .map_err(|e| e.to_string()),
             (None, Ok(_)) => Ok(None),
         };
         let libvirt_bin = match libvirt_bin {

@@ -98,7 +98,7 @@ fn parse_qemu(name: &str) -> Result<String, String> {
     crate::host::l0_qemu::QemuSource::parse(name).map(|_| name.to_string())
 }
 
-fn parse_release(name: &str) -> Result<String, String> {
+fn parse_release(name: &str) -> Result<String, crate::host::images::release_root::UnknownRelease> {
     crate::host::images::release_root::Userland::parse(name).map(|_| name.to_string())
 }
 

@@ -4,25 +4,42 @@
 
 use std::path::{Path, PathBuf};
 
-use lab::machine::libvirt_binaries::LibvirtBinaries;
+use lab::machine::libvirt_binaries::{LibvirtBinaries, LibvirtBinariesError};
 
 use super::images::release_root::Userland;
 
 /// The absolute path L1 is given for `dir` (L1's working directory is
 /// not the user's), once it is known to hold a libvirt.
-pub fn checked(dir: &Path, userland: Userland) -> Result<PathBuf, String> {
+pub fn checked(dir: &Path, userland: Userland) -> Result<PathBuf, LibvirtBinError> {
     let absolute = dir
         .canonicalize()
-        .map_err(|e| format!("--libvirt-bin {}: {e}", dir.display()))?;
+        .map_err(|source| LibvirtBinError::Unreadable {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
     if userland != Userland::Host {
-        return Err(format!(
-            "--libvirt-bin {} is a directory of the host's root, which L1 does not share with --release {} (and a build runs against the libraries it was built with): leave --release out, or build libvirt inside that release",
-            dir.display(),
-            userland.name()
-        ));
+        return Err(LibvirtBinError::NotInRelease {
+            dir: dir.to_path_buf(),
+            release: userland.name(),
+        });
     }
-    LibvirtBinaries::resolve(Some(&absolute)).map_err(|e| format!("--libvirt-bin: {e}"))?;
+    LibvirtBinaries::resolve(Some(&absolute))?;
     Ok(absolute)
+}
+
+/// Why `--libvirt-bin` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LibvirtBinError {
+    #[error("--libvirt-bin {}: {source}", .dir.display())]
+    Unreadable {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--libvirt-bin {} is a directory of the host's root, which L1 does not share with --release {release} (and a build runs against the libraries it was built with): leave --release out, or build libvirt inside that release", .dir.display())]
+    NotInRelease { dir: PathBuf, release: &'static str },
+    #[error("--libvirt-bin: {0}")]
+    NoLibvirt(#[from] LibvirtBinariesError),
 }
 
 #[cfg(test)]
@@ -47,7 +64,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let release = Userland::parse("debian-13").unwrap();
         let err = checked(dir.path(), release).unwrap_err();
-        assert!(err.contains("--release debian-13"), "{err}");
+        assert!(err.to_string().contains("--release debian-13"), "{err}");
     }
 
     /// `target` relative to `base` ("../../tmp/x").

@@ -44,7 +44,7 @@ pub fn find_kernel() -> Result<KernelSource, ImageError> {
                 origin: "MFLAB_KERNEL/MFLAB_MODULES".into(),
             })
         }
-        (None, None) => match super::release_root::Userland::from_env().map_err(ImageError::Root)? {
+        (None, None) => match super::release_root::Userland::from_env().map_err(|e| ImageError::Root(e.to_string()))? {
             super::release_root::Userland::Debian(release) => {
                 let root = super::release_root::built_root(release)?;
                 super::release_root::root_kernel(&root, release)

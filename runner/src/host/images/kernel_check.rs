@@ -71,13 +71,13 @@ pub fn check(kernel: &KernelSource, needs: &[Need]) -> Vec<Missing> {
 
 /// Before a boot: the kernel that will boot has what these topologies
 /// need, or an error naming each missing piece and its fix.
-pub fn require(topologies: &[&Topology], kvm_module: Option<&str>) -> Result<(), String> {
-    let kernel = super::find_kernel().map_err(|e| e.to_string())?;
+pub fn require(topologies: &[&Topology], kvm_module: Option<&str>) -> Result<(), KernelLacks> {
+    let kernel = super::find_kernel()?;
     let lacking = check(&kernel, &needs_for(topologies, kvm_module));
     if lacking.is_empty() {
         return Ok(());
     }
-    let lines: Vec<String> = lacking
+    let lines = lacking
         .iter()
         .map(|m| {
             format!(
@@ -86,10 +86,22 @@ pub fn require(topologies: &[&Topology], kvm_module: Option<&str>) -> Result<(),
             )
         })
         .collect();
-    Err(format!(
-        "kernel {} ({}) lacks what L1 needs:\n{}",
-        kernel.version,
-        kernel.origin,
-        lines.join("\n")
-    ))
+    Err(KernelLacks::Needs {
+        version: kernel.version,
+        origin: kernel.origin,
+        lines,
+    })
+}
+
+/// Why L1 cannot boot the kernel it would get.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelLacks {
+    #[error(transparent)]
+    NoKernel(#[from] super::ImageError),
+    #[error("kernel {version} ({origin}) lacks what L1 needs:\n{}", .lines.join("\n"))]
+    Needs {
+        version: String,
+        origin: String,
+        lines: Vec<String>,
+    },
 }

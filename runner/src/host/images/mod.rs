@@ -117,7 +117,7 @@ pub fn proof_guest_for(kernel: &KernelSource) -> ProofGuest {
 /// Finds the kernel (downloading Debian's if none is given) and builds or
 /// reuses the L1 initramfs.
 pub fn prepare_l1() -> Result<L1Images, ImageError> {
-    let userland = Userland::from_env().map_err(ImageError::Root)?;
+    let userland = Userland::from_env().map_err(|e| ImageError::Root(e.to_string()))?;
     let root = match userland {
         Userland::Host => PathBuf::from("/"),
         Userland::Debian(release) => release_root::built_root(release)?,

@@ -22,6 +22,16 @@ use super::kernel::KernelSource;
 use super::{cache_dir, io_err, ImageError};
 
 /// What L1 runs its agent, QEMU and libvirt from.
+/// A `--release` mflab has no root for.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown release '{name}'; give host or one of {}",
+    DebianRelease::names()
+)]
+pub struct UnknownRelease {
+    pub name: String,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Userland {
     /// The host's own `/` (the default).
@@ -32,22 +42,19 @@ pub enum Userland {
 
 impl Userland {
     /// `host`, `debian-12`, `debian-13`.
-    pub fn parse(name: &str) -> Result<Userland, String> {
+    pub fn parse(name: &str) -> Result<Userland, UnknownRelease> {
         if name == "host" {
             return Ok(Userland::Host);
         }
         DebianRelease::named(name)
             .map(Userland::Debian)
-            .ok_or_else(|| {
-                format!(
-                    "unknown release '{name}'; give host or one of {}",
-                    DebianRelease::names()
-                )
+            .ok_or_else(|| UnknownRelease {
+                name: name.to_string(),
             })
     }
 
     /// From `MFLAB_RELEASE` (what `--release` sets); host when unset.
-    pub fn from_env() -> Result<Userland, String> {
+    pub fn from_env() -> Result<Userland, UnknownRelease> {
         match std::env::var("MFLAB_RELEASE") {
             Ok(name) if !name.is_empty() => Userland::parse(&name),
             _ => Ok(Userland::Host),
@@ -325,7 +332,7 @@ mod tests {
         assert_eq!(Userland::parse("host"), Ok(Userland::Host));
         assert_eq!(Userland::parse("debian-13").unwrap().name(), "debian-13");
         let e = Userland::parse("debian-11").unwrap_err();
-        assert!(e.contains("debian-12, debian-13"), "{e}");
+        assert!(e.to_string().contains("debian-12, debian-13"), "{e}");
     }
 
     #[test]
