@@ -94,7 +94,7 @@ pub enum Format {
     Json,
 }
 
-fn parse_qemu(name: &str) -> Result<String, String> {
+fn parse_qemu(name: &str) -> Result<String, crate::host::l0_qemu::QemuError> {
     crate::host::l0_qemu::QemuSource::parse(name).map(|_| name.to_string())
 }
 

@@ -72,7 +72,7 @@ const PACKAGES: &[&str] = &["qemu-system-x86", "qemu-system-common", "qemu-syste
 
 impl QemuSource {
     /// `host`, `backports`, `debian-13`, or a path to a binary.
-    pub fn parse(s: &str) -> Result<QemuSource, String> {
+    pub fn parse(s: &str) -> Result<QemuSource, QemuError> {
         if s == "host" {
             return Ok(QemuSource::Host);
         }
@@ -82,14 +82,9 @@ impl QemuSource {
         if s.contains('/') {
             return Ok(QemuSource::Path(PathBuf::from(s)));
         }
-        Err(format!(
-            "--qemu {s}: write host, {}, or a path to a qemu-system-x86_64 binary",
-            FETCHABLE
-                .iter()
-                .map(|f| f.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
+        Err(QemuError::Unknown {
+            name: s.to_string(),
+        })
     }
 }
 
@@ -246,8 +241,19 @@ pub enum QemuError {
         #[source]
         source: ImageError,
     },
-    #[error("{0}")]
-    Usage(String),
+    #[error(
+        "--qemu {name}: write host, {}, or a path to a qemu-system-x86_64 binary",
+        fetchable_names()
+    )]
+    Unknown { name: String },
+}
+
+fn fetchable_names() -> String {
+    FETCHABLE
+        .iter()
+        .map(|f| f.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The process's choice: one QEMU for every L1 it boots (`mflab bench
@@ -312,7 +318,7 @@ pub fn chosen() -> &'static L0Qemu {
 /// The QEMU for `--qemu` `named` (None: the default).
 pub fn resolve(named: Option<&str>, accel: Option<Accel>) -> Result<L0Qemu, QemuError> {
     let source = match named {
-        Some(n) => QemuSource::parse(n).map_err(QemuError::Usage)?,
+        Some(n) => QemuSource::parse(n)?,
         None => return default_choice(accel),
     };
     match source {
@@ -478,16 +484,16 @@ mod tests {
 
     #[test]
     fn qemu_names_a_suite_the_host_or_a_path() {
-        assert_eq!(QemuSource::parse("host"), Ok(QemuSource::Host));
+        assert_eq!(QemuSource::parse("host").unwrap(), QemuSource::Host);
         assert_eq!(
-            QemuSource::parse("backports"),
-            Ok(QemuSource::Debian(&FETCHABLE[0]))
+            QemuSource::parse("backports").unwrap(),
+            QemuSource::Debian(&FETCHABLE[0])
         );
         assert_eq!(
-            QemuSource::parse("./build/qemu-system-x86_64"),
-            Ok(QemuSource::Path("./build/qemu-system-x86_64".into()))
+            QemuSource::parse("./build/qemu-system-x86_64").unwrap(),
+            QemuSource::Path("./build/qemu-system-x86_64".into())
         );
-        let e = QemuSource::parse("debian-99").unwrap_err();
+        let e = QemuSource::parse("debian-99").unwrap_err().to_string();
         assert!(
             e.contains("write host, backports, debian-13, or a path"),
             "{e}"
