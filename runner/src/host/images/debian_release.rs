@@ -116,7 +116,6 @@ pub fn kernel(release: DebianRelease) -> Result<KernelSource, ImageError> {
 /// and package cache are never read or written.
 pub struct OwnApt {
     pub options: Vec<String>,
-    suite: String,
 }
 
 impl OwnApt {
@@ -147,10 +146,7 @@ impl OwnApt {
                 list.display()
             )));
         }
-        Ok(OwnApt {
-            options,
-            suite: suite.to_string(),
-        })
+        Ok(OwnApt { options })
     }
 
     /// The version apt would fetch of `package`.
@@ -163,59 +159,69 @@ impl OwnApt {
         candidate_of(&String::from_utf8_lossy(&out.stdout))
     }
 
-    /// `apt-get download` of `packages`, each unpacked with `dpkg-deb -x`
-    /// into `target`, which appears whole or not at all (two runners that
-    /// fetch at once: the first rename wins).
+    /// [`download_unpacked`] with this apt.
     pub fn download_unpacked(&self, packages: &[&str], target: &Path) -> Result<(), ImageError> {
-        let parent = target.parent().unwrap_or(Path::new("."));
-        let download = parent.join(format!("download.{}", std::process::id()));
-        let partial = parent.join(format!("unpack.{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&partial);
-        std::fs::create_dir_all(&download).map_err(io_err(&download))?;
-        let result = (|| {
-            let status = Command::new("apt-get")
-                .args(&self.options)
-                .arg("download")
-                .args(packages)
-                .current_dir(&download)
-                .stdout(std::io::stderr())
+        download_unpacked(&self.options, packages, target)
+    }
+}
+
+/// `apt-get download` of `packages` (with `apt_options`), each unpacked
+/// with `dpkg-deb -x` into `target`, which appears whole or not at all
+/// (two runners that fetch at once: the first rename wins).
+pub fn download_unpacked(
+    apt_options: &[String],
+    packages: &[&str],
+    target: &Path,
+) -> Result<(), ImageError> {
+    let parent = target.parent().unwrap_or(Path::new("."));
+    // Per process, so that two runners starting at once do not collide.
+    let download = parent.join(format!("download.{}", std::process::id()));
+    let partial = parent.join(format!("unpack.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&download).map_err(io_err(&download))?;
+    let result = (|| {
+        // apt-get's progress goes to stderr: stdout is the report's (JSON).
+        let status = Command::new("apt-get")
+            .args(apt_options)
+            .arg("download")
+            .args(packages)
+            .current_dir(&download)
+            .stdout(std::io::stderr())
+            .status()
+            .map_err(|e| ImageError::Kernel(format!("apt-get download: {e}")))?;
+        if !status.success() {
+            return Err(ImageError::Kernel(format!(
+                "apt-get download {} failed ({status})",
+                packages.join(" ")
+            )));
+        }
+        for entry in std::fs::read_dir(&download).map_err(io_err(&download))? {
+            let deb = entry.map_err(io_err(&download))?.path();
+            let status = Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(&deb)
+                .arg(&partial)
                 .status()
-                .map_err(|e| ImageError::Kernel(format!("apt-get download: {e}")))?;
+                .map_err(|e| ImageError::Kernel(format!("dpkg-deb: {e}")))?;
             if !status.success() {
                 return Err(ImageError::Kernel(format!(
-                    "apt-get download {} from {} failed ({status})",
-                    packages.join(" "),
-                    self.suite
+                    "dpkg-deb -x {} failed",
+                    deb.display()
                 )));
             }
-            for entry in std::fs::read_dir(&download).map_err(io_err(&download))? {
-                let deb = entry.map_err(io_err(&download))?.path();
-                let status = Command::new("dpkg-deb")
-                    .arg("-x")
-                    .arg(&deb)
-                    .arg(&partial)
-                    .status()
-                    .map_err(|e| ImageError::Kernel(format!("dpkg-deb: {e}")))?;
-                if !status.success() {
-                    return Err(ImageError::Kernel(format!(
-                        "dpkg-deb -x {} failed",
-                        deb.display()
-                    )));
-                }
-            }
-            if std::fs::rename(&partial, target).is_err() && !target.is_dir() {
-                return Err(ImageError::Kernel(format!(
-                    "could not move {} to {}",
-                    partial.display(),
-                    target.display()
-                )));
-            }
-            Ok(())
-        })();
-        let _ = std::fs::remove_dir_all(&download);
-        let _ = std::fs::remove_dir_all(&partial);
-        result
-    }
+        }
+        if std::fs::rename(&partial, target).is_err() && !target.is_dir() {
+            return Err(ImageError::Kernel(format!(
+                "could not move {} to {}",
+                partial.display(),
+                target.display()
+            )));
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&download);
+    let _ = std::fs::remove_dir_all(&partial);
+    result
 }
 
 /// From `apt-cache policy` output: the `Candidate:` version.

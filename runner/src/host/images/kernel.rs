@@ -128,52 +128,8 @@ pub(super) fn fetch_package(
     apt_options: &[String],
 ) -> Result<KernelSource, ImageError> {
     let dir = kernels.join(package);
-    // Per process, so that two runners starting at once do not collide;
-    // the unpacked tree is renamed into place, and the first one wins.
-    let download = kernels.join(format!("download.{}", std::process::id()));
-    std::fs::create_dir_all(&download).map_err(io_err(&download))?;
     tracing::info!("downloading {package}");
-    // apt-get's progress goes to stderr: stdout is the report's (JSON).
-    let status = Command::new("apt-get")
-        .args(apt_options)
-        .args(["download", package])
-        .current_dir(&download)
-        .stdout(std::io::stderr())
-        .status()
-        .map_err(|e| ImageError::Kernel(format!("apt-get download {package}: {e}")))?;
-    if !status.success() {
-        let _ = std::fs::remove_dir_all(&download);
-        return Err(ImageError::Kernel(format!(
-            "apt-get download {package} failed ({status})"
-        )));
-    }
-    let deb = std::fs::read_dir(&download)
-        .map_err(io_err(&download))?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(package))
-        })
-        .ok_or_else(|| ImageError::Kernel(format!("apt-get download left no {package}*.deb")))?;
-    let partial = kernels.join(format!("{package}.{}.partial", std::process::id()));
-    let _ = std::fs::remove_dir_all(&partial);
-    let status = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&deb)
-        .arg(&partial)
-        .status()
-        .map_err(|e| ImageError::Kernel(format!("dpkg-deb: {e}")))?;
-    if !status.success() {
-        return Err(ImageError::Kernel(format!(
-            "dpkg-deb -x {} failed",
-            deb.display()
-        )));
-    }
-    if std::fs::rename(&partial, &dir).is_err() && dir.is_dir() {
-        let _ = std::fs::remove_dir_all(&partial); // another runner was first
-    }
-    let _ = std::fs::remove_dir_all(&download);
+    super::debian_release::download_unpacked(apt_options, &[package], &dir)?;
     unpacked_kernel(kernels)?
         .ok_or_else(|| ImageError::Kernel(format!("{} holds no boot/vmlinuz-*", dir.display())))
 }
