@@ -53,7 +53,9 @@ pub struct Fetchable {
 }
 
 /// In the order the default tries them: backports is built for Debian 12's
-/// libraries (it runs there as it is); trixie's needs Debian 13's glibc.
+/// libraries (it runs there as it is); trixie's needs Debian 13's
+/// (libcapstone5 among them), for a Debian 13 host whose own QEMU a user
+/// does not want.
 pub const FETCHABLE: &[Fetchable] = &[
     Fetchable {
         name: "backports",
