@@ -253,6 +253,29 @@ mod tests {
         }
     }
 
+    /// A peer that greets and answers qmp_capabilities, then is the test's.
+    async fn greeted(
+        listener: UnixListener,
+    ) -> (
+        tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
+        tokio::net::unix::OwnedWriteHalf,
+    ) {
+        let (stream, _) = listener.accept().await.unwrap();
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        write
+            .write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n")
+            .await
+            .unwrap();
+        let first = lines.next_line().await.unwrap().unwrap();
+        let id = serde_json::from_str::<Value>(&first).unwrap()["id"].clone();
+        write
+            .write_all(format!("{}\n", json!({"return": {}, "id": id})).as_bytes())
+            .await
+            .unwrap();
+        (lines, write)
+    }
+
     /// A QEMU that greets and then answers nothing: the command ends at
     /// its deadline, as an unanswered one (a refusal would be QEMU's verdict).
     #[tokio::test]
@@ -261,20 +284,9 @@ mod tests {
         let path = dir.path().join("qmp.sock");
         let listener = UnixListener::bind(&path).unwrap();
         tokio::spawn(async move {
-            let (stream, _) = listener.accept().await.unwrap();
-            let (read, mut write) = stream.into_split();
-            let mut lines = BufReader::new(read).lines();
-            write
-                .write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n")
-                .await
-                .unwrap();
+            // The write half stays open (bound to the end), so the command times out.
+            let (mut lines, _write) = greeted(listener).await;
             // qmp_capabilities is answered; nothing after it.
-            let first = lines.next_line().await.unwrap().unwrap();
-            let id = serde_json::from_str::<Value>(&first).unwrap()["id"].clone();
-            write
-                .write_all(format!("{}\n", json!({"return": {}, "id": id})).as_bytes())
-                .await
-                .unwrap();
             while lines.next_line().await.unwrap().is_some() {}
         });
         let mut qmp = QmpSession::connect(&path, Duration::from_secs(5))
@@ -292,19 +304,7 @@ mod tests {
         let path = dir.path().join("qmp.sock");
         let listener = UnixListener::bind(&path).unwrap();
         tokio::spawn(async move {
-            let (stream, _) = listener.accept().await.unwrap();
-            let (read, mut write) = stream.into_split();
-            let mut lines = BufReader::new(read).lines();
-            write
-                .write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n")
-                .await
-                .unwrap();
-            let first = lines.next_line().await.unwrap().unwrap();
-            let id = serde_json::from_str::<Value>(&first).unwrap()["id"].clone();
-            write
-                .write_all(format!("{}\n", json!({"return": {}, "id": id})).as_bytes())
-                .await
-                .unwrap();
+            let (_lines, mut write) = greeted(listener).await;
             // A triple fault under -no-reboot, then QEMU is gone.
             write.write_all(b"{\"event\": \"RESET\", \"data\": {\"guest\": true, \"reason\": \"guest-reset\"}}\n").await.unwrap();
             write.write_all(b"{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": true, \"reason\": \"guest-reset\"}}\n").await.unwrap();
