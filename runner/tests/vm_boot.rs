@@ -11,7 +11,7 @@ use std::process::Command;
 use lab::protocol::FunctionRow;
 use lab::PciAddress;
 use libtest_mimic::{Arguments, Failed, Trial};
-use mflab::host::reported_host::{groups, LabHost};
+use mflab::host::reported_host::{self, groups, LabHost};
 use mflab::host::topology::{self, IommuModel};
 
 fn main() -> std::process::ExitCode {
@@ -97,9 +97,16 @@ fn boot(name: &str) -> Result<Vec<FunctionRow>, Failed> {
         }
         _ => &[],
     };
+    // A reporter's host is booted the way a user boots it: `--host LISTING`.
+    let which: Vec<&std::ffi::OsStr> = match reported_host::listing_path(name) {
+        Some(listing) => vec!["--host".as_ref(), listing.as_os_str()],
+        None => vec!["--topology".as_ref(), name.as_ref()],
+    };
     let run = || {
         Command::new(env!("CARGO_BIN_EXE_mflab"))
-            .args(["boot", "--topology", name, "--format", "json"])
+            .arg("boot")
+            .args(&which)
+            .args(["--format", "json"])
             .args(kernel)
             .output()
     };
