@@ -8,6 +8,8 @@
 //!   reporter's host read from a pasted listing;
 //! - [`assign`]: the plan with the host rules R9–R13, the hot-plug plan
 //!   of a step, and the binder that carries a plan out with a journal;
+//! - [`diagnose`]: a pasted bug report read as it is, judged group by
+//!   group, and the XML that fixes it;
 //! - [`protocol`]: what passes between the runner and the agent in L1,
 //!   and [`lab_fault`]: when a failure is the lab's own;
 //! - [`machine`]: the lab's own machinery (accelerator, QEMU command
@@ -15,6 +17,7 @@
 //! - [`source`]: line:column positions in any input text.
 
 pub mod assign;
+pub mod diagnose;
 pub mod lab_fault;
 pub mod machine;
 pub mod pci;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// One PCI function: domain, bus, slot (device) and function.
 ///
 /// Ordered the way `lspci` sorts, so sorted lists read naturally.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct PciAddress {
     pub domain: u16,
     pub bus: u8,

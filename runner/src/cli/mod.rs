@@ -10,6 +10,7 @@ mod boot;
 mod check;
 mod check_libvirt;
 mod clean;
+mod diagnose;
 mod host;
 mod images;
 mod plan;
@@ -68,6 +69,9 @@ enum Command {
     Run(run::RunArgs),
     /// Remove the work directories of runners that were killed (kept ones with --kept).
     Clean(clean::CleanArgs),
+    /// A pasted bug report to a verdict per IOMMU group, a fixed XML and
+    /// (with --replay) a proof in the lab.
+    Diagnose(diagnose::DiagnoseArgs),
     /// Print the L1 topology built from a reporter's PCI listing (and its host map).
     Host(host::HostArgs),
     /// Boot the lab VM (L1) on a topology, list its PCI functions, power off.
@@ -143,6 +147,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Restore(args) => restore::run(args).into(),
         Command::Boot(args) => boot::run(args).into(),
         Command::Host(args) => host::run(args).into(),
+        Command::Diagnose(args) => diagnose::run(args).into(),
         Command::Run(args) => run::run(args).into(),
         Command::Clean(args) => clean::run(args).into(),
         Command::Agent(args) => agent::run(args).into(),

@@ -93,14 +93,14 @@ pub struct RunArgs {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum BackendArg {
+pub(super) enum BackendArg {
     Mflab,
     Libvirt,
     Both,
 }
 
 impl BackendArg {
-    fn backends(self) -> Vec<Backend> {
+    pub(super) fn backends(self) -> Vec<Backend> {
         match self {
             BackendArg::Mflab => vec![Backend::Mflab],
             BackendArg::Libvirt => vec![Backend::Libvirt],

@@ -9,6 +9,7 @@
 //! - [`libvirt_bin`]: `--libvirt-bin` checked before anything boots;
 //! - [`suite`]: one attempt with its retries, expectations, the scheduler;
 //! - [`run_error`]: whose failure a run that gave no outcome is;
+//! - [`replay`]: `mflab diagnose --replay`, a report's XMLs run as scenarios;
 //! - [`progress`], [`report`]: what the user sees while and after it runs.
 
 pub mod images;
@@ -17,6 +18,7 @@ pub mod l0_qemu;
 pub mod l1;
 pub mod libvirt_bin;
 pub mod progress;
+pub mod replay;
 pub mod report;
 pub mod reported_host;
 pub mod run_error;

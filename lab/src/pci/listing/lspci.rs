@@ -46,6 +46,9 @@ pub(super) fn read(host: &mut Collector, grouped: bool) -> Result<(), ListingErr
                     if let Some(bus) = secondary_bus(rest) {
                         bridges.push((host.functions[i].address, bus));
                     }
+                    if let Some(driver) = driver_in_use(rest) {
+                        host.functions[i].driver = Some(driver.to_string());
+                    }
                 }
                 _ => last = None,
             }
@@ -79,7 +82,7 @@ pub(super) fn read(host: &mut Collector, grouped: bool) -> Result<(), ListingErr
 ///
 /// A line that starts so but goes on with something else than a device
 /// line (`IOMMU group 1 is the one with my GPU`) is text, not a heading.
-pub(super) fn group_heading(line: &str) -> Option<(u32, usize)> {
+pub(crate) fn group_heading(line: &str) -> Option<(u32, usize)> {
     let body = line.trim_start();
     let mut words = body.splitn(2, char::is_whitespace);
     if !words.next()?.eq_ignore_ascii_case("iommu") {
@@ -108,7 +111,7 @@ pub(super) fn group_heading(line: &str) -> Option<(u32, usize)> {
 /// The length of the PCI address that starts `text`, when it has the shape
 /// lspci prints (`BB:SS.F` or `DDDD:BB:SS.F`, hex) and a blank or the end
 /// of the line follows. The values are checked later, with their columns.
-fn bdf_len(text: &str) -> Option<usize> {
+pub(crate) fn bdf_len(text: &str) -> Option<usize> {
     let b = text.as_bytes();
     let hex_run = |from: usize| {
         b.get(from..).map_or(0, |tail| {
@@ -224,6 +227,7 @@ fn device_line(host: &Collector, line: &str, at: usize) -> Result<ReportedFuncti
         description,
         iommu_group: None,
         parent: None,
+        driver: None,
         line: host.line_of(at),
     })
 }
@@ -232,7 +236,7 @@ fn device_line(host: &Collector, line: &str, at: usize) -> Result<ReportedFuncti
 /// Names may hold brackets (`[AMD/ATI]`, `[GeForce GTX 760]`, even
 /// `[Radeon RX 6800/6800 XT / 6900 XT]`); only the ids have this shape
 /// and lspci prints them last, before `(rev xx)` and `(prog-if ...)`.
-fn last_ids(text: &str) -> Option<(usize, u16, u16)> {
+pub(crate) fn last_ids(text: &str) -> Option<(usize, u16, u16)> {
     text.match_indices('[').rev().find_map(|(i, _)| {
         let inside = text.get(i + 1..i + 11)?;
         let (vendor, device) = inside.strip_suffix(']')?.split_once(':')?;
@@ -242,14 +246,14 @@ fn last_ids(text: &str) -> Option<(usize, u16, u16)> {
 
 /// The `[cccc]` that ends the class part (`VGA compatible controller [0300]`):
 /// its offset and value.
-fn class_code(text: &str) -> Option<(usize, u16)> {
+pub(crate) fn class_code(text: &str) -> Option<(usize, u16)> {
     let trimmed = text.trim_end();
     let open = trimmed.strip_suffix(']')?.rfind('[')?;
     Some((open, hex4(&trimmed[open + 1..trimmed.len() - 1])?))
 }
 
 /// The prog-if byte of `(prog-if 00 [VGA controller])`, when present.
-fn prog_if(text: &str) -> Option<u8> {
+pub(crate) fn prog_if(text: &str) -> Option<u8> {
     let (_, after) = text.split_once("(prog-if ")?;
     u8::from_str_radix(after.get(..2)?, 16).ok()
 }
@@ -262,7 +266,13 @@ fn secondary_bus(detail: &str) -> Option<u8> {
     u8::from_str_radix(after.get(..2)?, 16).ok()
 }
 
-fn hex4(text: &str) -> Option<u16> {
+/// The driver of an `lspci -k` detail line, `Kernel driver in use: igb`.
+pub(crate) fn driver_in_use(detail: &str) -> Option<&str> {
+    let driver = detail.trim().strip_prefix("Kernel driver in use:")?.trim();
+    (!driver.is_empty() && !driver.contains(char::is_whitespace)).then_some(driver)
+}
+
+pub(crate) fn hex4(text: &str) -> Option<u16> {
     if text.len() != 4 || !text.bytes().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }

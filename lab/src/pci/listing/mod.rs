@@ -11,7 +11,7 @@
 //! Pure: text in, [`ReportedHost`] or a [`ListingError`] with FILE:LINE:COLUMN out.
 
 mod error;
-mod lspci;
+pub(crate) mod lspci;
 mod nodedev;
 
 use std::collections::BTreeMap;
@@ -95,6 +95,11 @@ pub struct ReportedFunction {
     /// (`None` for `computer`), or in `lspci -nnv` the bridge whose
     /// `Bus: ... secondary=BB` is this function's bus.
     pub parent: Option<PciAddress>,
+    /// The driver bound on the reporter's host, when the listing says:
+    /// `Kernel driver in use: X` under the device line (`lspci -k`), or
+    /// nodedev's `<driver><name>`. `None` when the listing does not say,
+    /// which is not "no driver": plain `lspci -nn` never says.
+    pub driver: Option<String>,
     /// The 1-based line it was read from (the `<device>` tag for nodedev).
     pub line: usize,
 }
@@ -313,6 +318,7 @@ mod tests {
             description: String::new(),
             iommu_group: group,
             parent: None,
+            driver: None,
             line: 1,
         }
     }

@@ -227,6 +227,11 @@ fn pci_device(host: &mut Collector, device: &Node) -> Result<(), ListingError> {
         description,
         iommu_group,
         parent,
+        driver: device
+            .child("driver")
+            .and_then(|d| d.child("name"))
+            .map(|n| n.text.trim().to_string())
+            .filter(|n| !n.is_empty()),
         line: host.line_of(device.at),
     };
     host.function(function, device.at)?;

@@ -1,0 +1,212 @@
+//! A diagnosis as text for a terminal and as Markdown to paste back into
+//! the thread. (JSON is the [`Diagnosis`]'s serde form.)
+
+use std::fmt::Write as _;
+
+use super::verdict::{Declared, GroupVerdict, MemberVerdict};
+use super::Diagnosis;
+
+fn declared(m: &MemberVerdict) -> &'static str {
+    match m.declared {
+        Declared::Assigned => "assigned",
+        Declared::Unassigned => "unassigned",
+        Declared::Undeclared => "undeclared",
+    }
+}
+
+fn driver(m: &MemberVerdict) -> String {
+    match &m.driver {
+        super::paste::HostDriver::Bound(d) => d.clone(),
+        super::paste::HostDriver::None => "no driver".into(),
+        super::paste::HostDriver::NotShown => "not shown".into(),
+    }
+}
+
+fn class(m: &MemberVerdict) -> String {
+    let name = m
+        .description
+        .split_once(": ")
+        .map_or(m.description.as_str(), |(c, _)| c);
+    let name = name.split(" [").next().unwrap_or(name);
+    match m.class {
+        Some(c) if name.is_empty() => format!("[{:04x}]", c >> 8),
+        Some(c) => format!("{name} [{:04x}]", c >> 8),
+        None => "?".into(),
+    }
+}
+
+fn verdict_word(m: &MemberVerdict) -> &'static str {
+    match (m.blocks, m.host_critical) {
+        (true, true) => "BLOCKS, HOST NEEDS IT",
+        (true, false) => "BLOCKS",
+        (false, true) => "host needs it",
+        (false, false) => "ok",
+    }
+}
+
+fn group_heading(g: &GroupVerdict) -> String {
+    match g.reported_on_line {
+        Some(line) => format!(
+            "IOMMU group {} (the error on line {line} names it)",
+            g.group
+        ),
+        None => format!("IOMMU group {}", g.group),
+    }
+}
+
+/// The verdict for a terminal.
+pub fn text(d: &Diagnosis) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{}: read {}", d.file, d.read.join("; "));
+    for u in &d.unread {
+        let _ = writeln!(s, "{}:{}: not read: {}", d.file, u.line, u.why);
+    }
+    for g in &d.groups {
+        let _ = writeln!(s, "\n{}", group_heading(g));
+        let rows: Vec<[String; 5]> = g
+            .members
+            .iter()
+            .map(|m| {
+                [
+                    m.address.to_string(),
+                    class(m),
+                    driver(m),
+                    declared(m).to_string(),
+                    verdict_word(m).to_string(),
+                ]
+            })
+            .collect();
+        let widths: Vec<usize> = (0..5)
+            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+            .collect();
+        for (r, m) in rows.iter().zip(&g.members) {
+            let mut line = String::from(" ");
+            for (c, cell) in r.iter().enumerate() {
+                let _ = write!(line, " {cell:<w$}", w = widths[c]);
+            }
+            let _ = writeln!(s, "{}", line.trim_end());
+            let _ = writeln!(s, "      {}", m.why);
+        }
+    }
+    if !d.rules.is_empty() {
+        let _ = writeln!(s, "\nThe rules on the XML as posted, with this host:");
+        for r in &d.rules {
+            let _ = writeln!(s, "{r}");
+        }
+    }
+    let _ = writeln!(s);
+    if d.passes {
+        let _ = writeln!(
+            s,
+            "The XML as posted passes: nothing in its groups is left to the host."
+        );
+    } else if let Some(fixed) = &d.fixed_xml {
+        let added: Vec<String> = d.added.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(
+            s,
+            "Fix: declare {} unassigned (the rest of the XML as posted):",
+            added.join(", ")
+        );
+        let _ = writeln!(s, "{fixed}");
+        if d.fixed_rules.is_empty() {
+            let _ = writeln!(s, "The fixed XML passes `mflab check` with this host.");
+        } else {
+            let _ = writeln!(s, "The fixed XML still breaks rules:");
+            for r in &d.fixed_rules {
+                let _ = writeln!(s, "{r}");
+            }
+        }
+    } else if !d.remedies.is_empty() {
+        let _ = writeln!(s, "No XML fixes this:");
+        for r in &d.remedies {
+            let _ = writeln!(s, "- {r}");
+        }
+    }
+    for w in &d.warnings {
+        let _ = writeln!(s, "note: {w}");
+    }
+    if !d.replay.is_empty() {
+        let _ = writeln!(s, "\nReplay in the lab:");
+        for r in &d.replay {
+            let _ = writeln!(
+                s,
+                "  {:<8} XML on {:<7} {}: {}",
+                r.xml,
+                r.backend,
+                if r.passed {
+                    "as expected"
+                } else {
+                    "NOT as expected"
+                },
+                r.why
+            );
+        }
+    }
+    s
+}
+
+/// The verdict to paste back into the thread.
+pub fn markdown(d: &Diagnosis) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "### What `mflab diagnose` reads in this report\n");
+    for g in &d.groups {
+        let _ = writeln!(s, "**{}**\n", group_heading(g));
+        let _ = writeln!(
+            s,
+            "| Function | Class | Host driver | In the XML | Verdict | Why |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|");
+        for m in &g.members {
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {} | {} | {} | {} |",
+                m.address,
+                class(m).replace('|', "\\|"),
+                driver(m),
+                declared(m),
+                verdict_word(m),
+                m.why.replace('|', "\\|")
+            );
+        }
+        let _ = writeln!(s);
+    }
+    if d.passes {
+        let _ = writeln!(
+            s,
+            "The XML as posted declares every function of its groups."
+        );
+    } else if let Some(fixed) = &d.fixed_xml {
+        let added: Vec<String> = d.added.iter().map(|a| format!("`{a}`")).collect();
+        let _ = writeln!(
+            s,
+            "Declare {} as unassigned; the rest of your XML stays as it is:\n",
+            added.join(", ")
+        );
+        let _ = writeln!(s, "```xml\n{fixed}\n```\n");
+    } else {
+        for r in &d.remedies {
+            let _ = writeln!(s, "- {r}");
+        }
+        let _ = writeln!(s);
+    }
+    for w in &d.warnings {
+        let _ = writeln!(s, "> {w}\n");
+    }
+    if !d.replay.is_empty() {
+        let _ = writeln!(s, "Replayed in a lab VM with this host's groups rebuilt:\n");
+        let _ = writeln!(s, "| XML | Backend | Versions | Result |");
+        let _ = writeln!(s, "|---|---|---|---|");
+        for r in &d.replay {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                r.xml,
+                r.backend,
+                r.versions,
+                r.why.replace('|', "\\|")
+            );
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
