@@ -10,16 +10,27 @@ pub const UNASSIGNED_SINCE: (u32, u32, u32) = (6, 0, 0);
 
 /// The reporter's XML with `add` declared unassigned.
 pub fn with_unassigned(xml: &XmlPart, add: &[PciAddress]) -> String {
-    let posted = xml.posted();
+    let mut fixed = xml.posted();
     if add.is_empty() {
-        return posted;
+        return fixed;
     }
-    let q = xml.quote;
-    let (at, indent, unit) = insertion_point(&posted, xml.kind);
+    let (at, indent, unit) = insertion_point(&fixed, xml.kind);
+    fixed.insert_str(at, &block(xml.quote, &indent, &unit, add));
+    fixed
+}
+
+/// Only the added `<hostdev>`s, as they appear in the fixed XML.
+pub fn added_hostdevs(xml: &XmlPart, add: &[PciAddress]) -> String {
+    let (_, indent, unit) = insertion_point(&xml.posted(), xml.kind);
+    block(xml.quote, &indent, &unit, add)
+        .trim_start_matches('\n')
+        .to_string()
+}
+
+fn block(q: char, indent: &str, unit: &str, add: &[PciAddress]) -> String {
     let mut block = String::new();
+    let (i1, i2) = (format!("{indent}{unit}"), format!("{indent}{unit}{unit}"));
     for a in add {
-        let i1 = format!("{indent}{unit}");
-        let i2 = format!("{indent}{unit}{unit}");
         block.push_str(&format!(
             "\n{indent}<hostdev mode={q}subsystem{q} type={q}pci{q} managed={q}yes{q}>\n\
              {i1}<source>\n\
@@ -30,9 +41,21 @@ pub fn with_unassigned(xml: &XmlPart, add: &[PciAddress]) -> String {
             a.domain, a.bus, a.slot, a.function
         ));
     }
-    let mut fixed = posted;
-    fixed.insert_str(at, &block);
-    fixed
+    block
+}
+
+/// The line of the paste the added hostdevs follow: the last
+/// `</hostdev>`'s (else the line before `</devices>`, else the XML's last).
+pub fn after_line(xml: &XmlPart) -> usize {
+    let text = &xml.text;
+    let line_of = |offset: usize| text[..offset].matches('\n').count() + 1;
+    if let Some(at) = text.rfind("</hostdev>") {
+        return line_of(at);
+    }
+    match text.rfind("</devices>") {
+        Some(at) if xml.kind != XmlKind::Hostdevs => line_of(at) - 1,
+        _ => xml.last_line,
+    }
 }
 
 /// Where to insert (just after the last `</hostdev>`, else before

@@ -36,11 +36,16 @@ pub struct Diagnosis {
     pub rules: Vec<Diagnostic>,
     /// Whether the reporter's XML passes as posted.
     pub passes: bool,
-    /// The corrected XML; null when it passes as posted or when no XML can
-    /// fix it (a blocker the host needs, or no XML in the paste).
+    /// The XML that works: the posted one with the blockers added (the
+    /// posted one as it is when it passes); null when no XML can fix it
+    /// (a blocker the host needs, an XML that does not read, no XML).
     pub fixed_xml: Option<String>,
     /// What the fix adds, unassigned.
     pub added: Vec<PciAddress>,
+    /// The line of the paste the added hostdevs go after, and them.
+    pub added_after_line: Option<usize>,
+    #[serde(skip)]
+    pub added_xml: String,
     /// The findings on the fixed XML (empty when it passes `mflab check`
     /// with the pasted host).
     pub fixed_rules: Vec<Diagnostic>,
@@ -107,6 +112,8 @@ pub fn diagnose(file: &str, text: &str) -> Diagnosis {
             passes: false,
             fixed_xml: None,
             added: vec![],
+            added_after_line: None,
+            added_xml: String::new(),
             fixed_rules: vec![],
             remedies: vec![],
             warnings,
@@ -198,6 +205,9 @@ pub fn diagnose(file: &str, text: &str) -> Diagnosis {
         .collect();
     let mut remedies = Vec::new();
     let (fixed_xml, added, fixed_rules) = if passes {
+        (Some(xml.posted()), vec![], vec![])
+    } else if checked.has_errors() {
+        warnings.push("the XML as posted does not read (see the rules above): fix it first, then run diagnose again".into());
         (None, vec![], vec![])
     } else if !critical.is_empty() {
         for (g, members) in &critical {
@@ -220,6 +230,8 @@ pub fn diagnose(file: &str, text: &str) -> Diagnosis {
         rules,
         passes,
         fixed_xml,
+        added_after_line: (!added.is_empty()).then(|| fix::after_line(xml)),
+        added_xml: fix::added_hostdevs(xml, &added),
         added,
         fixed_rules,
         remedies,
@@ -359,11 +371,13 @@ fn parts_read(paste: &Paste) -> Vec<String> {
         read.push(format!("{what} (lines {}-{})", x.first_line, x.last_line));
     }
     if let Some(from) = paste.groups_from {
+        let groups = paste.groups.len();
+        let functions: usize = paste.groups.values().map(Vec::len).sum();
         read.push(format!(
-            "{} ({} groups, {} functions)",
+            "{} ({groups} group{}, {functions} function{})",
             from.as_str(),
-            paste.groups.len(),
-            paste.groups.values().map(Vec::len).sum::<usize>()
+            if groups == 1 { "" } else { "s" },
+            if functions == 1 { "" } else { "s" },
         ));
     }
     let drivers = paste
@@ -372,7 +386,11 @@ fn parts_read(paste: &Paste) -> Vec<String> {
         .filter(|f| f.driver != paste::HostDriver::NotShown)
         .count();
     if drivers > 0 {
-        read.push(format!("drivers of {drivers} functions"));
+        read.push(format!(
+            "the driver{} of {drivers} function{}",
+            if drivers == 1 { "" } else { "s" },
+            if drivers == 1 { "" } else { "s" }
+        ));
     }
     if !paste.interfaces.is_empty() {
         let names: Vec<&str> = paste.interfaces.iter().map(|i| i.name.as_str()).collect();
@@ -381,8 +399,13 @@ fn parts_read(paste: &Paste) -> Vec<String> {
     if let Some(root) = &paste.root {
         read.push(format!("/ on {} (line {})", root.source, root.line));
     }
-    for e in &paste.errors {
-        read.push(format!("the error on line {}", e.line));
+    match paste.errors.as_slice() {
+        [] => {}
+        [e] => read.push(format!("the error on line {}", e.line)),
+        errors => {
+            let lines: Vec<String> = errors.iter().map(|e| e.line.to_string()).collect();
+            read.push(format!("error lines {}", lines.join(", ")));
+        }
     }
     let v = &paste.versions;
     for (name, value) in [
@@ -436,8 +459,11 @@ fn critical_remedies(group: &GroupVerdict, members: &[PciAddress]) -> Vec<String
         .iter()
         .filter(|m| members.contains(&m.address))
         .map(|m| {
-            let what = m.why.split(';').next().unwrap_or_default();
-            format!("{} ({what})", m.address)
+            format!(
+                "{} ({})",
+                m.address,
+                m.needed_for.as_deref().unwrap_or("needed")
+            )
         })
         .collect();
     vec![

@@ -100,18 +100,22 @@ pub fn text(d: &Diagnosis) -> String {
             s,
             "The XML as posted passes: nothing in its groups is left to the host."
         );
-    } else if let Some(fixed) = &d.fixed_xml {
+    } else if d.fixed_xml.is_some() {
         let added: Vec<String> = d.added.iter().map(|a| a.to_string()).collect();
         let _ = writeln!(
             s,
-            "Fix: declare {} unassigned (the rest of the XML as posted):",
-            added.join(", ")
+            "Fix: declare {} unassigned; add after line {} of the paste:",
+            added.join(", "),
+            d.added_after_line.unwrap_or_default()
         );
-        let _ = writeln!(s, "{fixed}");
+        let _ = writeln!(s, "{}", d.added_xml);
         if d.fixed_rules.is_empty() {
-            let _ = writeln!(s, "The fixed XML passes `mflab check` with this host.");
+            let _ = writeln!(
+                s,
+                "The XML so fixed passes `mflab check` with this host (--fixed-xml FILE writes it whole)."
+            );
         } else {
-            let _ = writeln!(s, "The fixed XML still breaks rules:");
+            let _ = writeln!(s, "The XML so fixed still breaks rules:");
             for r in &d.fixed_rules {
                 let _ = writeln!(s, "{r}");
             }
@@ -145,6 +149,25 @@ pub fn text(d: &Diagnosis) -> String {
     s
 }
 
+/// Text for a Markdown cell or line: XML in it (`<address type='unassigned'/>`)
+/// as code, which a forum would otherwise swallow as HTML; `|` escaped.
+fn md(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('<') {
+        let Some(close) = rest[open..].find('>') else {
+            break;
+        };
+        out.push_str(&rest[..open]);
+        out.push('`');
+        out.push_str(&rest[open..open + close + 1]);
+        out.push('`');
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    out.replace('|', "\\|")
+}
+
 /// The verdict to paste back into the thread.
 pub fn markdown(d: &Diagnosis) -> String {
     let mut s = String::new();
@@ -161,11 +184,11 @@ pub fn markdown(d: &Diagnosis) -> String {
                 s,
                 "| `{}` | {} | {} | {} | {} | {} |",
                 m.address,
-                class(m).replace('|', "\\|"),
+                md(&class(m)),
                 driver(m),
                 declared(m),
                 verdict_word(m),
-                m.why.replace('|', "\\|")
+                md(&m.why)
             );
         }
         let _ = writeln!(s);
@@ -185,12 +208,12 @@ pub fn markdown(d: &Diagnosis) -> String {
         let _ = writeln!(s, "```xml\n{fixed}\n```\n");
     } else {
         for r in &d.remedies {
-            let _ = writeln!(s, "- {r}");
+            let _ = writeln!(s, "- {}", md(r));
         }
         let _ = writeln!(s);
     }
     for w in &d.warnings {
-        let _ = writeln!(s, "> {w}\n");
+        let _ = writeln!(s, "> {}\n", md(w));
     }
     if !d.replay.is_empty() {
         let _ = writeln!(s, "Replayed in a lab VM with this host's groups rebuilt:\n");
@@ -203,7 +226,7 @@ pub fn markdown(d: &Diagnosis) -> String {
                 r.xml,
                 r.backend,
                 r.versions,
-                r.why.replace('|', "\\|")
+                md(&r.why)
             );
         }
         let _ = writeln!(s);

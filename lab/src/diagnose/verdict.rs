@@ -35,6 +35,9 @@ pub struct MemberVerdict {
     pub blocks: bool,
     pub host_critical: bool,
     pub why: String,
+    /// What the host needs it for, when it does (the first part of `why`).
+    #[serde(skip)]
+    pub needed_for: Option<String>,
 }
 
 fn class_hex<S: Serializer>(class: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
@@ -149,6 +152,7 @@ fn judge_member(ctx: &Context, address: PciAddress) -> MemberVerdict {
         Some(c) => format!("{c}; {why}"),
         None => why,
     };
+
     MemberVerdict {
         address,
         class: f.class,
@@ -159,6 +163,7 @@ fn judge_member(ctx: &Context, address: PciAddress) -> MemberVerdict {
         blocks,
         host_critical: critical.is_some(),
         why,
+        needed_for: critical,
     }
 }
 
@@ -205,7 +210,7 @@ fn host_critical(ctx: &Context, f: &PastedFunction) -> Option<String> {
         0x0600 => Some("the host bridge".into()),
         0x0601 => Some("the ISA/LPC bridge: the host's firmware devices (TPM, sensors, keyboard controller) sit behind it".into()),
         0x0c05 => Some("the SMBus controller: the host's sensors and memory SPD are on it".into()),
-        0x0c03 => usb_in_use(ctx, f),
+        0x0c03 => uplink(ctx, f).or_else(|| usb_in_use(ctx, f)),
         0x0100..=0x01ff => holds_root(ctx, f),
         0x0200..=0x02ff => uplink(ctx, f),
         _ => None,
@@ -270,7 +275,14 @@ fn uplink(ctx: &Context, f: &PastedFunction) -> Option<String> {
         .filter(|i| i.pci == Some(f.address))
         .find_map(|i| {
             let through = i.carries_traffic(all)?;
-            Some(if through.name == i.name {
+            let usb = f.class_code() == Some(0x0c03);
+            Some(if usb {
+                format!(
+                    "the host's network interface {} (up with {}) is a USB device on it",
+                    i.name,
+                    through.addresses.join(" ")
+                )
+            } else if through.name == i.name {
                 format!(
                     "its interface {} is up with {}: the host's network goes through it",
                     i.name,

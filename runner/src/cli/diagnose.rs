@@ -27,6 +27,9 @@ pub struct DiagnoseArgs {
     /// Keep the replay's scenario directory (it is kept anyway when a run fails).
     #[arg(long, requires = "replay")]
     keep: bool,
+    /// Write the fixed XML (whole) to this file, when there is one.
+    #[arg(long)]
+    fixed_xml: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t)]
     format: DiagnoseFormat,
 }
@@ -65,6 +68,12 @@ pub fn run(args: DiagnoseArgs) -> Outcome {
         }
     }
     print(&diagnosis, args.format);
+    if let (Some(path), Some(fixed)) = (&args.fixed_xml, &diagnosis.fixed_xml) {
+        if let Err(e) = std::fs::write(path, format!("{fixed}\n")) {
+            eprintln!("mflab: cannot write {}: {e}", path.display());
+            return Outcome::UsageOrIo;
+        }
+    }
     outcome(&diagnosis)
 }
 

@@ -86,10 +86,13 @@ pub fn replay(
         }
     };
     let assigned = assigned_lab_ids(d, &lab);
-    let verdicts: Vec<ReplayVerdict> = records
+    let mut verdicts: Vec<ReplayVerdict> = records
         .iter()
         .map(|r| judge(r, &words, &assigned))
         .collect();
+    // The reported XML first, as the story goes; then by backend.
+    verdicts
+        .sort_by(|a, b| (a.xml != "reported", &a.backend).cmp(&(b.xml != "reported", &b.backend)));
     if keep || verdicts.iter().any(|v| !v.passed) {
         let kept = dir.keep();
         eprintln!(
@@ -169,6 +172,10 @@ fn judge(r: &RunRecord, words: &str, assigned: &[String]) -> ReplayVerdict {
         .l1_versions
         .as_ref()
         .map_or_else(|| "L1 did not report its versions".into(), |v| v.describe());
+    let versions = match &r.l0_qemu {
+        Some(l0) => format!("{versions}; L1 on {l0}"),
+        None => versions,
+    };
     let libvirt = r
         .l1_versions
         .as_ref()

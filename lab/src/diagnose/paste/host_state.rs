@@ -297,7 +297,8 @@ fn disk_of(source: &str) -> Option<String> {
 }
 
 /// systemd's predictable names for PCI: `en` or `wl`, then `P<domain>`,
-/// `p<bus>s<slot>`, `f<function>` (decimal), maybe `n…`/`d…` after.
+/// `p<bus>s<slot>`, `f<function>` (decimal), maybe `n…`/`d…`/`u…` after
+/// (`wlp13s0f3u4` is a USB stick on the USB controller 0000:0d:00.3).
 pub(crate) fn predictable_name_address(name: &str) -> Option<PciAddress> {
     let rest = name
         .strip_prefix("en")
@@ -326,7 +327,9 @@ pub(crate) fn predictable_name_address(name: &str) -> Option<PciAddress> {
         }
         None => (0, rest),
     };
-    if !(rest.is_empty() || rest.starts_with('n') || rest.starts_with('d')) {
+    // `n…` (port name) and `d…` (dev_port) name the same function; `u…`
+    // is a USB device on the USB controller this address names.
+    if !(rest.is_empty() || rest.starts_with(['n', 'd', 'u'])) {
         return None;
     }
     let (bus, slot) = (bus?, slot?);
@@ -359,6 +362,7 @@ mod tests {
         );
         assert_eq!(predictable_name_address("wlp2s0"), Some(a("02:00.0")));
         assert_eq!(predictable_name_address("enp5s0np0"), Some(a("05:00.0")));
+        assert_eq!(predictable_name_address("wlp13s0f3u4"), Some(a("0d:00.3")));
         assert_eq!(predictable_name_address("eno1"), None);
         assert_eq!(predictable_name_address("ens1f0"), None);
         assert_eq!(predictable_name_address("eth0"), None);

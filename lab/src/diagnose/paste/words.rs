@@ -44,6 +44,7 @@ pub struct Versions {
 
 pub(super) fn read(lines: &Lines, owned: &mut [bool], paste: &mut Paste) {
     let mut after_uname = false;
+    let (mut libvirt, mut qemu, mut kernel) = (None, None, None);
     for (i, owned) in owned.iter_mut().enumerate() {
         if *owned {
             continue;
@@ -53,38 +54,51 @@ pub(super) fn read(lines: &Lines, owned: &mut [bool], paste: &mut Paste) {
             *owned = true;
             paste.errors.push(e);
         }
-        let v = &mut paste.versions;
-        if let Some(x) = version_after(
-            body,
-            &[
-                "Using library: libvirt ",
-                "libvirtd (libvirt) ",
-                "virsh (libvirt) ",
-                "libvirt version: ",
-                "libvirt ",
-            ],
-        ) {
-            v.libvirt.get_or_insert(x);
+        // Earlier keys are surer: `Running hypervisor: QEMU 6.2.0` names
+        // the QEMU that ran, `Using API: QEMU 8.0.0` only libvirt's API.
+        if body.starts_with("Using API:") || body.starts_with("Compiled against") {
+            continue;
         }
-        if let Some(x) = version_after(
-            body,
-            &[
-                "Running hypervisor: QEMU ",
-                "QEMU emulator version ",
-                "qemu-kvm version ",
-                "QEMU ",
-            ],
-        ) {
-            v.qemu.get_or_insert(x);
-        }
-        if let Some(x) = version_after(body, &["Linux version ", "kernel ", "Kernel "]) {
-            v.kernel.get_or_insert(x);
-        } else if after_uname && looks_like_kernel_release(body) {
-            v.kernel.get_or_insert(body.to_string());
-        } else if let Some(x) = uname_a(body) {
-            v.kernel.get_or_insert(x);
-        }
+        let libvirt_keys = [
+            "Using library: libvirt ",
+            "libvirtd (libvirt) ",
+            "virsh (libvirt) ",
+            "libvirt version: ",
+            "libvirt ",
+        ];
+        let qemu_keys = [
+            "Running hypervisor: QEMU ",
+            "QEMU emulator version ",
+            "qemu-kvm version ",
+            "QEMU ",
+        ];
+        let kernel_keys = ["Linux version ", "kernel ", "Kernel "];
+        better(&mut libvirt, version_after(body, &libvirt_keys));
+        better(&mut qemu, version_after(body, &qemu_keys));
+        let kernel_found = version_after(body, &kernel_keys).or_else(|| {
+            if after_uname && looks_like_kernel_release(body) {
+                Some((0, body.to_string()))
+            } else {
+                uname_a(body).map(|k| (1, k))
+            }
+        });
+        better(&mut kernel, kernel_found);
         after_uname = body.ends_with("uname -r");
+    }
+    paste.versions = Versions {
+        libvirt: libvirt.map(|(_, v)| v),
+        qemu: qemu.map(|(_, v)| v),
+        kernel: kernel.map(|(_, v)| v),
+    };
+}
+
+/// Keeps the version found by the surest key (the lowest index), the
+/// first line's among equals.
+fn better(kept: &mut Option<(usize, String)>, found: Option<(usize, String)>) {
+    if let Some(found) = found {
+        if kept.as_ref().is_none_or(|k| found.0 < k.0) {
+            *kept = Some(found);
+        }
     }
 }
 
@@ -134,9 +148,9 @@ fn address_after(text: &str, key: &str) -> Option<PciAddress> {
 }
 
 /// The version number right after one of `keys` (`8.0.0`, `6.2.0
-/// (Debian 1:6.2+dfsg-2ubuntu6.15)` gives `6.2.0`).
-fn version_after(body: &str, keys: &[&str]) -> Option<String> {
-    keys.iter().find_map(|key| {
+/// (Debian 1:6.2+dfsg-2ubuntu6.15)` gives `6.2.0`), with the key's index.
+fn version_after(body: &str, keys: &[&str]) -> Option<(usize, String)> {
+    keys.iter().enumerate().find_map(|(k, key)| {
         let (_, rest) = body.split_once(key)?;
         let version: String = rest
             .chars()
@@ -144,7 +158,7 @@ fn version_after(body: &str, keys: &[&str]) -> Option<String> {
             .collect();
         let version = version.trim_end_matches(['.', '-']);
         let starts_numeric = version.starts_with(|c: char| c.is_ascii_digit());
-        (starts_numeric && version.contains('.')).then(|| version.to_string())
+        (starts_numeric && version.contains('.')).then(|| (k, version.to_string()))
     })
 }
 
@@ -188,14 +202,15 @@ mod tests {
 
     #[test]
     fn versions() {
+        let v = |body: &str, key: &str| version_after(body, &[key]).map(|(_, v)| v);
         assert_eq!(
-            version_after("Using library: libvirt 8.0.0", &["Using library: libvirt "]).as_deref(),
+            v("Using library: libvirt 8.0.0", "Using library: libvirt ").as_deref(),
             Some("8.0.0")
         );
         assert_eq!(
-            version_after(
+            v(
                 "QEMU emulator version 6.2.0 (Debian 1:6.2+dfsg-2ubuntu6.15)",
-                &["QEMU emulator version "]
+                "QEMU emulator version "
             )
             .as_deref(),
             Some("6.2.0")

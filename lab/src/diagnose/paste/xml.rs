@@ -127,6 +127,14 @@ fn element_regions(
         let start = from + found;
         let after = text.as_bytes().get(start + open.len()).copied();
         let in_nodedev = nodedev.iter().any(|&(s, e)| s <= start && start < e);
+        // XML starts its line or follows another tag; a `<hostdev` inside
+        // a command (`sed -n '/<hostdev/,/<\/hostdev>/p'`) does neither.
+        let before = text[..start].trim_end_matches([' ', '\t']);
+        let starts_element = before.is_empty() || before.ends_with(['\n', '>']);
+        if !starts_element {
+            from = start + open.len();
+            continue;
+        }
         if in_nodedev || !matches!(after, Some(b'>' | b'/' | b' ' | b'\t' | b'\n' | b'\r')) {
             from = start + open.len();
             continue;
