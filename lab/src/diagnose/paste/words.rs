@@ -64,6 +64,8 @@ pub(super) fn read(lines: &Lines, owned: &mut [bool], paste: &mut Paste) {
             "libvirtd (libvirt) ",
             "virsh (libvirt) ",
             "libvirt version: ",
+            "libvirt version ",
+            "libvirt is ",
             "libvirt ",
         ];
         let qemu_keys = [
