@@ -299,6 +299,57 @@ fn truncated_pastes_never_crash() -> Result<(), Failed> {
     Ok(())
 }
 
+/// docs/diagnose.md shows a paste and what `mflab diagnose` prints for it:
+/// each block after `<!-- paste: FILE -->` is that file, each after
+/// `<!-- output: mflab ARGS -->` is what the binary prints (run from the
+/// repository's root).
+fn docs_page_is_what_mflab_prints() -> Result<(), Failed> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let page = std::fs::read_to_string(root.join("docs/diagnose.md")).map_err(|e| e.to_string())?;
+    let lines: Vec<&str> = page.lines().collect();
+    let mut shown = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let Some(marker) = line
+            .strip_prefix("<!-- ")
+            .and_then(|l| l.strip_suffix(" -->"))
+        else {
+            continue;
+        };
+        let (kind, what) = marker.split_once(": ").ok_or("a marker without ': '")?;
+        let fence = lines.get(i + 1).ok_or("a marker at the end")?;
+        let ticks = &fence[..fence.len() - fence.trim_start_matches('`').len()];
+        let end = (i + 2..lines.len())
+            .find(|&j| lines[j] == ticks)
+            .ok_or_else(|| format!("docs/diagnose.md:{}: the block never ends", i + 2))?;
+        let block = lines[i + 2..end].join("\n");
+        let want = match kind {
+            "paste" => std::fs::read_to_string(root.join(what)).map_err(|e| e.to_string())?,
+            "output" => {
+                let args: Vec<&str> = what.split_whitespace().skip(1).collect();
+                let out = mflab()
+                    .args(&args)
+                    .current_dir(&root)
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            }
+            _ => continue,
+        };
+        if block.trim_end() != want.trim_end() {
+            return Err(format!(
+                "docs/diagnose.md:{}: the block after `{marker}` is not what it shows now; regenerate it. Now:\n{want}",
+                i + 1
+            )
+            .into());
+        }
+        shown += 1;
+    }
+    if shown < 3 {
+        return Err(format!("docs/diagnose.md has {shown} checked blocks, expected the paste, the text and the Markdown").into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let mut names: Vec<String> = std::fs::read_dir(cases())
@@ -320,6 +371,10 @@ fn main() {
     trials.push(Trial::test(
         "diagnose::truncated_pastes_never_crash",
         truncated_pastes_never_crash,
+    ));
+    trials.push(Trial::test(
+        "docs::diagnose_page",
+        docs_page_is_what_mflab_prints,
     ));
     libtest_mimic::run(&args, trials).exit();
 }

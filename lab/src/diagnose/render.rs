@@ -130,18 +130,20 @@ pub fn text(d: &Diagnosis) -> String {
         let _ = writeln!(s, "note: {w}");
     }
     if !d.replay.is_empty() {
-        let _ = writeln!(s, "\nReplay in the lab:");
+        let first = &d.replay[0].versions;
+        let _ = writeln!(s, "\nReplay in the lab ({first}):");
         for r in &d.replay {
+            let versions = if &r.versions == first {
+                String::new()
+            } else {
+                format!(" ({})", r.versions)
+            };
             let _ = writeln!(
                 s,
-                "  {:<8} XML on {:<7} {}: {}",
+                "  {:<8} XML, {:<7} backend{versions}: {}{}",
                 r.xml,
                 r.backend,
-                if r.passed {
-                    "as expected"
-                } else {
-                    "NOT as expected"
-                },
+                if r.passed { "" } else { "NOT AS EXPECTED: " },
                 r.why
             );
         }

@@ -237,12 +237,19 @@ fn judge(r: &RunRecord, words: &str, assigned: &[String]) -> ReplayVerdict {
     }
 }
 
-/// The line of a multi-line error that says it (QEMU's is the last).
+/// The part of an error that says it: QEMU's `vfio 0000:01:00.0: group 1
+/// is not viable`, without libvirt's and QEMU's prefixes (timestamp,
+/// `-device {…}`), else the error's last line.
 fn last_line(e: &str) -> &str {
-    e.lines()
+    let line = e
+        .lines()
         .rev()
         .find(|l| l.contains("not viable"))
         .or_else(|| e.lines().last())
         .unwrap_or(e)
-        .trim()
+        .trim();
+    match line.rfind("vfio 0000:").or_else(|| line.rfind("vfio ")) {
+        Some(at) => &line[at..],
+        None => line,
+    }
 }
