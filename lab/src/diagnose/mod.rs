@@ -63,7 +63,20 @@ pub struct Diagnosis {
     #[serde(skip)]
     pub posted_xml: Option<String>,
     #[serde(skip)]
-    pub lab_listing: Result<String, String>,
+    pub lab_listing: Result<String, NotReplayable>,
+}
+
+/// Why the paste's host cannot be rebuilt in the lab.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotReplayable {
+    #[error("the paste has no XML")]
+    NoXml,
+    #[error("the XML touches no IOMMU group the paste shows")]
+    NoGroup,
+    #[error("{address} is in IOMMU group {group}, and the paste says nothing else about it: paste `lspci -nn` with it")]
+    Unknown { address: PciAddress, group: u32 },
+    #[error("the paste gives no class for {address} (line {line}): paste `lspci -nn` with it")]
+    NoClass { address: PciAddress, line: usize },
 }
 
 /// One replay run: the reporter's or the fixed XML on one backend.
@@ -122,7 +135,7 @@ pub fn diagnose(file: &str, text: &str) -> Diagnosis {
             versions: paste.versions,
             replay: vec![],
             posted_xml: None,
-            lab_listing: Err("the paste has no XML".into()),
+            lab_listing: Err(NotReplayable::NoXml),
         };
     };
     let checked = xml.check(file);
@@ -251,22 +264,21 @@ fn lab_listing(
     paste: &Paste,
     groups: &BTreeMap<u32, Vec<PciAddress>>,
     touched: &BTreeSet<u32>,
-) -> Result<String, String> {
+) -> Result<String, NotReplayable> {
     if touched.is_empty() {
-        return Err("the XML touches no group the paste shows".into());
+        return Err(NotReplayable::NoGroup);
     }
     let mut s = String::new();
     for g in touched {
         s.push_str(&format!("IOMMU Group {g}:\n"));
         for &a in &groups[g] {
-            let f = paste.function(a).ok_or_else(|| {
-                format!("{a} is in group {g}, and the paste says nothing else about it")
+            let f = paste.function(a).ok_or(NotReplayable::Unknown {
+                address: a,
+                group: *g,
             })?;
-            let class = f.class.ok_or_else(|| {
-                format!(
-                    "the paste gives no class for {a} (line {}): paste `lspci -nn` with it",
-                    f.line
-                )
+            let class = f.class.ok_or(NotReplayable::NoClass {
+                address: a,
+                line: f.line,
             })?;
             let (class_name, names) = f
                 .description

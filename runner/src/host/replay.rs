@@ -20,8 +20,12 @@ use super::suite::expect::assigned_view;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("{0}")]
-    NotReplayable(String),
+    #[error(transparent)]
+    NotReplayable(#[from] lab::diagnose::NotReplayable),
+    #[error("the XML as posted passes: there is no reported failure to reproduce")]
+    NothingToReproduce,
+    #[error("the lab cannot build the pasted host: {0}")]
+    Build(String),
     #[error("the replay's files: {0}")]
     Files(#[source] std::io::Error),
     #[error("cannot start `mflab run`: {0}")]
@@ -38,15 +42,13 @@ pub fn replay(
     backends: &[Backend],
     keep: bool,
 ) -> Result<Vec<ReplayVerdict>, ReplayError> {
-    let listing = d.lab_listing.clone().map_err(ReplayError::NotReplayable)?;
+    let listing = d.lab_listing.clone()?;
     let posted = d
         .posted_xml
         .as_deref()
-        .ok_or_else(|| ReplayError::NotReplayable("the paste has no XML".into()))?;
+        .ok_or(lab::diagnose::NotReplayable::NoXml)?;
     if d.passes {
-        return Err(ReplayError::NotReplayable(
-            "the XML as posted passes: there is no reported failure to reproduce".into(),
-        ));
+        return Err(ReplayError::NothingToReproduce);
     }
     let dir = tempfile::Builder::new()
         .prefix("mflab-diagnose-")
@@ -62,7 +64,8 @@ pub fn replay(
         backends,
     )
     .map_err(ReplayError::Files)?;
-    let lab = LabHost::load(&dir.path().join("host.txt")).map_err(ReplayError::NotReplayable)?;
+    // LabHost::load's errors are still text (FILE:LINE:COLUMN of the listing).
+    let lab = LabHost::load(&dir.path().join("host.txt")).map_err(ReplayError::Build)?;
 
     let exe = std::env::current_exe().map_err(ReplayError::Spawn)?;
     let output = Command::new(exe)

@@ -404,7 +404,9 @@ fn find_path(line: &str) -> Option<(u32, PciAddress)> {
 /// Reads a device line outside the group listing: `lspci -nn`'s with its
 /// codes, or `lspci -k`'s with names only (class from its name).
 fn lspci_line(file: &str, lines: &Lines, i: usize) -> Result<PastedFunction, String> {
-    let text = lines.only(|j| j == i);
+    // The line alone, after as many newlines as precede it: the reader's
+    // line:column stay the paste's without copying the whole paste.
+    let text = format!("{}{}", "\n".repeat(i), lines.get(i));
     match parse_listing(file, &text) {
         Ok(host) => {
             let f = &host.functions[0];
