@@ -53,7 +53,7 @@ pub fn run(args: PlanArgs) -> Outcome {
         }
     };
     let view = match &args.host {
-        Some(listing) => crate::host::reported_host::host_view(listing),
+        Some(listing) => crate::host::reported_host::host_view(listing).map_err(|e| e.to_string()),
         None => read_host_view(&args.sysfs).map_err(|e| e.to_string()),
     };
     let host = match view {

@@ -436,7 +436,7 @@ fn bare_xml_scenario(xml: &PathBuf, args: &RunArgs) -> Result<Scenario, String> 
         std::fs::read_to_string(xml).map_err(|e| format!("cannot read {}: {e}", xml.display()))?;
     let (topology, host, text) = match &args.host {
         Some(listing) => {
-            let lab = LabHost::load(listing)?;
+            let lab = LabHost::load(listing).map_err(|e| e.to_string())?;
             let (text, _) = rewrite_sources(&text, &lab);
             (lab.topology.name.clone(), Some(lab), text)
         }

@@ -15,7 +15,7 @@ use lab::diagnose::{Diagnosis, ReplayVerdict};
 use lab::protocol::Backend;
 
 use super::report::json::RunRecord;
-use super::reported_host::LabHost;
+use super::reported_host::{LabHost, LabHostError};
 use super::suite::expect::assigned_view;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +25,7 @@ pub enum ReplayError {
     #[error("the XML as posted passes: there is no reported failure to reproduce")]
     NothingToReproduce,
     #[error("the lab cannot build the pasted host: {0}")]
-    Build(String),
+    Build(#[from] LabHostError),
     #[error("the replay's files: {0}")]
     Files(#[source] std::io::Error),
     #[error("cannot start `mflab run`: {0}")]
@@ -64,8 +64,7 @@ pub fn replay(
         backends,
     )
     .map_err(ReplayError::Files)?;
-    // LabHost::load's errors are still text (FILE:LINE:COLUMN of the listing).
-    let lab = LabHost::load(&dir.path().join("host.txt")).map_err(ReplayError::Build)?;
+    let lab = LabHost::load(&dir.path().join("host.txt"))?;
 
     let exe = std::env::current_exe().map_err(ReplayError::Spawn)?;
     let output = Command::new(exe)

@@ -108,8 +108,41 @@ pub struct Bridge {
 pub enum TopologyError {
     #[error("unknown topology '{0}'; the shipped ones are: {1}")]
     Unknown(String, String),
-    #[error("topology {0}: {1}")]
-    Invalid(String, String),
+    #[error("topology {name}: {source}")]
+    Listing {
+        name: String,
+        #[source]
+        source: crate::host::reported_host::LabHostError,
+    },
+    #[error("topology {name}: {source}")]
+    Toml {
+        name: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("topology {name}: {source}")]
+    Shape {
+        name: String,
+        #[source]
+        source: ShapeError,
+    },
+}
+
+/// What QEMU or the firmware would refuse or misnumber in a topology.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    #[error("slot {0:#04x} needs 1 to 8 functions")]
+    SlotFunctions(u8),
+    #[error("slot {0:#04x} is past 0x1f")]
+    PastLastSlot(u8),
+    #[error("root port {0:#04x}: at most 8 functions")]
+    RootPortFunctions(u8),
+    #[error("switch {0:#04x}: needs 1 to 32 downstream ports")]
+    SwitchPorts(u8),
+    #[error("switch {switch:#04x}: a downstream port with {functions} functions (at most 8)")]
+    DownstreamFunctions { switch: u8, functions: usize },
+    #[error("root-bus slot {0:#04x} is used twice")]
+    SlotTwice(u8),
 }
 
 pub fn builtin_names() -> String {
@@ -125,7 +158,10 @@ pub fn load(name: &str) -> Result<Topology, TopologyError> {
     if let Some(listing) = crate::host::reported_host::listing_path(name) {
         return crate::host::reported_host::LabHost::load(listing)
             .map(|built| built.topology)
-            .map_err(|e| TopologyError::Invalid(name.into(), e));
+            .map_err(|source| TopologyError::Listing {
+                name: name.into(),
+                source,
+            });
     }
     let (_, text) = BUILTIN
         .iter()
@@ -135,8 +171,14 @@ pub fn load(name: &str) -> Result<Topology, TopologyError> {
 }
 
 pub fn parse(name: &str, text: &str) -> Result<Topology, TopologyError> {
-    let mut t: Topology =
-        toml::from_str(text).map_err(|e| TopologyError::Invalid(name.into(), e.to_string()))?;
+    let shape = |source| TopologyError::Shape {
+        name: name.into(),
+        source,
+    };
+    let mut t: Topology = toml::from_str(text).map_err(|source| TopologyError::Toml {
+        name: name.into(),
+        source,
+    })?;
     t.name = name.to_string();
     for slot in t
         .slot
@@ -144,19 +186,13 @@ pub fn parse(name: &str, text: &str) -> Result<Topology, TopologyError> {
         .chain(t.bridge.iter().flat_map(|b| b.slot.iter()))
     {
         if slot.functions.is_empty() || slot.functions.len() > 8 {
-            return Err(TopologyError::Invalid(
-                name.into(),
-                format!("slot {:#04x} needs 1 to 8 functions", slot.addr),
-            ));
+            return Err(shape(ShapeError::SlotFunctions(slot.addr)));
         }
         if slot.addr > 0x1f {
-            return Err(TopologyError::Invalid(
-                name.into(),
-                format!("slot {:#04x} is past 0x1f", slot.addr),
-            ));
+            return Err(shape(ShapeError::PastLastSlot(slot.addr)));
         }
     }
-    pcie::validate(&t).map_err(|e| TopologyError::Invalid(name.into(), e))?;
+    pcie::validate(&t).map_err(shape)?;
     Ok(t)
 }
 

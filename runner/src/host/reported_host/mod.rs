@@ -14,9 +14,9 @@ pub mod groups;
 pub mod rewrite;
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use lab::pci::listing::parse_listing;
+use lab::pci::listing::{parse_listing, ListingError};
 use lab::pci::view::{HostView, PciFunction};
 use lab::PciAddress;
 use serde::Serialize;
@@ -25,6 +25,29 @@ use crate::host::topology::{Slot, Topology};
 
 /// The prefix of a topology name that is a listing's path.
 pub const PREFIX: &str = "host:";
+
+/// Why a reporter's listing gives no host: it cannot be read, it is no
+/// listing (FILE:LINE:COLUMN), or the lab cannot build it.
+#[derive(Debug, thiserror::Error)]
+pub enum LabHostError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Listing(#[from] ListingError),
+    #[error(transparent)]
+    Build(#[from] build::BuildError),
+}
+
+fn read_listing(path: &Path) -> Result<String, LabHostError> {
+    std::fs::read_to_string(path).map_err(|source| LabHostError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
 
 /// What a reported host became in the lab.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,11 +79,11 @@ pub struct MappedFunction {
 
 impl LabHost {
     /// Reads and builds the listing at `path`; errors are FILE:LINE:COLUMN.
-    pub fn load(path: &Path) -> Result<LabHost, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<LabHost, LabHostError> {
+        let text = read_listing(path)?;
         let name = path.display().to_string();
-        let host = parse_listing(&name, &text).map_err(|e| e.to_string())?;
-        let mut built = build::build(&name, &host).map_err(|e| e.to_string())?;
+        let host = parse_listing(&name, &text)?;
+        let mut built = build::build(&name, &host)?;
         built.topology.name = topology_name(path);
         Ok(built)
     }
@@ -199,9 +222,9 @@ mod tests;
 /// The reporter's host as a host view, at the reported addresses, for
 /// `mflab plan --host`: ids, classes and groups as reported; the listing
 /// says nothing of drivers, so every function has none.
-pub fn host_view(path: &Path) -> Result<HostView, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let host = parse_listing(&path.display().to_string(), &text).map_err(|e| e.to_string())?;
+pub fn host_view(path: &Path) -> Result<HostView, LabHostError> {
+    let text = read_listing(path)?;
+    let host = parse_listing(&path.display().to_string(), &text)?;
     let groups = host.groups();
     let group_of = |a: PciAddress| groups.iter().find(|(_, m)| m.contains(&a)).map(|(g, _)| *g);
     let functions = host

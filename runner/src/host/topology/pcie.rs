@@ -10,7 +10,7 @@
 
 use serde::Deserialize;
 
-use super::{Slot, Topology};
+use super::{ShapeError, Slot, Topology};
 use lab::PciAddress;
 
 /// A `pcie-root-port` on the root bus and the device in slot 0 behind it
@@ -176,25 +176,21 @@ pub fn bridge_addresses(t: &Topology) -> Vec<PciAddress> {
 }
 
 /// Checks what QEMU and the firmware would refuse or misnumber.
-pub fn validate(t: &Topology) -> Result<(), String> {
+pub fn validate(t: &Topology) -> Result<(), ShapeError> {
     for p in &t.root_port {
         if p.functions.len() > 8 {
-            return Err(format!("root port {:#04x}: at most 8 functions", p.addr));
+            return Err(ShapeError::RootPortFunctions(p.addr));
         }
     }
     for s in &t.switch {
         if s.downstream.is_empty() || s.downstream.len() > 32 {
-            return Err(format!(
-                "switch {:#04x}: needs 1 to 32 downstream ports",
-                s.addr
-            ));
+            return Err(ShapeError::SwitchPorts(s.addr));
         }
         if let Some(d) = s.downstream.iter().find(|d| d.functions.len() > 8) {
-            return Err(format!(
-                "switch {:#04x}: a downstream port with {} functions (at most 8)",
-                s.addr,
-                d.functions.len()
-            ));
+            return Err(ShapeError::DownstreamFunctions {
+                switch: s.addr,
+                functions: d.functions.len(),
+            });
         }
     }
     let mut used: Vec<u8> = t.slot.iter().map(|s| s.addr).collect();
@@ -203,10 +199,10 @@ pub fn validate(t: &Topology) -> Result<(), String> {
     used.extend(t.switch.iter().map(|s| s.addr));
     used.sort();
     if let Some(w) = used.windows(2).find(|w| w[0] == w[1]) {
-        return Err(format!("root-bus slot {:#04x} is used twice", w[0]));
+        return Err(ShapeError::SlotTwice(w[0]));
     }
     if let Some(addr) = used.iter().find(|a| **a > 0x1f) {
-        return Err(format!("slot {addr:#04x} is past 0x1f"));
+        return Err(ShapeError::PastLastSlot(*addr));
     }
     Ok(())
 }
