@@ -196,7 +196,7 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     }
 
     let known: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
-    let base = load(&args.scenario, &known)?;
+    let base = load(&args.scenario, &known).map_err(|e| e.to_string())?;
     println!(
         "one scenario ({}) per depth, its own L1 / on a shared L1 that is up:",
         base.name
@@ -243,7 +243,9 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     drop(pool);
 
     if args.suite {
-        let count = discover(&[PathBuf::from("scenarios")])?.len();
+        let count = discover(&[PathBuf::from("scenarios")])
+            .map_err(|e| e.to_string())?
+            .len();
         println!("suite: {count} scenarios, mflab backend, shared L1s (`mflab run --backend mflab --jobs N`):");
         for jobs in [1, args.jobs.max(2)] {
             checkpoint()?;
@@ -269,7 +271,7 @@ fn qemu_side_by_side(
     let second = resolve(Some(other), Some(accel.accel)).map_err(|e| e.to_string())?;
     let images = prepare_l1().map_err(|e| e.to_string())?;
     let known: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
-    let mut scenario = load(&args.scenario, &known)?;
+    let mut scenario = load(&args.scenario, &known).map_err(|e| e.to_string())?;
     scenario.depth = Depth::Guest;
     scenario.expect = Default::default();
     let mut columns = Vec::new();

@@ -348,11 +348,12 @@ fn load_scenarios(args: &RunArgs) -> Result<Vec<Scenario>, String> {
     if let Some(xml) = &args.xml {
         return Ok(vec![bare_xml_scenario(xml, args)?]);
     }
-    let files = discover(&args.paths)?;
+    let files = discover(&args.paths).map_err(|e| e.to_string())?;
     let scenarios = files
         .iter()
         .map(|f| load(f, &known()))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
     if scenarios.is_empty() {
         return Err(format!("no scenario (*.toml) under {:?}", args.paths));
     }

@@ -6,12 +6,84 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use lab::assign::plan::{Plan, Policy};
+use lab::pci::listing::Place;
 use lab::protocol::{Backend, Depth};
 use lab::{PciAddress, RuleId};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::host::reported_host::{rewrite::rewrite_sources, LabHost};
+use crate::host::reported_host::{rewrite::rewrite_sources, LabHost, LabHostError};
+
+/// Why a scenario file gives no scenario, at its place in the file
+/// (FILE:LINE:COLUMN) where it has one.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: no such file or directory", path.display())]
+    Missing { path: PathBuf },
+    /// toml's own text repeats the place with a snippet of the line; the
+    /// message alone goes after the place here.
+    #[error("{at}: {}", source.message())]
+    Toml {
+        at: Place,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{at}: xml_file {}: {source}", file.display())]
+    XmlFile {
+        at: Place,
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{at}: give xml or xml_file, not both")]
+    XmlTwice { at: Place },
+    #[error("{}:1:1: no domain XML: write xml = '''<domain>…''' or xml_file = \"bug.xml\"", path.display())]
+    NoXml { path: PathBuf },
+    #[error("{at}: give topology or host_file, not both")]
+    TopologyTwice { at: Place },
+    #[error("{at}: host_file: {source}")]
+    HostFile {
+        at: Place,
+        #[source]
+        source: LabHostError,
+    },
+    #[error("{at}: unknown topology '{name}'; the shipped ones are: {known}")]
+    UnknownTopology {
+        at: Place,
+        name: String,
+        known: String,
+    },
+    #[error("{}:1:1: depth '{depth}' boots L1: give topology = \"gpu-audio\" (or one of {known})", path.display())]
+    NoTopology {
+        path: PathBuf,
+        depth: Depth,
+        known: String,
+    },
+    #[error("{at}: expect.plan is not a plan: {source}; write the JSON `mflab plan --format json` prints")]
+    Plan {
+        at: Place,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{at}: step {n}: {}: {source}", file.display())]
+    StepFile {
+        at: Place,
+        n: usize,
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: step {n}: give exactly one of attach, attach_file, detach, detach_file", path.display())]
+    StepAction { path: PathBuf, n: usize },
+    #[error("{}:1:1: steps run on a booted L2: write depth = \"guest\" (not '{depth}')", path.display())]
+    StepsNeedGuest { path: PathBuf, depth: Depth },
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,7 +237,7 @@ pub struct Scenario {
 impl Expect {
     /// Reads the expected plans (this table's and libvirt's) from their
     /// JSON; an error names the place in the scenario file.
-    fn read_plans(&mut self, path: &Path, text: &str) -> Result<(), String> {
+    fn read_plans(&mut self, path: &Path, text: &str) -> Result<(), ScenarioError> {
         if let Some(json) = &self.plan_json {
             self.plan = Some(read_plan(path, text, json)?);
         }
@@ -179,8 +251,8 @@ impl Expect {
 /// `expect.plan`: JSON inside a TOML string. A JSON error is reported at
 /// its place in the file: the string's first character plus the JSON
 /// error's line and column.
-fn read_plan(path: &Path, text: &str, json: &Spanned<String>) -> Result<Plan, String> {
-    serde_json::from_str(json.get_ref()).map_err(|e| {
+fn read_plan(path: &Path, text: &str, json: &Spanned<String>) -> Result<Plan, ScenarioError> {
+    serde_json::from_str(json.get_ref()).map_err(|source| {
         let span = json.span();
         let raw = &text[span.start.min(text.len())..];
         let quote = if raw.starts_with("'''") || raw.starts_with("\"\"\"") {
@@ -198,16 +270,24 @@ fn read_plan(path: &Path, text: &str, json: &Spanned<String>) -> Result<Plan, St
             }
         }
         let (line, col) = line_col(text, content);
-        let (line, col) = if e.line() <= 1 {
-            (line, col + e.column().saturating_sub(1))
+        let (line, col) = if source.line() <= 1 {
+            (line, col + source.column().saturating_sub(1))
         } else {
-            (line + e.line() - 1, e.column())
+            (line + source.line() - 1, source.column())
         };
-        format!(
-            "{}:{line}:{col}: expect.plan is not a plan: {e}; write the JSON `mflab plan --format json` prints",
-            path.display()
-        )
+        ScenarioError::Plan {
+            at: place(path, line, col),
+            source,
+        }
     })
+}
+
+fn place(path: &Path, line: usize, column: usize) -> Place {
+    Place {
+        file: path.display().to_string(),
+        line: line as u32,
+        column: column as u32,
+    }
 }
 
 /// Line and column (1-based) of a byte offset.
@@ -218,15 +298,24 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-pub fn load(path: &Path, known_topologies: &[&str]) -> Result<Scenario, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let file: ScenarioFile = toml::from_str(&text).map_err(|e| {
-        let at = e.span().map(|s| line_col(&text, s.start)).unwrap_or((1, 1));
-        format!("{}:{}:{}: {}", path.display(), at.0, at.1, e.message())
+pub fn load(path: &Path, known_topologies: &[&str]) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file: ScenarioFile = toml::from_str(&text).map_err(|source| {
+        let (l, c) = source
+            .span()
+            .map(|s| line_col(&text, s.start))
+            .unwrap_or((1, 1));
+        ScenarioError::Toml {
+            at: place(path, l, c),
+            source,
+        }
     })?;
     let here = |span: std::ops::Range<usize>| {
         let (l, c) = line_col(&text, span.start);
-        format!("{}:{l}:{c}", path.display())
+        place(path, l, c)
     };
     let name = path
         .file_stem()
@@ -236,36 +325,36 @@ pub fn load(path: &Path, known_topologies: &[&str]) -> Result<Scenario, String> 
         (Some(xml), None) => (format!("{}[xml]", path.display()), xml.clone()),
         (None, Some(rel)) => {
             let xml_path = path.parent().unwrap_or(Path::new(".")).join(rel.get_ref());
-            let xml = std::fs::read_to_string(&xml_path).map_err(|e| {
-                format!("{}: xml_file {}: {e}", here(rel.span()), xml_path.display())
-            })?;
+            let xml =
+                std::fs::read_to_string(&xml_path).map_err(|source| ScenarioError::XmlFile {
+                    at: here(rel.span()),
+                    file: xml_path.clone(),
+                    source,
+                })?;
             (xml_path.display().to_string(), xml)
         }
         (Some(_), Some(rel)) => {
-            return Err(format!(
-                "{}: give xml or xml_file, not both",
-                here(rel.span())
-            ))
+            return Err(ScenarioError::XmlTwice {
+                at: here(rel.span()),
+            })
         }
         (None, None) => {
-            return Err(format!(
-                "{}:1:1: no domain XML: write xml = '''<domain>…''' or xml_file = \"bug.xml\"",
-                path.display()
-            ))
+            return Err(ScenarioError::NoXml {
+                path: path.to_path_buf(),
+            })
         }
     };
     let mut host = None;
     let mut xml = xml;
     if let Some(rel) = &file.host_file {
         if let Some(t) = &file.topology {
-            return Err(format!(
-                "{}: give topology or host_file, not both",
-                here(t.span())
-            ));
+            return Err(ScenarioError::TopologyTwice { at: here(t.span()) });
         }
         let listing = path.parent().unwrap_or(Path::new(".")).join(rel.get_ref());
-        let lab =
-            LabHost::load(&listing).map_err(|e| format!("{}: host_file: {e}", here(rel.span())))?;
+        let lab = LabHost::load(&listing).map_err(|source| ScenarioError::HostFile {
+            at: here(rel.span()),
+            source,
+        })?;
         xml = rewrite_sources(&xml, &lab).0;
         host = Some(lab);
     }
@@ -275,32 +364,30 @@ pub fn load(path: &Path, known_topologies: &[&str]) -> Result<Scenario, String> 
             .map(|h| h.topology.name.clone())
             .unwrap_or_default(),
         (Some(t), _) if !known_topologies.contains(&t.get_ref().as_str()) => {
-            return Err(format!(
-                "{}: unknown topology '{}'; the shipped ones are: {}",
-                here(t.span()),
-                t.get_ref(),
-                known_topologies.join(", ")
-            ))
+            return Err(ScenarioError::UnknownTopology {
+                at: here(t.span()),
+                name: t.get_ref().clone(),
+                known: known_topologies.join(", "),
+            })
         }
         (Some(t), _) => t.get_ref().clone(),
         (None, Depth::Rules) => String::new(),
         (None, depth) => {
-            return Err(format!(
-                "{}:1:1: depth '{depth}' boots L1: give topology = \"gpu-audio\" (or one of {})",
-                path.display(),
-                known_topologies.join(", ")
-            ))
+            return Err(ScenarioError::NoTopology {
+                path: path.to_path_buf(),
+                depth,
+                known: known_topologies.join(", "),
+            })
         }
     };
     let mut expect = file.expect;
     expect.read_plans(path, &text)?;
     let steps = super::scenario_steps::read_steps(path, file.steps, &here)?;
     if !steps.is_empty() && file.depth != Depth::Guest {
-        return Err(format!(
-            "{}:1:1: steps run on a booted L2: write depth = \"guest\" (not '{}')",
-            path.display(),
-            file.depth
-        ));
+        return Err(ScenarioError::StepsNeedGuest {
+            path: path.to_path_buf(),
+            depth: file.depth,
+        });
     }
     Ok(Scenario {
         name,
@@ -321,11 +408,14 @@ pub fn load(path: &Path, known_topologies: &[&str]) -> Result<Scenario, String> 
 
 /// Scenario files under the given paths (files as they are, directories
 /// one level deep), sorted by name.
-pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ScenarioError> {
     let mut found = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let entries = std::fs::read_dir(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let entries = std::fs::read_dir(p).map_err(|source| ScenarioError::Io {
+                path: p.clone(),
+                source,
+            })?;
             found.extend(
                 entries
                     .flatten()
@@ -335,7 +425,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
         } else if p.exists() {
             found.push(p.clone());
         } else {
-            return Err(format!("{}: no such file or directory", p.display()));
+            return Err(ScenarioError::Missing { path: p.clone() });
         }
     }
     found.sort();
@@ -360,7 +450,7 @@ mod tests {
             "s.toml",
             "topology = \"gpu-audio\"\nxml = '<hostdev/>'\n\n[expect]\nl2_gest = []\n",
         );
-        let err = load(&p, &["gpu-audio"]).unwrap_err();
+        let err = load(&p, &["gpu-audio"]).unwrap_err().to_string();
         assert!(err.contains("s.toml:5:1"), "{err}");
         assert!(err.contains("l2_gest"), "{err}");
     }
@@ -373,7 +463,7 @@ mod tests {
             "s.toml",
             "xml = '<hostdev/>'\ntopology = \"gpu\"\n",
         );
-        let err = load(&p, &["gpu-audio", "bridge"]).unwrap_err();
+        let err = load(&p, &["gpu-audio", "bridge"]).unwrap_err().to_string();
         assert!(
             err.contains("s.toml:2:12") && err.contains("gpu-audio, bridge"),
             "{err}"
@@ -402,7 +492,7 @@ mod tests {
             "s.toml",
             "depth = \"rules\"\nxml = '<a/>'\n[expect]\nrules = [\"R99\"]\n",
         );
-        assert!(load(&p, &[]).unwrap_err().contains("R99"));
+        assert!(load(&p, &[]).unwrap_err().to_string().contains("R99"));
     }
 
     #[test]
@@ -456,7 +546,7 @@ mod tests {
             "s.toml",
             "topology = \"gpu-audio\"\nxml = '<a/>'\n[expect]\nplan = '''\n{\"detach\":[\"0000:00:06.0\"],\n \"asign\":[]}'''\n",
         );
-        let err = load(&p, &["gpu-audio"]).unwrap_err();
+        let err = load(&p, &["gpu-audio"]).unwrap_err().to_string();
         assert!(err.starts_with(&format!("{}:6:", p.display())), "{err}");
         assert!(err.contains("asign"), "{err}");
         let p = write(
@@ -464,7 +554,7 @@ mod tests {
             "t.toml",
             "topology = \"gpu-audio\"\nxml = '<a/>'\n[expect]\nplan = '{\"detach\": 7}'\n",
         );
-        let err = load(&p, &["gpu-audio"]).unwrap_err();
+        let err = load(&p, &["gpu-audio"]).unwrap_err().to_string();
         assert!(err.starts_with(&format!("{}:4:", p.display())), "{err}");
     }
 
@@ -491,6 +581,6 @@ mod tests {
     fn vm_depths_need_a_topology() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "s.toml", "xml = '<a/>'\n");
-        assert!(load(&p, &[]).unwrap_err().contains("topology"));
+        assert!(load(&p, &[]).unwrap_err().to_string().contains("topology"));
     }
 }

@@ -17,10 +17,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use lab::pci::listing::Place;
 use lab::protocol::{Backend, StepAction, StepRequest};
 use lab::{PciAddress, RuleId};
 use serde::Deserialize;
 use toml::Spanned;
+
+use crate::host::scenario::ScenarioError;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,8 +98,8 @@ impl ScenarioStep {
 pub fn read_steps(
     path: &Path,
     files: Vec<StepFile>,
-    here: &dyn Fn(std::ops::Range<usize>) -> String,
-) -> Result<Vec<ScenarioStep>, String> {
+    here: &dyn Fn(std::ops::Range<usize>) -> Place,
+) -> Result<Vec<ScenarioStep>, ScenarioError> {
     let mut steps = Vec::new();
     for (i, f) in files.into_iter().enumerate() {
         let n = i + 1;
@@ -121,18 +124,22 @@ pub fn read_steps(
         ] {
             if let Some(rel) = rel {
                 let file = path.parent().unwrap_or(Path::new(".")).join(rel.get_ref());
-                let xml = std::fs::read_to_string(&file).map_err(|e| {
-                    format!("{}: step {n}: {}: {e}", here(rel.span()), file.display())
-                })?;
+                let xml =
+                    std::fs::read_to_string(&file).map_err(|source| ScenarioError::StepFile {
+                        at: here(rel.span()),
+                        n,
+                        file: file.clone(),
+                        source,
+                    })?;
                 given.push((action, file.display().to_string(), xml));
             }
         }
         let mut given = given.into_iter();
         let (Some((action, xml_name, xml)), None) = (given.next(), given.next()) else {
-            return Err(format!(
-                "{}: step {n}: give exactly one of attach, attach_file, detach, detach_file",
-                path.display()
-            ));
+            return Err(ScenarioError::StepAction {
+                path: path.to_path_buf(),
+                n,
+            });
         };
         steps.push(ScenarioStep {
             action,
@@ -187,7 +194,7 @@ mod tests {
             "s.toml",
             "topology = \"gpu-audio\"\nxml = '<domain/>'\n[[step]]\nattach = '<a/>'\ndetach = '<a/>'\n",
         );
-        let err = load(&p, &["gpu-audio"]).unwrap_err();
+        let err = load(&p, &["gpu-audio"]).unwrap_err().to_string();
         assert!(
             err.contains("step 1") && err.contains("exactly one"),
             "{err}"
@@ -197,14 +204,14 @@ mod tests {
             "t.toml",
             "topology = \"gpu-audio\"\ndepth = \"qmp\"\nxml = '<domain/>'\n[[step]]\nattach = '<a/>'\n",
         );
-        let err = load(&p, &["gpu-audio"]).unwrap_err();
+        let err = load(&p, &["gpu-audio"]).unwrap_err().to_string();
         assert!(err.contains("depth = \"guest\""), "{err}");
         let p = write(
             dir.path(),
             "u.toml",
             "topology = \"gpu-audio\"\nxml = '<domain/>'\n[[step]]\nattach = '<a/>'\n[step.expect]\nl2_gest = []\n",
         );
-        let err = load(&p, &["gpu-audio"]).unwrap_err();
+        let err = load(&p, &["gpu-audio"]).unwrap_err().to_string();
         assert!(
             err.contains("u.toml:6:1") && err.contains("l2_gest"),
             "{err}"
