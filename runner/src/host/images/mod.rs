@@ -44,6 +44,16 @@ pub enum ImageError {
     Busybox(String),
     #[error("{0}")]
     Root(String),
+    #[error(transparent)]
+    Release(#[from] release_root::UnknownRelease),
+    #[error("{0}; run the same command again to start over")]
+    Debootstrap(#[source] release_root::ToolError),
+    #[error("{tool} in {}; run the same command again to resume", root.display())]
+    Install {
+        #[source]
+        tool: release_root::ToolError,
+        root: PathBuf,
+    },
 }
 
 pub fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ImageError {
@@ -117,7 +127,7 @@ pub fn proof_guest_for(kernel: &KernelSource) -> ProofGuest {
 /// Finds the kernel (downloading Debian's if none is given) and builds or
 /// reuses the L1 initramfs.
 pub fn prepare_l1() -> Result<L1Images, ImageError> {
-    let userland = Userland::from_env().map_err(|e| ImageError::Root(e.to_string()))?;
+    let userland = Userland::from_env()?;
     let root = match userland {
         Userland::Host => PathBuf::from("/"),
         Userland::Debian(release) => release_root::built_root(release)?,

@@ -13,7 +13,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 
 use sha2::{Digest, Sha256};
 
@@ -171,9 +171,7 @@ pub fn build_root(
             .arg(release.suite)
             .arg(&partial)
             .arg(system_mirror());
-        run_logged("debootstrap", &mut debootstrap, progress).map_err(|e| {
-            ImageError::Root(format!("{e}; run the same command again to start over"))
-        })?;
+        run_logged("debootstrap", &mut debootstrap, progress).map_err(ImageError::Debootstrap)?;
         std::fs::write(&base_done, "").map_err(io_err(&base_done))?;
     } else {
         progress(&format!(
@@ -231,11 +229,9 @@ fn install_packages(root: &Path, progress: &dyn Fn(&str)) -> Result<(), ImageErr
         let _ = Command::new("umount").arg(&proc_dir).status();
     }
     let _ = std::fs::remove_file(&policy);
-    installed.map_err(|e| {
-        ImageError::Root(format!(
-            "{e} in {}; run the same command again to resume",
-            root.display()
-        ))
+    installed.map_err(|tool| ImageError::Install {
+        tool,
+        root: root.to_path_buf(),
     })
 }
 
@@ -261,24 +257,52 @@ fn mounts_under(mounts: &str, dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Why a build tool (debootstrap, apt-get in the root) did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("cannot run {what} ({source}): apt-get install debootstrap")]
+    Spawn {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Wait {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} failed ({status})")]
+    Failed {
+        what: &'static str,
+        status: ExitStatus,
+    },
+}
+
 /// Runs `command`, each line of its stdout passed to `progress`
 /// (stderr goes to ours).
-fn run_logged(what: &str, command: &mut Command, progress: &dyn Fn(&str)) -> Result<(), String> {
+fn run_logged(
+    what: &'static str,
+    command: &mut Command,
+    progress: &dyn Fn(&str),
+) -> Result<(), ToolError> {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| format!("cannot run {what} ({e}): apt-get install debootstrap"))?;
+        .map_err(|source| ToolError::Spawn { what, source })?;
     if let Some(out) = child.stdout.take() {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
             progress(&format!("{what}: {line}"));
         }
     }
-    let status = child.wait().map_err(|e| format!("{what}: {e}"))?;
+    let status = child
+        .wait()
+        .map_err(|source| ToolError::Wait { what, source })?;
     match status.success() {
         true => Ok(()),
-        false => Err(format!("{what} failed ({status})")),
+        false => Err(ToolError::Failed { what, status }),
     }
 }
 
