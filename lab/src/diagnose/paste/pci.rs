@@ -16,7 +16,10 @@ use super::xml::nodedev_regions;
 use super::{Lines, Paste, Unread};
 use crate::pci::address::PciAddress;
 use crate::pci::listing::lspci::{bdf_len, driver_in_use, group_heading};
-use crate::pci::listing::{parse_listing, ListingError, ReportedHost};
+use crate::pci::listing::nodedev::UNKNOWN_CLASS;
+use crate::pci::listing::{
+    parse_listing, parse_listing_without_classes, ListingError, ReportedHost,
+};
 
 /// Where the paste says a function's group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -223,7 +226,7 @@ fn read_listing(
 ) -> Option<ReportedHost> {
     for _ in 0..lines.len() {
         let text = lines.only(|i| keep[i]);
-        match parse_listing(file, &text) {
+        match parse_listing_without_classes(file, &text) {
             Ok(host) => return Some(host),
             Err(ListingError::Empty { .. } | ListingError::NoDevice { .. }) => return None,
             Err(e) => {
@@ -255,7 +258,8 @@ fn merge_listing(
             functions,
             PastedFunction {
                 address: f.address,
-                class: Some(f.class),
+                // An old libvirt's nodedev says no class: let lspci say it.
+                class: Some(f.class).filter(|&c| !(with_drivers && c == UNKNOWN_CLASS)),
                 vendor: Some(f.vendor),
                 device: Some(f.device),
                 description: f.description.clone(),

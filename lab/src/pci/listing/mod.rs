@@ -12,7 +12,7 @@
 
 mod error;
 pub(crate) mod lspci;
-mod nodedev;
+pub(crate) mod nodedev;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -180,8 +180,27 @@ impl ReportedHost {
 
 /// Reads a pasted listing, naming it `name` in errors.
 pub fn parse_listing(name: &str, text: &str) -> Result<ReportedHost, ListingError> {
+    read_listing(name, text, false)
+}
+
+/// As [`parse_listing`], but a nodedev `<device>` without `<class>` is
+/// read with [`nodedev::UNKNOWN_CLASS`], for a reader that learns the
+/// class elsewhere (`diagnose`, from the lspci beside it).
+pub(crate) fn parse_listing_without_classes(
+    name: &str,
+    text: &str,
+) -> Result<ReportedHost, ListingError> {
+    read_listing(name, text, true)
+}
+
+fn read_listing(
+    name: &str,
+    text: &str,
+    class_optional: bool,
+) -> Result<ReportedHost, ListingError> {
     let src = SourceText::new(text);
     let mut host = Collector::new(name, &src);
+    host.class_optional = class_optional;
     if text.trim().is_empty() {
         return Err(ListingError::Empty {
             at: host.place(text.len()),
@@ -206,6 +225,8 @@ struct Collector<'a> {
     listed: BTreeMap<PciAddress, usize>,
     /// Address -> (group, line) of the first membership seen.
     memberships: BTreeMap<PciAddress, (u32, usize)>,
+    /// A nodedev `<device>` may lack `<class>`.
+    class_optional: bool,
 }
 
 impl<'a> Collector<'a> {
@@ -216,6 +237,7 @@ impl<'a> Collector<'a> {
             functions: Vec::new(),
             listed: BTreeMap::new(),
             memberships: BTreeMap::new(),
+            class_optional: false,
         }
     }
 
