@@ -121,7 +121,7 @@ pub fn text(d: &Diagnosis) -> String {
             }
         }
     } else if !d.remedies.is_empty() {
-        let _ = writeln!(s, "No XML fixes this:");
+        let _ = writeln!(s, "No change to the XML fixes this:");
         for r in &d.remedies {
             let _ = writeln!(s, "- {r}");
         }
