@@ -1,11 +1,12 @@
 //! `mflab agent …`: what runs inside L1. Started by the lab, not by hand.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
+use lab::pci::view::HostViewError;
 use lab::protocol::{function_rows, CheckItem, RunRequest};
 
-use super::Outcome;
+use super::{CliError, Outcome};
 
 #[derive(Args)]
 pub struct AgentArgs {
@@ -45,7 +46,37 @@ enum AgentCommand {
     },
 }
 
-pub fn run(args: AgentArgs) -> Outcome {
+/// Why the agent could not do what it was started for.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Rows(#[from] HostViewError),
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Request {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    CheckItems(serde_json::Error),
+    /// The serve loop and libvirt's check say why as text.
+    #[error("{0}")]
+    Lab(String),
+    #[error("{}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub fn run(args: AgentArgs) -> Result<Outcome, CliError> {
     // An agent that serves scenarios beats, so the runner can tell a
     // stopped L1 from a busy one.
     match &args.command {
@@ -55,56 +86,61 @@ pub fn run(args: AgentArgs) -> Outcome {
         }
         _ => {}
     }
-    let written = match args.command {
-        AgentCommand::SelfCheck { sysfs, out } => function_rows(&sysfs)
-            .map_err(|e| e.to_string())
-            .and_then(|rows| write_json(&out, &rows)),
-        AgentCommand::Run { request, out } => std::fs::read_to_string(&request)
-            .map_err(|e| format!("{}: {e}", request.display()))
-            .and_then(|t| {
-                serde_json::from_str::<RunRequest>(&t)
-                    .map_err(|e| format!("{}: {e}", request.display()))
-            })
-            .and_then(|req| {
-                let work = out.parent().map(PathBuf::from).unwrap_or_default();
-                write_json(
-                    &out,
-                    &crate::lab_vm::serve::run_request(
-                        &req,
-                        &work,
-                        &|_| {},
-                        &mut crate::lab_vm::libvirtd::DaemonSlot::new(&work),
-                    ),
-                )
-            }),
-        AgentCommand::Serve { dir } => crate::lab_vm::serve::serve(&dir),
+    work(args.command)?;
+    Ok(Outcome::Clean)
+}
+
+fn work(command: AgentCommand) -> Result<(), AgentError> {
+    match command {
+        AgentCommand::SelfCheck { sysfs, out } => write_json(&out, &function_rows(&sysfs)?),
+        AgentCommand::Run { request, out } => {
+            let req: RunRequest =
+                serde_json::from_str(&read(&request)?).map_err(|source| AgentError::Request {
+                    path: request.clone(),
+                    source,
+                })?;
+            let work = out.parent().map(PathBuf::from).unwrap_or_default();
+            write_json(
+                &out,
+                &crate::lab_vm::serve::run_request(
+                    &req,
+                    &work,
+                    &|_| {},
+                    &mut crate::lab_vm::libvirtd::DaemonSlot::new(&work),
+                ),
+            )
+        }
+        AgentCommand::Serve { dir } => crate::lab_vm::serve::serve(&dir).map_err(AgentError::Lab),
         AgentCommand::LibvirtCheck {
             request,
             out,
             libvirt_bin,
-        } => std::fs::read_to_string(&request)
-            .map_err(|e| format!("{}: {e}", request.display()))
-            .and_then(|t| serde_json::from_str::<Vec<CheckItem>>(&t).map_err(|e| e.to_string()))
-            .and_then(|items| {
-                let work = out.parent().map(PathBuf::from).unwrap_or_default();
-                crate::lab_vm::libvirt_check::check_with_libvirt(
-                    &items,
-                    &work,
-                    libvirt_bin.as_deref(),
-                )
-            })
-            .and_then(|verdicts| write_json(&out, &verdicts)),
-    };
-    match written {
-        Ok(()) => Outcome::Clean,
-        Err(e) => {
-            eprintln!("mflab agent: {e}");
-            Outcome::UsageOrIo
+        } => {
+            let items: Vec<CheckItem> =
+                serde_json::from_str(&read(&request)?).map_err(AgentError::CheckItems)?;
+            let work = out.parent().map(PathBuf::from).unwrap_or_default();
+            let verdicts = crate::lab_vm::libvirt_check::check_with_libvirt(
+                &items,
+                &work,
+                libvirt_bin.as_deref(),
+            )
+            .map_err(AgentError::Lab)?;
+            write_json(&out, &verdicts)
         }
     }
 }
 
-fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T) -> Result<(), String> {
+fn read(path: &Path) -> Result<String, AgentError> {
+    std::fs::read_to_string(path).map_err(|source| AgentError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), AgentError> {
     let text = serde_json::to_string_pretty(value).expect("serializes");
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::write(path, text).map_err(|source| AgentError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }

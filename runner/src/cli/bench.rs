@@ -11,16 +11,19 @@ use lab::machine::accel::{probe, AccelChoice};
 use lab::machine::qemu_cmdline::DirectBoot;
 use lab::protocol::{Backend, Depth, Stage};
 
-use super::Outcome;
-use crate::host::images::{cache_dir, floor_initramfs, prepare_l1, proof_guest, L1Images};
-use crate::host::l1::boot::boot;
+use super::{CliError, Outcome};
+use crate::host::images::{
+    cache_dir, floor_initramfs, prepare_l1, proof_guest, ImageError, L1Images,
+};
+use crate::host::l0_qemu::QemuError;
+use crate::host::l1::boot::{boot, BootError};
 use crate::host::l1::cmdline::L1Config;
-use crate::host::l1::process::QemuProcess;
+use crate::host::l1::process::{QemuProcess, VmError};
 use crate::host::l1::shared::L1Slot;
 use crate::host::progress::Quiet;
-use crate::host::scenario::{discover, load};
+use crate::host::scenario::{discover, load, ScenarioError};
 use crate::host::suite::attempt::{run_scenario, RunOptions, Watch};
-use crate::host::topology::{self, BUILTIN};
+use crate::host::topology::{self, TopologyError, BUILTIN};
 use crate::host::workdir::WorkDir;
 
 #[derive(Args)]
@@ -46,11 +49,34 @@ pub struct BenchArgs {
     against_qemu: Option<String>,
 }
 
+/// Why a measurement could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("interrupted")]
+    Interrupted,
+    #[error(transparent)]
+    Qemu(#[from] QemuError),
+    #[error(transparent)]
+    Images(#[from] ImageError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    #[error("the agent never became ready")]
+    NeverReady,
+}
+
 /// Between two measurements: stop if Ctrl-C or SIGTERM came (each
 /// measurement has already cleaned up after itself).
-fn checkpoint() -> Result<(), String> {
+fn checkpoint() -> Result<(), BenchError> {
     if crate::interrupt::interrupted() {
-        return Err("interrupted".into());
+        return Err(BenchError::Interrupted);
     }
     Ok(())
 }
@@ -98,20 +124,18 @@ fn line(label: &str, secs: f64, floor: f64) {
     println!("  {label:<44} {secs:>7.2} s   {:>5.1}x floor", secs / floor);
 }
 
-pub fn run(args: BenchArgs) -> Outcome {
+pub fn run(args: BenchArgs) -> Result<Outcome, CliError> {
     match bench(&args) {
-        Ok(()) => Outcome::Clean,
-        Err(_) if crate::interrupt::interrupted() => Outcome::Interrupted,
-        Err(e) => {
-            eprintln!("mflab bench: {e}");
-            Outcome::Failed
-        }
+        Ok(()) => Ok(Outcome::Clean),
+        // Whatever failed, it failed because the measurement was cut off.
+        Err(_) if crate::interrupt::interrupted() => Ok(Outcome::Interrupted),
+        Err(e) => Err(e.into()),
     }
 }
 
-fn bench(args: &BenchArgs) -> Result<(), String> {
+fn bench(args: &BenchArgs) -> Result<(), BenchError> {
     let accel = probe(&proof_guest(prepare_l1().ok().as_ref()));
-    let qemu = crate::host::l0_qemu::choose_and_say(&accel).map_err(|e| e.to_string())?;
+    let qemu = crate::host::l0_qemu::choose_and_say(&accel)?;
     if let Some(other) = &args.against_qemu {
         return qemu_side_by_side(args, &accel, qemu, other);
     }
@@ -122,19 +146,18 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
 
     // Images: cold (a fresh cache that shares only the unpacked kernel) and cached.
     let real_cache = cache_dir();
-    prepare_l1().map_err(|e| e.to_string())?;
-    let cold_cache = tempfile::tempdir().map_err(|e| e.to_string())?;
+    prepare_l1()?;
+    let cold_cache = tempfile::tempdir()?;
     std::os::unix::fs::symlink(
         real_cache.join("kernels"),
         cold_cache.path().join("kernels"),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     std::env::set_var("MFLAB_CACHE", cold_cache.path());
     let t = Instant::now();
-    prepare_l1().map_err(|e| e.to_string())?;
+    prepare_l1()?;
     let cold = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let images = prepare_l1().map_err(|e| e.to_string())?;
+    let images = prepare_l1()?;
     let cached = t.elapsed().as_secs_f64();
     std::env::set_var("MFLAB_CACHE", &real_cache);
     println!("images (L1 + L2 initramfs; kernel already unpacked):");
@@ -196,7 +219,7 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     }
 
     let known: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
-    let base = load(&args.scenario, &known).map_err(|e| e.to_string())?;
+    let base = load(&args.scenario, &known)?;
     println!(
         "one scenario ({}) per depth, its own L1 / on a shared L1 that is up:",
         base.name
@@ -243,9 +266,7 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     drop(pool);
 
     if args.suite {
-        let count = discover(&[PathBuf::from("scenarios")])
-            .map_err(|e| e.to_string())?
-            .len();
+        let count = discover(&[PathBuf::from("scenarios")])?.len();
         println!("suite: {count} scenarios, mflab backend, shared L1s (`mflab run --backend mflab --jobs N`):");
         for jobs in [1, args.jobs.max(2)] {
             checkpoint()?;
@@ -266,12 +287,12 @@ fn qemu_side_by_side(
     accel: &AccelChoice,
     first: &'static crate::host::l0_qemu::L0Qemu,
     other: &str,
-) -> Result<(), String> {
+) -> Result<(), BenchError> {
     use crate::host::l0_qemu::{resolve, switch_to};
-    let second = resolve(Some(other), Some(accel.accel)).map_err(|e| e.to_string())?;
-    let images = prepare_l1().map_err(|e| e.to_string())?;
+    let second = resolve(Some(other), Some(accel.accel))?;
+    let images = prepare_l1()?;
     let known: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
-    let mut scenario = load(&args.scenario, &known).map_err(|e| e.to_string())?;
+    let mut scenario = load(&args.scenario, &known)?;
     scenario.depth = Depth::Guest;
     scenario.expect = Default::default();
     let mut columns = Vec::new();
@@ -306,7 +327,7 @@ fn qemu_figures(
     accel: &AccelChoice,
     scenario: &crate::host::scenario::Scenario,
     q: &crate::host::l0_qemu::L0Qemu,
-) -> Result<Vec<(String, f64)>, String> {
+) -> Result<Vec<(String, f64)>, BenchError> {
     let mut figures = Vec::new();
     let floor = (0..args.runs)
         .map(|_| checkpoint().and_then(|()| floor_boot(images, &images.boot_kernel, accel)))
@@ -351,16 +372,15 @@ fn qemu_figures(
 
 /// One `mflab run` of the whole suite, as a user runs it (under `qemu`,
 /// `--qemu`'s word, where given): its wall time and its own summary line.
-fn suite_wall(jobs: usize, qemu: Option<&str>) -> Result<(f64, String), String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+fn suite_wall(jobs: usize, qemu: Option<&str>) -> Result<(f64, String), BenchError> {
+    let exe = std::env::current_exe()?;
     let t = Instant::now();
     let mut child = Command::new(exe)
         .args(["run", "--backend", "mflab", "--jobs", &jobs.to_string()])
         .args(qemu.map(|q| format!("--qemu={q}")))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
+        .spawn()?;
     let mut stdout = child.stdout.take().expect("piped");
     let reader = std::thread::spawn(move || {
         let mut text = String::new();
@@ -368,12 +388,12 @@ fn suite_wall(jobs: usize, qemu: Option<&str>) -> Result<(f64, String), String> 
         text
     });
     // Passed on: the run unwinds (its QEMUs and work directories go) and exits.
-    while child.try_wait().map_err(|e| e.to_string())?.is_none() {
+    while child.try_wait()?.is_none() {
         if crate::interrupt::interrupted() {
             // SAFETY: kill(2) on our own child's pid.
             unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
             let _ = child.wait();
-            return Err("interrupted".into());
+            return Err(BenchError::Interrupted);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -387,8 +407,8 @@ fn floor_boot(
     images: &L1Images,
     kernel: &std::path::Path,
     accel: &AccelChoice,
-) -> Result<f64, String> {
-    let (initrd, _) = floor_initramfs(&images.kernel).map_err(|e| e.to_string())?;
+) -> Result<f64, BenchError> {
+    let (initrd, _) = floor_initramfs(&images.kernel)?;
     let args = DirectBoot {
         machine: &format!("q35,accel={}", accel.accel),
         cpu: &accel.cpu,
@@ -399,32 +419,29 @@ fn floor_boot(
         append: "console=ttyS0 quiet panic=-1",
     }
     .args();
-    let work = WorkDir::new("mflab-bench-").map_err(|e| e.to_string())?;
+    let work = WorkDir::new("mflab-bench-")?;
     let t = Instant::now();
     QemuProcess::spawn(
         crate::host::l0_qemu::chosen(),
         &args,
         &work.path().join("qemu.log"),
         false,
-    )
-    .map_err(|e| e.to_string())?
-    .wait(Duration::from_secs(120), || Ok(()))
-    .map_err(|e| e.to_string())?;
+    )?
+    .wait(Duration::from_secs(120), || Ok(()))?;
     Ok(t.elapsed().as_secs_f64())
 }
 
 const WAIT_FOR_KVM: &str = "while [ ! -e /run/mflab/late-modules ]; do sleep 0.01; done\n";
 
-fn l1_boot(images: &L1Images, accel: &AccelChoice) -> Result<(f64, f64), String> {
-    let topology = topology::load("gpu-audio").map_err(|e| e.to_string())?;
-    let work = WorkDir::new("mflab-bench-").map_err(|e| e.to_string())?;
+fn l1_boot(images: &L1Images, accel: &AccelChoice) -> Result<(f64, f64), BenchError> {
+    let topology = topology::load("gpu-audio")?;
+    let work = WorkDir::new("mflab-bench-")?;
     let config = L1Config::new(&topology, images, accel, work.path());
     let t = Instant::now();
     // KVM loads behind the agent (images/l1-late-modules.txt): the agent
     // waits for it and exits, so power-off comes just after KVM is in.
-    let outcome =
-        boot(&config, WAIT_FOR_KVM, Duration::from_secs(180)).map_err(|e| e.to_string())?;
-    let ready = outcome.ready.ok_or("the agent never became ready")?;
+    let outcome = boot(&config, WAIT_FOR_KVM, Duration::from_secs(180))?;
+    let ready = outcome.ready.ok_or(BenchError::NeverReady)?;
     // Count from the runner's start of this boot, copying the binary included.
     let extra = t.elapsed().saturating_sub(outcome.elapsed);
     Ok(((ready + extra).as_secs_f64(), t.elapsed().as_secs_f64()))

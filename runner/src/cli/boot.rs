@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{Format, Outcome};
+use super::{CliError, Format, Outcome};
 use crate::host::images::kernel_check::require;
 use crate::host::images::{prepare_l1, proof_guest};
 use crate::host::l1::boot::{boot, tail};
@@ -45,59 +45,32 @@ pub struct BootArgs {
 const SELF_CHECK: &str = "exec /mflab/mflab agent self-check --out /mflab/selfcheck.json\n";
 const SHELL: &str = "echo 'mflab: L1 shell; exit to power off'\nexec setsid -c /bin/sh -i </dev/ttyS0 >/dev/ttyS0 2>&1\n";
 
-pub fn run(mut args: BootArgs) -> Outcome {
+pub fn run(mut args: BootArgs) -> Result<Outcome, CliError> {
     if let Some(listing) = &args.host {
-        if let Err(e) = crate::host::reported_host::LabHost::load(listing) {
-            eprintln!("mflab: {e}");
-            return Outcome::UsageOrIo;
-        }
+        crate::host::reported_host::LabHost::load(listing)?;
         args.topology = crate::host::reported_host::topology_name(listing);
     }
-    let topology = match load(&args.topology) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("mflab: {e}");
-            return Outcome::UsageOrIo;
-        }
-    };
+    let topology = load(&args.topology)?;
     let l1_kvm =
         lab::machine::accel::decide(&lab::machine::accel::gather(std::path::Path::new("/")))
             .l1_kvm_module;
-    if let Err(e) = require(&[&topology], l1_kvm.as_deref()) {
-        eprintln!("mflab: {e}");
-        return Outcome::UsageOrIo;
-    }
-    let images = match prepare_l1() {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("mflab: images: {e}");
-            return Outcome::UsageOrIo;
-        }
-    };
+    require(&[&topology], l1_kvm.as_deref())?;
+    let images = prepare_l1()?;
     let accel = probe(&proof_guest(Some(&images)));
-    if let Err(e) = crate::host::l0_qemu::choose_and_say(&accel) {
-        eprintln!("mflab: {e}");
-        return Outcome::UsageOrIo;
-    }
-    let work = match WorkDir::new("mflab-boot-") {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("mflab: work directory: {e}");
-            return Outcome::UsageOrIo;
-        }
-    };
+    crate::host::l0_qemu::choose_and_say(&accel)?;
+    let work = WorkDir::new("mflab-boot-").map_err(CliError::WorkDir)?;
     let config = L1Config {
         interactive: args.shell,
         ..L1Config::new(&topology, &images, &accel, work.path())
     };
     let custom = match &args.script {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => Some(format!("{text}\n{SELF_CHECK}")),
-            Err(e) => {
-                eprintln!("mflab: {}: {e}", path.display());
-                return Outcome::UsageOrIo;
-            }
-        },
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| CliError::File {
+                path: path.clone(),
+                source,
+            })?;
+            Some(format!("{text}\n{SELF_CHECK}"))
+        }
         None => None,
     };
     let script = match (&custom, args.shell) {
@@ -108,16 +81,16 @@ pub fn run(mut args: BootArgs) -> Outcome {
     let result = boot(&config, script, Duration::from_secs(args.timeout));
     if crate::interrupt::interrupted() {
         eprintln!("mflab: interrupted; QEMU stopped, work directory removed");
-        return Outcome::Interrupted;
+        return Ok(Outcome::Interrupted);
     }
     if args.shell {
-        return report_kept(work, args.keep, result.is_ok());
+        return Ok(report_kept(work, args.keep, result.is_ok()));
     }
     let rows: Option<Vec<FunctionRow>> =
         std::fs::read_to_string(work.path().join("selfcheck.json"))
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
-    match (result, rows) {
+    Ok(match (result, rows) {
         (Ok(outcome), Some(rows)) => {
             match args.format {
                 Format::Json => println!(
@@ -169,7 +142,7 @@ pub fn run(mut args: BootArgs) -> Outcome {
             report_kept(work, true, false);
             Outcome::Failed
         }
-    }
+    })
 }
 
 fn report_kept(mut work: WorkDir, keep: bool, ok: bool) -> Outcome {

@@ -6,7 +6,7 @@ use clap::Args;
 use lab::schema::check::check_text;
 use lab::Diagnostic;
 
-use super::{Format, Outcome};
+use super::{CliError, Format, Outcome};
 
 #[derive(Args)]
 pub struct CheckArgs {
@@ -33,7 +33,7 @@ pub enum CheckBackend {
     Libvirt,
 }
 
-pub fn run(args: CheckArgs) -> Outcome {
+pub fn run(args: CheckArgs) -> Result<Outcome, CliError> {
     let mut all: Vec<Diagnostic> = Vec::new();
     let mut io_failed = false;
     let mut items = Vec::new();
@@ -47,6 +47,7 @@ pub fn run(args: CheckArgs) -> Outcome {
                     xml: text,
                 });
             }
+            // Said now, and the other files still checked: exit 2 all the same.
             Err(e) => {
                 eprintln!("mflab: cannot read {name}: {e}");
                 io_failed = true;
@@ -54,20 +55,10 @@ pub fn run(args: CheckArgs) -> Outcome {
         }
     }
     if args.backend == CheckBackend::Libvirt {
-        let userland = crate::host::images::release_root::Userland::from_env();
-        let libvirt_bin = match (args.libvirt_bin.as_deref(), userland) {
-            (_, Err(e)) => Err(e.to_string()),
-            (Some(dir), Ok(userland)) => crate::host::libvirt_bin::checked(dir, userland)
-                .map(Some)
-                .map_err(|e| e.to_string()),
-            (None, Ok(_)) => Ok(None),
-        };
-        let libvirt_bin = match libvirt_bin {
-            Ok(dir) => dir,
-            Err(e) => {
-                eprintln!("mflab: {e}");
-                return Outcome::UsageOrIo;
-            }
+        let userland = crate::host::images::release_root::Userland::from_env()?;
+        let libvirt_bin = match args.libvirt_bin.as_deref() {
+            Some(dir) => Some(crate::host::libvirt_bin::checked(dir, userland)?),
+            None => None,
         };
         return super::check_libvirt::run(
             &items,
@@ -78,13 +69,13 @@ pub fn run(args: CheckArgs) -> Outcome {
         );
     }
     print_diagnostics(&all, args.format);
-    if io_failed {
+    Ok(if io_failed {
         Outcome::UsageOrIo
     } else if all.iter().any(Diagnostic::is_error) {
         Outcome::Failed
     } else {
         Outcome::Clean
-    }
+    })
 }
 
 /// Prints findings on stdout: one block each in text, one array in JSON.

@@ -5,7 +5,7 @@
 
 use clap::Args;
 
-use super::Outcome;
+use super::{CliError, Outcome};
 use crate::host::workdir::{sweep, Owner};
 
 #[derive(Args)]
@@ -15,7 +15,7 @@ pub struct CleanArgs {
     kept: bool,
 }
 
-pub fn run(args: CleanArgs) -> Outcome {
+pub fn run(args: CleanArgs) -> Result<Outcome, CliError> {
     let tmp = std::env::temp_dir();
     let swept = sweep(&tmp, args.kept, &Owner::alive);
     for l in &swept.removed {
@@ -41,9 +41,10 @@ pub fn run(args: CleanArgs) -> Outcome {
         if swept.removed.len() == 1 { "y" } else { "ies" },
         tmp.display()
     );
-    if swept.failed.is_empty() {
+    // Each directory that stayed is said above, beside those removed.
+    Ok(if swept.failed.is_empty() {
         Outcome::Clean
     } else {
         Outcome::UsageOrIo
-    }
+    })
 }

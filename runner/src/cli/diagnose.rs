@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use lab::diagnose::{diagnose, render, Diagnosis};
 
 use super::run::BackendArg;
-use super::Outcome;
+use super::{CliError, Outcome};
 use crate::host::replay;
 
 #[derive(Args)]
@@ -48,43 +48,39 @@ pub enum DiagnoseFormat {
 /// Exit 0 when the XML passes as posted (and a replay held), 1 when it
 /// needs the fix or cannot be fixed (or a replay did not hold), 2 when
 /// the report cannot be read.
-pub fn run(args: DiagnoseArgs) -> Outcome {
-    let (name, text) = match read_report(&args.report) {
-        Ok(read) => read,
-        Err(e) => {
-            eprintln!("mflab: {e}");
-            return Outcome::UsageOrIo;
-        }
-    };
+pub fn run(args: DiagnoseArgs) -> Result<Outcome, CliError> {
+    let (name, text) = read_report(&args.report)?;
     let mut diagnosis = diagnose(&name, &text);
     if args.replay {
         match replay::replay(&diagnosis, &args.backend.backends(), args.keep) {
             Ok(runs) => diagnosis.replay = runs,
             Err(e) => {
+                // The verdict without its proof, then why the proof is missing.
                 print(&diagnosis, args.format);
-                eprintln!("mflab: cannot replay: {e}");
-                return Outcome::UsageOrIo;
+                return Err(e.into());
             }
         }
     }
     print(&diagnosis, args.format);
     if let (Some(path), Some(fixed)) = (&args.fixed_xml, &diagnosis.fixed_xml) {
-        if let Err(e) = std::fs::write(path, format!("{fixed}\n")) {
-            eprintln!("mflab: cannot write {}: {e}", path.display());
-            return Outcome::UsageOrIo;
-        }
+        std::fs::write(path, format!("{fixed}\n")).map_err(|source| CliError::CannotWrite {
+            path: path.clone(),
+            source,
+        })?;
     }
-    outcome(&diagnosis)
+    Ok(outcome(&diagnosis))
 }
 
-fn read_report(path: &std::path::Path) -> Result<(String, String), String> {
+fn read_report(path: &std::path::Path) -> Result<(String, String), CliError> {
     if path.as_os_str() == "-" {
         let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-            .map_err(|e| format!("cannot read stdin: {e}"))?;
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(CliError::Stdin)?;
         return Ok(("<stdin>".into(), text));
     }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|source| CliError::CannotRead {
+        path: path.to_path_buf(),
+        source,
+    })?;
     // Pastes come from browsers and mail clients: take what is not UTF-8 as
     // replacement characters rather than refuse the report.
     Ok((
@@ -105,6 +101,7 @@ fn print(d: &Diagnosis, format: DiagnoseFormat) {
 }
 
 fn outcome(d: &Diagnosis) -> Outcome {
+    // The printed diagnosis warns that the paste has no XML to judge.
     if d.posted_xml.is_none() {
         return Outcome::UsageOrIo;
     }

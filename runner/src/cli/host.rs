@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::json;
 
-use super::{Format, Outcome};
+use super::{CliError, Format, Outcome};
 use crate::host::reported_host::LabHost;
 
 #[derive(Args)]
@@ -18,14 +18,8 @@ pub struct HostArgs {
     format: Format,
 }
 
-pub fn run(args: HostArgs) -> Outcome {
-    let lab = match LabHost::load(&args.listing) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("mflab: {e}");
-            return Outcome::Failed;
-        }
-    };
+pub fn run(args: HostArgs) -> Result<Outcome, CliError> {
+    let lab = LabHost::load(&args.listing).map_err(CliError::BadListing)?;
     match args.format {
         Format::Text => print!("{}", lab.to_toml()),
         Format::Json => println!(
@@ -39,5 +33,5 @@ pub fn run(args: HostArgs) -> Outcome {
             .expect("serializes")
         ),
     }
-    Outcome::Clean
+    Ok(Outcome::Clean)
 }

@@ -2,22 +2,27 @@
 //! `lab` library and prints the outcome; the logic lives in `lab`.
 //!
 //! Exit statuses, for every subcommand: 0 = no error, 1 = the input broke a
-//! rule (or a scenario failed), 2 = usage or I/O problem.
+//! rule (or a scenario failed), 2 = usage or I/O problem. A subcommand
+//! returns its verdict as an [`Outcome`], or with `?` the [`CliError`]
+//! that stopped it; [`run`] prints the error and maps it to its status.
 
 pub mod agent;
 pub mod bench;
 mod boot;
 mod check;
-mod check_libvirt;
+pub mod check_libvirt;
 mod clean;
 mod diagnose;
+mod error;
 mod host;
 mod images;
 mod plan;
 mod probe;
 mod report;
 mod restore;
-mod run;
+pub mod run;
+
+pub use error::CliError;
 
 use std::process::ExitCode;
 
@@ -106,11 +111,14 @@ fn parse_release(name: &str) -> Result<String, crate::host::images::release_root
     crate::host::images::release_root::Userland::parse(name).map(|_| name.to_string())
 }
 
-/// The three outcomes every subcommand maps to an exit status.
+/// The outcomes every subcommand maps to an exit status.
 pub enum Outcome {
     Clean,
     /// The input broke a rule, a scenario did not hold, or a VM could not do its work.
     Failed,
+    /// A usage or I/O problem: a [`CliError`]'s, or one a subcommand said
+    /// and went on past (a file `check` cannot read among others, a
+    /// directory `clean` cannot remove, a paste with no XML to diagnose).
     UsageOrIo,
     /// Ctrl-C or SIGTERM: everything was cleaned up, exit 130 as shells expect.
     Interrupted,
@@ -141,19 +149,26 @@ pub fn run(cli: Cli) -> ExitCode {
     if let Some(qemu) = &cli.qemu {
         std::env::set_var(crate::host::l0_qemu::ENV, qemu);
     }
-    match cli.command {
-        Command::Check(args) => check::run(args).into(),
-        Command::Plan(args) => plan::run(args).into(),
-        Command::Restore(args) => restore::run(args).into(),
-        Command::Boot(args) => boot::run(args).into(),
-        Command::Host(args) => host::run(args).into(),
-        Command::Diagnose(args) => diagnose::run(args).into(),
-        Command::Run(args) => run::run(args).into(),
-        Command::Clean(args) => clean::run(args).into(),
-        Command::Agent(args) => agent::run(args).into(),
-        Command::Images => images::run().into(),
-        Command::Bench(args) => bench::run(args).into(),
-        Command::Probe => probe::run().into(),
-        Command::Report(args) => report::run(args).into(),
+    let result = match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Restore(args) => restore::run(args),
+        Command::Boot(args) => boot::run(args),
+        Command::Host(args) => host::run(args),
+        Command::Diagnose(args) => diagnose::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Clean(args) => clean::run(args),
+        Command::Agent(args) => agent::run(args),
+        Command::Images => images::run(),
+        Command::Bench(args) => bench::run(args),
+        Command::Probe => probe::run(),
+        Command::Report(args) => report::run(args),
+    };
+    match result {
+        Ok(outcome) => outcome.into(),
+        Err(e) => {
+            eprintln!("{}", e.report());
+            e.outcome().into()
+        }
     }
 }

@@ -8,7 +8,7 @@ use lab::pci::view::read_host_view;
 use lab::schema::check::check_text;
 
 use super::check::print_diagnostics;
-use super::{Format, Outcome};
+use super::{CliError, Format, Outcome};
 
 #[derive(Args)]
 pub struct PlanArgs {
@@ -43,25 +43,15 @@ impl From<PolicyArg> for Policy {
     }
 }
 
-pub fn run(args: PlanArgs) -> Outcome {
+pub fn run(args: PlanArgs) -> Result<Outcome, CliError> {
     let name = args.file.display().to_string();
-    let text = match std::fs::read_to_string(&args.file) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("mflab: cannot read {name}: {e}");
-            return Outcome::UsageOrIo;
-        }
-    };
-    let view = match &args.host {
-        Some(listing) => crate::host::reported_host::host_view(listing).map_err(|e| e.to_string()),
-        None => read_host_view(&args.sysfs).map_err(|e| e.to_string()),
-    };
-    let host = match view {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("mflab: {e}");
-            return Outcome::UsageOrIo;
-        }
+    let text = std::fs::read_to_string(&args.file).map_err(|source| CliError::CannotRead {
+        path: args.file.clone(),
+        source,
+    })?;
+    let host = match &args.host {
+        Some(listing) => crate::host::reported_host::host_view(listing)?,
+        None => read_host_view(&args.sysfs)?,
     };
     let checked = check_text(&name, &text);
     let result = if checked.has_errors() {
@@ -69,7 +59,7 @@ pub fn run(args: PlanArgs) -> Outcome {
     } else {
         plan(&checked.domain, &host, args.policy.into())
     };
-    match (result, args.format) {
+    Ok(match (result, args.format) {
         (Ok(plan), Format::Json) => {
             for w in &plan.warnings {
                 eprintln!("{w}");
@@ -99,5 +89,5 @@ pub fn run(args: PlanArgs) -> Outcome {
             print_diagnostics(&diagnostics, Format::Text);
             Outcome::Failed
         }
-    }
+    })
 }

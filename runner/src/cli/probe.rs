@@ -11,12 +11,12 @@ use lab::machine::kernel_needs::describe;
 use lab::machine::kvm_proof::{qemu_version, ProofGuest};
 use lab::machine::qemu_cmdline::QEMU;
 
-use super::Outcome;
+use super::{CliError, Outcome};
 use crate::host::images::kernel_check::{check, needs_for};
 use crate::host::images::{find_kernel, proof_guest_for};
 use crate::host::topology::{load, IommuModel, BUILTIN};
 
-pub fn run() -> Outcome {
+pub fn run() -> Result<Outcome, CliError> {
     let mut blocking = 0;
     let mut fail = |what: String| {
         println!("  MISSING: {what}");
@@ -121,11 +121,11 @@ pub fn run() -> Outcome {
         );
     }
 
-    if blocking == 0 {
+    Ok(if blocking == 0 {
         println!("ready: the main job can run here");
         Outcome::Clean
     } else {
         println!("not ready: {blocking} missing piece(s) above");
         Outcome::Failed
-    }
+    })
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::Outcome;
+use super::{CliError, Outcome};
 use crate::host::report::compare::{table, Column};
 use crate::host::report::json::RunRecord;
 
@@ -20,40 +20,31 @@ pub struct ReportArgs {
     all: bool,
 }
 
-fn parse_column(s: &str) -> Result<(String, PathBuf), String> {
+/// A `--compare` word that is not `LABEL=FILE`.
+#[derive(Debug, thiserror::Error)]
+#[error("'{0}': write LABEL=FILE, e.g. \"libvirt 9.0\"=host.json")]
+pub struct NotAColumn(String);
+
+fn parse_column(s: &str) -> Result<(String, PathBuf), NotAColumn> {
     match s.split_once('=') {
         Some((label, file)) if !label.is_empty() && !file.is_empty() => {
             Ok((label.to_string(), PathBuf::from(file)))
         }
-        _ => Err(format!(
-            "'{s}': write LABEL=FILE, e.g. \"libvirt 9.0\"=host.json"
-        )),
+        _ => Err(NotAColumn(s.to_string())),
     }
 }
 
-pub fn run(args: ReportArgs) -> Outcome {
+pub fn run(args: ReportArgs) -> Result<Outcome, CliError> {
     let mut columns = Vec::new();
     for (label, file) in args.compare {
-        let text = match std::fs::read_to_string(&file) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("mflab: {}: {e}", file.display());
-                return Outcome::UsageOrIo;
-            }
-        };
-        match serde_json::from_str::<Vec<RunRecord>>(&text) {
-            Ok(runs) => columns.push(Column { label, runs }),
-            Err(e) => {
-                eprintln!(
-                    "mflab: {}:{}:{}: {e} (expected the output of `mflab run --format json`)",
-                    file.display(),
-                    e.line(),
-                    e.column()
-                );
-                return Outcome::UsageOrIo;
-            }
-        }
+        let text = std::fs::read_to_string(&file).map_err(|source| CliError::File {
+            path: file.clone(),
+            source,
+        })?;
+        let runs = serde_json::from_str::<Vec<RunRecord>>(&text)
+            .map_err(|source| CliError::NotRuns { path: file, source })?;
+        columns.push(Column { label, runs });
     }
     print!("{}", table(&columns, args.all));
-    Outcome::Clean
+    Ok(Outcome::Clean)
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use lab::assign::bind::restore_from_journal;
 
-use super::Outcome;
+use super::{CliError, Outcome};
 
 #[derive(Args)]
 pub struct RestoreArgs {
@@ -13,21 +13,14 @@ pub struct RestoreArgs {
     journal: PathBuf,
 }
 
-pub fn run(args: RestoreArgs) -> Outcome {
-    match restore_from_journal(&args.journal) {
-        Ok(entries) => {
-            for e in entries {
-                println!(
-                    "{} -> {}",
-                    e.host,
-                    e.driver.as_deref().unwrap_or("no driver")
-                );
-            }
-            Outcome::Clean
-        }
-        Err(e) => {
-            eprintln!("mflab: restore failed: {e}");
-            Outcome::Failed
-        }
+pub fn run(args: RestoreArgs) -> Result<Outcome, CliError> {
+    let entries = restore_from_journal(&args.journal).map_err(CliError::Restore)?;
+    for e in entries {
+        println!(
+            "{} -> {}",
+            e.host,
+            e.driver.as_deref().unwrap_or("no driver")
+        );
     }
+    Ok(Outcome::Clean)
 }

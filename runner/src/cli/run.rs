@@ -11,17 +11,17 @@ use lab::machine::partition::Partition;
 use lab::protocol::{Backend, Depth};
 
 use super::plan::PolicyArg;
-use super::{Format, Outcome};
+use super::{CliError, Format, Outcome};
 use crate::host::images::kernel_check::require;
 use crate::host::images::{prepare_l1, proof_guest, Userland};
 use crate::host::progress::{for_stderr, Observer};
 use crate::host::report::text::TextStyle;
 use crate::host::report::{json, junit, side_by_side, summary, text};
-use crate::host::reported_host::{rewrite::rewrite_sources, LabHost};
-use crate::host::scenario::{discover, load, Expect, Scenario};
+use crate::host::reported_host::{rewrite::rewrite_sources, LabHost, LabHostError};
+use crate::host::scenario::{discover, load, Expect, Scenario, ScenarioError};
 use crate::host::suite::attempt::DEFAULT_RETRIES;
 use crate::host::suite::schedule::{RunKey, Suite};
-use crate::host::topology::{load as load_topology, Topology, BUILTIN};
+use crate::host::topology::{load as load_topology, Topology, TopologyError, BUILTIN};
 use crate::host::workdir;
 
 #[derive(Args)]
@@ -135,23 +135,50 @@ fn shuffle<T>(items: &mut [T], seed: u64) {
     }
 }
 
-fn parse_depth(s: &str) -> Result<Depth, String> {
-    serde_json::from_value(serde_json::Value::String(s.into()))
-        .map_err(|_| format!("'{s}' is not a depth; write rules, plan, qmp or guest"))
+/// A `--depth` word that names no depth.
+#[derive(Debug, thiserror::Error)]
+#[error("'{0}' is not a depth; write rules, plan, qmp or guest")]
+pub struct NotADepth(String);
+
+fn parse_depth(s: &str) -> Result<Depth, NotADepth> {
+    serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| NotADepth(s.into()))
+}
+
+/// Why the paths and flags select no scenarios to run.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error("no scenario (*.toml) under {0:?}")]
+    NoScenario(Vec<PathBuf>),
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    #[error("--topology {name}: scenario {scenario} runs on {from}, whose functions differ; give scenarios of a topology with the same slots (e.g. the gpu-audio-* ones for gpu-audio-virtio-iommu)")]
+    OtherFunctions {
+        name: String,
+        scenario: String,
+        from: String,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Xml {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Listing(#[from] LabHostError),
+    #[error("--xml needs --topology NAME or --host LISTING")]
+    NoTopology,
+    #[error("unknown topology '{name}'; the shipped ones are: {known}")]
+    UnknownTopology { name: String, known: String },
 }
 
 fn known() -> Vec<&'static str> {
     BUILTIN.iter().map(|(n, _)| *n).collect()
 }
 
-pub fn run(args: RunArgs) -> Outcome {
-    let scenarios = match load_scenarios(&args) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("mflab: {e}");
-            return Outcome::UsageOrIo;
-        }
-    };
+pub fn run(args: RunArgs) -> Result<Outcome, CliError> {
+    let scenarios = load_scenarios(&args)?;
     let mut runs = selected_runs(&scenarios, args.backend);
     if let Some(partition) = args.partition {
         runs.retain(|r| partition.contains(&scenarios[r.scenario].name, &r.backend.to_string()));
@@ -164,26 +191,14 @@ pub fn run(args: RunArgs) -> Outcome {
                 break;
             }
         }
-        return Outcome::Clean;
+        return Ok(Outcome::Clean);
     }
     let needs_vm = runs
         .iter()
         .any(|r| scenarios[r.scenario].depth != Depth::Rules);
-    let userland = match Userland::from_env() {
-        Ok(u) => u,
-        Err(e) => {
-            eprintln!("mflab: {e}");
-            return Outcome::UsageOrIo;
-        }
-    };
+    let userland = Userland::from_env()?;
     let libvirt_bin = match args.libvirt_bin.as_deref() {
-        Some(dir) => match crate::host::libvirt_bin::checked(dir, userland) {
-            Ok(dir) => Some(dir),
-            Err(e) => {
-                eprintln!("mflab: {e}");
-                return Outcome::UsageOrIo;
-            }
-        },
+        Some(dir) => Some(crate::host::libvirt_bin::checked(dir, userland)?),
         None => None,
     };
     let images = if needs_vm {
@@ -198,17 +213,8 @@ pub fn run(args: RunArgs) -> Outcome {
         let l1_kvm =
             lab::machine::accel::decide(&lab::machine::accel::gather(std::path::Path::new("/")))
                 .l1_kvm_module;
-        if let Err(e) = require(&topologies.iter().collect::<Vec<_>>(), l1_kvm.as_deref()) {
-            eprintln!("mflab: {e}");
-            return Outcome::UsageOrIo;
-        }
-        match prepare_l1() {
-            Ok(i) => Some(i),
-            Err(e) => {
-                eprintln!("mflab: images: {e}");
-                return Outcome::UsageOrIo;
-            }
-        }
+        require(&topologies.iter().collect::<Vec<_>>(), l1_kvm.as_deref())?;
+        Some(prepare_l1()?)
     } else {
         None
     };
@@ -228,10 +234,7 @@ pub fn run(args: RunArgs) -> Outcome {
             "mflab: L1 runs under {} (-cpu {}): {}; L2: {}",
             accel.accel, accel.cpu, accel.reason, accel.l2
         );
-        if let Err(e) = crate::host::l0_qemu::choose_and_say(&accel) {
-            eprintln!("mflab: {e}");
-            return Outcome::UsageOrIo;
-        }
+        crate::host::l0_qemu::choose_and_say(&accel)?;
     }
     let mut runs = repeated(&runs, args.repeat as usize);
     match args.shuffle {
@@ -282,7 +285,7 @@ pub fn run(args: RunArgs) -> Outcome {
             "mflab: interrupted; {} of {total} runs had finished; QEMU stopped, {dirs}",
             result.reports.len()
         );
-        return Outcome::Interrupted;
+        return Ok(Outcome::Interrupted);
     }
     let reports = result.reports;
     if text_report && args.xml.is_none() {
@@ -302,10 +305,12 @@ pub fn run(args: RunArgs) -> Outcome {
         print!("{}", side_by_side::side_by_side(&reports, &pairs));
     }
     if let Some(path) = &args.junit {
-        if let Err(e) = std::fs::write(path, junit::render(&reports, userland)) {
-            eprintln!("mflab: {}: {e}", path.display());
-            return Outcome::UsageOrIo;
-        }
+        std::fs::write(path, junit::render(&reports, userland)).map_err(|source| {
+            CliError::File {
+                path: path.clone(),
+                source,
+            }
+        })?;
     }
     if args.format == Format::Json {
         let objects: Vec<serde_json::Value> = reports
@@ -337,25 +342,24 @@ pub fn run(args: RunArgs) -> Outcome {
         print!("{}", summary::render(&summary::of(&reports)));
         println!("{} passed, {} failed", reports.len() - failed, failed);
     }
-    if failed == 0 {
+    Ok(if failed == 0 {
         Outcome::Clean
     } else {
         Outcome::Failed
-    }
+    })
 }
 
-fn load_scenarios(args: &RunArgs) -> Result<Vec<Scenario>, String> {
+fn load_scenarios(args: &RunArgs) -> Result<Vec<Scenario>, SelectError> {
     if let Some(xml) = &args.xml {
         return Ok(vec![bare_xml_scenario(xml, args)?]);
     }
-    let files = discover(&args.paths).map_err(|e| e.to_string())?;
+    let files = discover(&args.paths)?;
     let scenarios = files
         .iter()
         .map(|f| load(f, &known()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+        .collect::<Result<Vec<_>, _>>()?;
     if scenarios.is_empty() {
-        return Err(format!("no scenario (*.toml) under {:?}", args.paths));
+        return Err(SelectError::NoScenario(args.paths.clone()));
     }
     match &args.topology {
         Some(topology) => on_topology(scenarios, topology),
@@ -366,21 +370,22 @@ fn load_scenarios(args: &RunArgs) -> Result<Vec<Scenario>, String> {
 /// `--topology NAME` without --xml: every scenario runs on NAME. Only
 /// where the functions are the same: a scenario's XML and expectations
 /// name host addresses of its own topology.
-fn on_topology(scenarios: Vec<Scenario>, name: &str) -> Result<Vec<Scenario>, String> {
-    let to = load_topology(name).map_err(|e| e.to_string())?;
+fn on_topology(scenarios: Vec<Scenario>, name: &str) -> Result<Vec<Scenario>, SelectError> {
+    let to = load_topology(name)?;
     scenarios
         .into_iter()
         .map(|mut s| {
-            let from = load_topology(&s.topology).map_err(|e| e.to_string())?;
+            let from = load_topology(&s.topology)?;
             if from.slot != to.slot
                 || from.bridge != to.bridge
                 || from.root_port != to.root_port
                 || from.switch != to.switch
             {
-                return Err(format!(
-                    "--topology {name}: scenario {} runs on {}, whose functions differ; give scenarios of a topology with the same slots (e.g. the gpu-audio-* ones for gpu-audio-virtio-iommu)",
-                    s.name, s.topology
-                ));
+                return Err(SelectError::OtherFunctions {
+                    name: name.to_string(),
+                    scenario: s.name,
+                    from: s.topology,
+                });
             }
             s.topology = name.to_string();
             Ok(s)
@@ -432,25 +437,24 @@ fn sweep_leftovers() {
 }
 
 /// `--xml FILE`: a scenario whose only expectation is that nothing fails.
-fn bare_xml_scenario(xml: &PathBuf, args: &RunArgs) -> Result<Scenario, String> {
-    let text =
-        std::fs::read_to_string(xml).map_err(|e| format!("cannot read {}: {e}", xml.display()))?;
+fn bare_xml_scenario(xml: &PathBuf, args: &RunArgs) -> Result<Scenario, SelectError> {
+    let text = std::fs::read_to_string(xml).map_err(|source| SelectError::Xml {
+        path: xml.clone(),
+        source,
+    })?;
     let (topology, host, text) = match &args.host {
         Some(listing) => {
-            let lab = LabHost::load(listing).map_err(|e| e.to_string())?;
+            let lab = LabHost::load(listing)?;
             let (text, _) = rewrite_sources(&text, &lab);
             (lab.topology.name.clone(), Some(lab), text)
         }
         None => {
-            let topology = args
-                .topology
-                .clone()
-                .ok_or_else(|| "--xml needs --topology NAME or --host LISTING".to_string())?;
+            let topology = args.topology.clone().ok_or(SelectError::NoTopology)?;
             if !known().contains(&topology.as_str()) {
-                return Err(format!(
-                    "unknown topology '{topology}'; the shipped ones are: {}",
-                    known().join(", ")
-                ));
+                return Err(SelectError::UnknownTopology {
+                    name: topology,
+                    known: known().join(", "),
+                });
             }
             (topology, None, text)
         }
