@@ -61,11 +61,51 @@ done
 [ -n "$port" ] && exec > "$port"
 echo "MFLAB-L2-START $up"
 report "MFLAB-L2-PCI"
+read -r cmdline < /proc/cmdline
+# The link proof (lab::protocol::link): with mflab.ping=PEER,SELF,COUNT,
+# load the NIC drivers, bring up the one interface the assigned function
+# gave L2, ping L1's peer and report what came back.
+ping_words=
+for word in $cmdline; do
+  case "$word" in mflab.ping=*) ping_words=${word#mflab.ping=};; esac
+done
+if [ -n "$ping_words" ]; then
+  IFS=, read -r peer self pings <<WORDS
+$ping_words
+WORDS
+  while read -r group; do
+    for m in $group; do insmod "/lib/modules/$m.ko" 2>/dev/null; done
+  done < /etc/mflab/modules-late
+  iface=
+  tries=0
+  while [ -z "$iface" ] && [ "$tries" -lt 40 ]; do
+    for n in /sys/class/net/*; do
+      [ "${n##*/}" = lo ] || [ ! -e "$n/device" ] || iface=${n##*/}
+    done
+    [ -n "$iface" ] && break
+    tries=$((tries + 1))
+    sleep 0.05
+  done
+  if [ -z "$iface" ]; then
+    echo "MFLAB-L2-LINK - - 0 0"
+  else
+    drv=$(cd -P "/sys/class/net/$iface/device/driver" && pwd)
+    ip link set "$iface" up
+    ip addr add "$self" dev "$iface"
+    sent=0
+    got=0
+    # busybox ping's summary: "5 packets transmitted, 5 packets received, 0% packet loss"
+    ping -c "$pings" -W 3 "$peer" > /ping.out 2>&1
+    while read -r a b c d rest; do
+      [ "$b $c" = "packets transmitted," ] && sent=$a && got=$d
+    done < /ping.out
+    echo "MFLAB-L2-LINK $iface ${drv##*/} $sent $got"
+  fi
+fi
 read -r up _ < /proc/uptime
 # Twice, like the lines: a cut end line ("MFAB-L2-DONE") retried a run.
 echo "MFLAB-L2-DONE $up $count"
 echo "MFLAB-L2-DONE $up $count"
-read -r cmdline < /proc/cmdline
 case " $cmdline " in
 *" mflab.steps "*)
   # Opening the port clears its FIFO: what came before is lost, so the

@@ -48,6 +48,8 @@ pub const REPORT_CUT_SHORT: &str =
 pub const START: &str = "MFLAB-L2-START";
 pub const PCI: &str = "MFLAB-L2-PCI";
 pub const DONE: &str = "MFLAB-L2-DONE";
+/// The link proof's result ([`super::link`]), before `DONE`.
+pub const LINK: &str = "MFLAB-L2-LINK";
 /// Printed once L2's init listens on its second serial port.
 pub const READY: &str = "MFLAB-L2-READY";
 pub const STEP_PCI: &str = "MFLAB-L2-STEP-PCI";

@@ -154,6 +154,7 @@ mod tests {
             backend: Default::default(),
             libvirt_bin: None,
             steps: vec![],
+            link: None,
         };
         host.post_request(1, &request).unwrap();
         assert_eq!(agent.take_request(1).unwrap().unwrap().xml, "<hostdev/>");

@@ -9,12 +9,14 @@
 //! - [`mailbox`]: request/result files in the shared work directory,
 //!   written atomically, and the agent's progress lines;
 //! - [`guest_report`]: the marker lines L2's init prints on its console;
+//! - [`link`]: the link proof (DMA through an assigned NIC, restore by use);
 //! - [`paths`]: where things are, as both sides see them;
 //! - [`step`]: scenario steps while L2 runs (attach, detach) and what held after each;
 //! - [`versions`]: L1's kernel, QEMU and libvirt, as they name themselves.
 
 pub mod fault;
 pub mod guest_report;
+pub mod link;
 pub mod mailbox;
 pub mod outcome;
 pub mod paths;

@@ -91,6 +91,9 @@ pub struct RunOutcome {
     /// What ran inside L1 (gathered once per L1).
     #[serde(default)]
     pub l1_versions: Option<super::versions::L1Versions>,
+    /// The link proof, when the request asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<super::link::LinkOutcome>,
 }
 
 /// What a serving agent answers for one request: the outcome, and whether

@@ -78,6 +78,9 @@ pub struct RunRequest {
     /// Steps carried out on the running L2, in order (guest depth).
     #[serde(default)]
     pub steps: Vec<super::step::StepRequest>,
+    /// The link proof (guest depth), when the scenario asks for it.
+    #[serde(default)]
+    pub link: Option<super::link::LinkRequest>,
 }
 
 /// One file for libvirt's static verdict (`mflab check --backend libvirt`).

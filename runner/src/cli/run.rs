@@ -473,5 +473,6 @@ fn bare_xml_scenario(xml: &PathBuf, args: &RunArgs) -> Result<Scenario, SelectEr
         backends: vec![Backend::Mflab],
         expect: Expect::default(),
         steps: vec![],
+        link: None,
     })
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use lab::assign::plan::{Plan, Policy};
 use lab::pci::listing::Place;
+use lab::protocol::link::LinkRequest;
 use lab::protocol::{Backend, Depth};
 use lab::{PciAddress, RuleId};
 use serde::Deserialize;
@@ -112,6 +113,9 @@ struct ScenarioFile {
     /// Steps on the running L2 (`scenario_steps`).
     #[serde(default, rename = "step")]
     steps: Vec<super::scenario_steps::StepFile>,
+    /// The link proof: L1's peer NIC and how many echo requests L2 sends
+    /// through the assigned one (`lab::protocol::link`).
+    link: Option<LinkRequest>,
 }
 
 fn default_backends() -> Vec<Backend> {
@@ -144,6 +148,11 @@ pub struct Expect {
     pub l2_guest: Option<Vec<String>>,
     /// A text the failure must contain (e.g. "is not viable").
     pub error: Option<String>,
+    /// With `[link]`: the echo replies L2 must get through the assigned NIC.
+    pub link_replies: Option<u32>,
+    /// With `[link]`: every restored function with a use test (a NIC's
+    /// ARP round trip, an audio function's ALSA card) works on L1 again.
+    pub restored_by_use: Option<bool>,
     /// With `host_file`: L1's kernel groups the reported endpoints otherwise
     /// than the report, and that is known (default false: a difference fails).
     pub groups_differ: Option<bool>,
@@ -191,6 +200,8 @@ impl Expect {
             l2_qmp: self.l2_qmp.or(under.l2_qmp),
             l2_guest: self.l2_guest.or(under.l2_guest),
             error: self.error.or(under.error),
+            link_replies: self.link_replies.or(under.link_replies),
+            restored_by_use: self.restored_by_use.or(under.restored_by_use),
             groups_differ: self.groups_differ.or(under.groups_differ),
             libvirt: None,
             version: None,
@@ -209,6 +220,8 @@ impl Expect {
             l2_qmp: over.l2_qmp.or_else(|| self.l2_qmp.clone()),
             l2_guest: over.l2_guest.or_else(|| self.l2_guest.clone()),
             error: over.error.or_else(|| self.error.clone()),
+            link_replies: over.link_replies.or(self.link_replies),
+            restored_by_use: over.restored_by_use.or(self.restored_by_use),
             groups_differ: over.groups_differ.or(self.groups_differ),
             libvirt: None,
             version: None,
@@ -232,6 +245,7 @@ pub struct Scenario {
     pub backends: Vec<Backend>,
     pub expect: Expect,
     pub steps: Vec<super::scenario_steps::ScenarioStep>,
+    pub link: Option<LinkRequest>,
 }
 
 impl Expect {
@@ -403,6 +417,7 @@ pub fn load(path: &Path, known_topologies: &[&str]) -> Result<Scenario, Scenario
         backends: file.backends,
         expect,
         steps,
+        link: file.link,
     })
 }
 

@@ -33,6 +33,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "pcie-switch",
         include_str!("../../../images/topologies/pcie-switch.toml"),
     ),
+    (
+        "nic-link",
+        include_str!("../../../images/topologies/nic-link.toml"),
+    ),
 ];
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -58,6 +62,12 @@ pub struct Topology {
     /// Keep the devices' option ROMs (off by default: SeaBIOS runs each one).
     #[serde(default)]
     pub option_roms: bool,
+    /// Links between NICs, each a netdev hub in L0's QEMU whose ports are
+    /// the netdev ids listed: `links = [["link0", "link1"]]` with devices
+    /// `e1000,netdev=link0` and `e1000e,netdev=link1`. Frames between the
+    /// two pass only through those devices (the link proof's wire).
+    #[serde(default)]
+    pub links: Vec<Vec<String>>,
 }
 
 /// The emulated IOMMU, named as QEMU's device: `intel-iommu`, `virtio-iommu`, `amd-iommu`.
@@ -207,6 +217,14 @@ impl Topology {
             IommuModel::Amd => "amd-iommu",
         };
         args.extend(["-device".to_string(), iommu.to_string()]);
+        for (hub, ports) in self.links.iter().enumerate() {
+            for id in ports {
+                args.extend([
+                    "-netdev".to_string(),
+                    format!("hubport,id={id},hubid={hub}"),
+                ]);
+            }
+        }
         for slot in &self.slot {
             self.slot_args(&mut args, "pcie.0", slot);
         }
@@ -284,6 +302,28 @@ mod tests {
                 "-device",
                 "ich9-intel-hda,bus=pcie.0,addr=0x06.1,romfile=",
             ]
+        );
+    }
+
+    #[test]
+    fn a_link_is_a_hub_whose_ports_the_nics_name() {
+        let args = load("nic-link").unwrap().device_args();
+        let netdevs: Vec<&String> = args.iter().filter(|a| a.starts_with("hubport")).collect();
+        assert_eq!(
+            netdevs,
+            ["hubport,id=link0,hubid=0", "hubport,id=link1,hubid=0"]
+        );
+        let first_nic = args.iter().position(|a| a.starts_with("e1000")).unwrap();
+        let last_netdev = args.iter().rposition(|a| a.starts_with("hubport")).unwrap();
+        assert!(
+            last_netdev < first_nic,
+            "a netdev comes before the NIC that names it: {args:?}"
+        );
+        assert!(
+            args.contains(
+                &"e1000,netdev=link0,bus=pcie.0,addr=0x08.0,multifunction=on,romfile=".to_string()
+            ),
+            "{args:?}"
         );
     }
 

@@ -40,8 +40,27 @@ pub fn run(
         ControlFlow::Continue(out) => out,
         ControlFlow::Break(done) => return done,
     };
-    if let Err(e) = steps(req, work, &mut out, progress, daemons) {
+    // The link proof's far end (`super::link_proof`), as on mflab's backend.
+    let peer = match req.link.as_ref().filter(|_| req.depth == Depth::Guest) {
+        Some(link) => match super::link_proof::PeerLink::up(link) {
+            Ok(peer) => Some(peer),
+            Err(e) => {
+                out.error = Some(e);
+                return finish(out);
+            }
+        },
+        None => None,
+    };
+    let mut iommu_domain = None;
+    if let Err(e) = steps(req, work, &mut out, progress, daemons, &mut iommu_domain) {
         out.error = Some(e);
+    }
+    if let Some(peer) = peer {
+        let report = lab::protocol::guest_report::read_l2_output(&work.join(L2_SERIAL_LOG));
+        let link = super::link_proof::after_l2(&peer, iommu_domain, &report);
+        // libvirt reattached on the domain's stop: what it took, it gave back.
+        let restored = super::link_proof::taken_from_host(&out);
+        super::link_proof::conclude(peer, link, &restored, &mut out);
     }
     finish(out)
 }
@@ -52,6 +71,7 @@ fn steps(
     out: &mut RunOutcome,
     progress: &dyn Fn(Progress),
     daemons: &mut DaemonSlot,
+    iommu_domain: &mut Option<String>,
 ) -> Result<(), String> {
     let hostdevs: Vec<DeviceText> = device_texts(&req.xml)
         .into_iter()
@@ -73,6 +93,13 @@ fn steps(
         define(daemon, &hostdevs, accel, req, &serial, work)
     })?;
     let result = start_paused(req, daemon, out, progress).and_then(|started| {
+        // While libvirt holds the functions: the IOMMU domain of the
+        // first one it took for the guest.
+        let taken: Vec<lab::PciAddress> = super::link_proof::taken_from_host(out)
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect();
+        *iommu_domain = super::link_proof::iommu_domain(&taken);
         if started {
             resume_and_wait(req, daemon, accel, &serial, out, progress)
         } else {
@@ -100,7 +127,16 @@ fn define(
     serial: &Path,
     work: &Path,
 ) -> Result<(), String> {
-    let mut xml = l2_domain(hostdevs, accel, &req.l2_kernel, &req.l2_initrd, serial);
+    let extra: Vec<String> = req.link.iter().map(|l| l.l2_cmdline_word()).collect();
+    let cmdline = crate::lab_vm::l2::guest::l2_kernel_cmdline(&extra);
+    let mut xml = l2_domain(
+        hostdevs,
+        accel,
+        &req.l2_kernel,
+        &req.l2_initrd,
+        &cmdline,
+        serial,
+    );
     if !req.steps.is_empty() {
         xml = super::steps::libvirt_domain_for_steps(&xml);
     }

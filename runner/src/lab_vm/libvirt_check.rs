@@ -44,6 +44,7 @@ pub fn check_with_libvirt(
             Accel::Tcg,
             Path::new("/l2/vmlinux"),
             Path::new("/l2/initrd"),
+            crate::lab_vm::l2::guest::L2_KERNEL_CMDLINE,
             &work.join("check-serial.log"),
             false,
         );

@@ -10,15 +10,17 @@ use lab::schema::device_text::DeviceText;
 use super::libvirtd::DOMAIN_NAME;
 
 /// The bootable L2 domain around the user's devices: L2's kernel and
-/// initramfs, a serial log, no balloon; its type follows L2's accelerator.
+/// initramfs (booted with `cmdline`), a serial log, no balloon; its type
+/// follows L2's accelerator.
 pub fn l2_domain(
     devices: &[DeviceText],
     accel: Accel,
     kernel: &Path,
     initrd: &Path,
+    cmdline: &str,
     serial: &Path,
 ) -> String {
-    l2_domain_with(devices, accel, kernel, initrd, serial, true)
+    l2_domain_with(devices, accel, kernel, initrd, cmdline, serial, true)
 }
 
 /// `lab_devices`: the lab's serial log, its report port (a virtio-serial
@@ -32,6 +34,7 @@ pub fn l2_domain_with(
     accel: Accel,
     kernel: &Path,
     initrd: &Path,
+    cmdline: &str,
     serial: &Path,
     lab_devices: bool,
 ) -> String {
@@ -42,8 +45,7 @@ pub fn l2_domain_with(
         crate::lab_vm::l2::guest::L2_VCPUS,
         kernel.display(),
         initrd.display(),
-        // The same trimmed command line as mflab's own L2 (`crate::lab_vm::l2::guest::L2_KERNEL_CMDLINE` says why).
-        crate::lab_vm::l2::guest::L2_KERNEL_CMDLINE,
+        cmdline,
         match accel {
             Accel::Kvm => "host-passthrough",
             Accel::Tcg => "host-model",
@@ -80,6 +82,7 @@ mod tests {
             Accel::Kvm,
             Path::new("/l2/vmlinux"),
             Path::new("/l2/initrd"),
+            crate::lab_vm::l2::guest::L2_KERNEL_CMDLINE,
             Path::new("/mflab/l2-serial.log"),
         );
         assert!(xml.contains("<domain type='kvm'>"));

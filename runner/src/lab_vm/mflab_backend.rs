@@ -64,11 +64,35 @@ pub fn run(req: &RunRequest, work: &Path, progress: &dyn Fn(Progress)) -> RunOut
         super::steps::mflab_teardown(steps, &mut out);
         return finish(out);
     }
+    // The link proof's far end comes up before L2 and goes down after
+    // the restored functions were used (`super::link_proof`).
+    let peer = match req.link.as_ref().filter(|_| req.depth == Depth::Guest) {
+        Some(link) => match super::link_proof::PeerLink::up(link) {
+            Ok(peer) => Some(peer),
+            Err(e) => {
+                out.error = Some(e);
+                progress(Progress::Teardown);
+                teardown(detached, &mut out);
+                return finish(out);
+            }
+        },
+        None => None,
+    };
+    let assigned: Vec<lab::PciAddress> = plan.assign.iter().map(|a| a.host).collect();
+    let iommu_domain = super::link_proof::iommu_domain(&assigned);
     if req.depth >= Depth::Qmp {
         run_l2(req, work, &plan, &mut out, progress, None);
     }
+    let link = peer.as_ref().map(|p| {
+        let report = lab::protocol::guest_report::read_l2_output(&work.join(L2_SERIAL_LOG));
+        super::link_proof::after_l2(p, iommu_domain, &report)
+    });
     progress(Progress::Teardown);
     teardown(detached, &mut out);
+    if let (Some(peer), Some(link)) = (peer, link) {
+        let restored = super::link_proof::taken_from_host(&out);
+        super::link_proof::conclude(peer, link, &restored, &mut out);
+    }
     finish(out)
 }
 
@@ -140,6 +164,7 @@ pub fn run_l2(
         control_socket: steps
             .is_some()
             .then(|| Path::new("/run").join(L2_CONTROL_SOCKET)),
+        extra_cmdline: req.link.iter().map(|l| l.l2_cmdline_word()).collect(),
     };
     std::fs::write(
         work.join(L2_CMDLINE),

@@ -9,6 +9,7 @@
 //!   mirrors their preparation;
 //! - [`steps`]: scenario steps (attach, detach) on a running L2, for both;
 //! - [`l1_state`]: L1's PCI view before and after, shared by both;
+//! - [`link_proof`]: L1's end of the link proof, and restore by use;
 //! - [`libvirtd`], [`kvm`], [`l2_ram`]: the daemon, KVM readiness, L2's RAM;
 //! - [`versions`]: L1's kernel, QEMU and libvirt versions, once per L1.
 
@@ -21,6 +22,7 @@ pub mod libvirt_backend;
 pub mod libvirt_check;
 pub mod libvirt_domain;
 pub mod libvirtd;
+pub mod link_proof;
 pub mod mflab_backend;
 pub mod serve;
 pub mod steps;

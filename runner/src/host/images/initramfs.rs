@@ -13,14 +13,14 @@ use super::modules::{
 };
 use super::{
     cache_dir, io_err, ImageError, KernelSource, L1_INIT, L1_LATE_MODULES, L1_MODULES, L2_INIT,
-    L2_MODULES,
+    L2_LATE_MODULES, L2_MODULES,
 };
 
 const BUSYBOX: &str = "/bin/busybox";
 /// Applets the init script uses, linked to busybox.
 const APPLETS: &[&str] = &[
     "sh", "mount", "insmod", "cat", "cut", "mkdir", "ln", "readlink", "chroot", "poweroff", "sync",
-    "echo", "sleep", "mv", "cp", "rm",
+    "echo", "sleep", "mv", "cp", "rm", "ip", "ping",
 ];
 
 /// Changes whenever what goes into an archive changes in a way the
@@ -97,21 +97,30 @@ pub fn floor_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageEr
 }
 
 /// L2's: its init reads sysfs and reports on its virtio-serial port, whose
-/// modules (`images/l2-modules.txt`) it loads first.
+/// modules (`images/l2-modules.txt`) it loads first; the link proof's NIC
+/// drivers (`images/l2-late-modules.txt`) it loads only when asked.
 pub fn l2_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageError> {
     let modules = || {
         let index = index_modules(&kernel.modules)?;
         let tree = &kernel.modules;
+        let now = load_groups(
+            &present(wanted_modules(L2_MODULES), &index, tree),
+            &index,
+            tree,
+        )?;
+        let late = load_groups(
+            &present(wanted_modules(L2_LATE_MODULES), &index, tree),
+            &index,
+            tree,
+        )?;
         Ok(ModuleFiles {
-            now: load_groups(
-                &present(wanted_modules(L2_MODULES), &index, tree),
-                &index,
-                tree,
-            )?,
+            late: without_loaded(late, &now),
+            now,
             ..ModuleFiles::default()
         })
     };
-    cached_initramfs("l2", kernel, L2_INIT, (L2_MODULES, &modules))
+    let wanted = format!("{L2_MODULES}\n[late]\n{L2_LATE_MODULES}");
+    cached_initramfs("l2", kernel, L2_INIT, (&wanted, &modules))
 }
 
 /// Groups of modules that share nothing, each in load order.

@@ -28,6 +28,7 @@ pub const L1_MODULES: &str = include_str!("../../../../images/l1-modules.txt");
 pub const L1_LATE_MODULES: &str = include_str!("../../../../images/l1-late-modules.txt");
 pub const L2_INIT: &str = include_str!("../../../../images/l2-init.sh");
 pub const L2_MODULES: &str = include_str!("../../../../images/l2-modules.txt");
+pub const L2_LATE_MODULES: &str = include_str!("../../../../images/l2-late-modules.txt");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {

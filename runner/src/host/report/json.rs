@@ -22,7 +22,9 @@ use crate::host::suite::attempt::ScenarioReport;
 /// themselves; `l0_qemu`, the QEMU that ran L1 ("QEMU 10.0.2
 /// (backports)"); `steps`, each step's outcome on the running L2 (its
 /// error in the backend's words, L1's drivers, the live hostdevs, what L2
-/// saw after it). Keys an older mflab did not write read as empty.
+/// saw after it); `link`, the link proof (L2's replies, the peer's frames,
+/// L1's IOMMU domain, each restored function's use), when asked for. Keys
+/// an older mflab did not write read as empty.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunRecord {
     pub scenario: String,
@@ -64,6 +66,9 @@ pub struct RunRecord {
     pub l0_qemu: Option<String>,
     #[serde(default)]
     pub steps: Vec<StepOutcome>,
+    /// The link proof, when the scenario asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<lab::protocol::link::LinkOutcome>,
 }
 
 impl From<&ScenarioReport> for RunRecord {
@@ -100,6 +105,7 @@ impl From<&ScenarioReport> for RunRecord {
             l1_versions: o.l1_versions.clone(),
             l0_qemu: r.l0_qemu.clone(),
             steps: o.steps.clone(),
+            link: o.link.clone(),
         }
     }
 }

@@ -55,6 +55,10 @@ pub fn render(reports: &[ScenarioReport], userland: Userland) -> String {
         let mut case = TestCase::new(name, status);
         case.set_classname(format!("scenario.{}", r.backend));
         case.set_time(r.elapsed);
+        // What the run proved beyond enumeration, as a property of its case.
+        if let Some(link) = &r.outcome.link {
+            case.add_property(Property::new("proven", link.summary()));
+        }
         if let Some(dir) = &r.kept {
             case.set_system_out(format!("work directory: {}", dir.display()));
         }

@@ -97,6 +97,9 @@ pub fn render(s: &Scenario, r: &ScenarioReport, style: TextStyle) -> String {
             accel.qemu_name().to_uppercase()
         );
     }
+    if let Some(link) = &r.outcome.link {
+        let _ = writeln!(t, "    proven: {}", link.summary());
+    }
     for line in super::step_lines::describe_steps(s, &r.outcome) {
         let _ = writeln!(t, "    {line}");
     }

@@ -151,6 +151,7 @@ pub fn build(name: &str, host: &ReportedHost) -> Result<LabHost, BuildError> {
         switch: Vec::new(),
         expect_groups: Vec::new(),
         option_roms: false,
+        links: Vec::new(),
     };
     let mut map: Vec<MappedFunction> = Vec::new();
     let mut nth = 0usize;

@@ -304,6 +304,7 @@ fn run_in_vm(
         backend: options.backend,
         libvirt_bin: options.libvirt_bin.clone(),
         steps: s.steps.iter().map(|step| step.request()).collect(),
+        link: s.link.clone(),
     };
     if let Err(e) = std::fs::write(
         work.path().join(SINGLE_REQUEST),

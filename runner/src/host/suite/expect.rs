@@ -129,7 +129,41 @@ pub fn compare(e: &Expect, o: &RunOutcome) -> Vec<String> {
             m.push(format!("{label}: expected {want:?}, seen {seen:?}"));
         }
     }
+    link_expectations(e, o, &mut m);
     m
+}
+
+/// The link proof's keys: L2 got `link_replies` echo replies, and every
+/// restored function with a use test worked (`restored_by_use`).
+fn link_expectations(e: &Expect, o: &RunOutcome, m: &mut Vec<String>) {
+    let link = o.link.as_ref();
+    if let Some(want) = e.link_replies {
+        let seen = link.and_then(|l| l.l2.as_ref()).map(|l| l.received);
+        if seen != Some(want) {
+            m.push(format!(
+                "link_replies: expected {want}, seen {}",
+                seen.map_or("no link report".into(), |n| n.to_string())
+            ));
+        }
+    }
+    if let Some(want) = e.restored_by_use {
+        let uses = link.map(|l| l.restored_use.as_slice()).unwrap_or_default();
+        let seen = !uses.is_empty() && uses.iter().all(|u| u.worked);
+        if seen != want {
+            let tried: Vec<String> = uses
+                .iter()
+                .map(|u| format!("{} by {}: {}", u.function, u.how, u.detail))
+                .collect();
+            m.push(format!(
+                "restored_by_use: expected {want}, seen {seen} ({})",
+                if tried.is_empty() {
+                    "nothing was tried".into()
+                } else {
+                    tried.join("; ")
+                }
+            ));
+        }
+    }
 }
 
 fn drivers(rows: &[FunctionRow]) -> Vec<String> {

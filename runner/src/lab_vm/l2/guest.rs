@@ -39,6 +39,18 @@ pub struct L2Config {
     /// socket, and [`STEPS_KERNEL_ARG`] on its kernel command line, so that
     /// its init stays up and reports again when asked.
     pub control_socket: Option<PathBuf>,
+    /// Words added to L2's kernel command line (the link proof's).
+    pub extra_cmdline: Vec<String>,
+}
+
+/// L2's kernel command line: [`L2_KERNEL_CMDLINE`] and `extra` words.
+pub fn l2_kernel_cmdline(extra: &[String]) -> String {
+    let mut line = L2_KERNEL_CMDLINE.to_string();
+    for word in extra {
+        line.push(' ');
+        line.push_str(word);
+    }
+    line
 }
 
 /// L2's kernel command line. Every item was measured in L2 under nested
@@ -90,10 +102,11 @@ pub fn l2_args(c: &L2Config) -> Vec<String> {
             ),
         ]);
     }
-    let append = match &c.control_socket {
-        Some(_) => format!("{L2_KERNEL_CMDLINE} {STEPS_KERNEL_ARG}"),
-        None => L2_KERNEL_CMDLINE.to_string(),
-    };
+    let mut extra = c.extra_cmdline.clone();
+    if c.control_socket.is_some() {
+        extra.push(STEPS_KERNEL_ARG.to_string());
+    }
+    let append = l2_kernel_cmdline(&extra);
     args.extend(
         DirectBoot {
             machine: &machine,
