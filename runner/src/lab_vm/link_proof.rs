@@ -13,6 +13,8 @@ use lab::PciAddress;
 
 use super::l1_state::SYSFS;
 
+const BUSYBOX: &str = "/bin/busybox";
+
 fn pci_dir(address: PciAddress) -> PathBuf {
     Path::new(SYSFS)
         .join("bus/pci/devices")
@@ -36,8 +38,11 @@ fn interface_of(address: PciAddress, wait: Duration) -> Option<String> {
     }
 }
 
+/// busybox's `ip`: busybox-static is what L1 already needs (its
+/// initramfs is built from it), where iproute2 may be missing on a host.
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
+    let out = Command::new(BUSYBOX)
+        .arg("ip")
         .args(args)
         .output()
         .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
@@ -191,7 +196,7 @@ fn arping(function: PciAddress) -> UseProof {
     // sender is one of its own addresses. `-I` sends out of this
     // interface whatever the routes say; "Received N response(s)" counts
     // the replies.
-    let out = Command::new("/bin/busybox")
+    let out = Command::new(BUSYBOX)
         .args([
             "arping",
             "-D",
