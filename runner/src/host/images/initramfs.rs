@@ -2,6 +2,7 @@
 //! the modules in load order, and the init script. Named by a hash of
 //! everything that goes in, so a second run builds nothing.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -69,23 +70,10 @@ pub fn l1_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageError
     // Resolving module dependencies reads every wanted .ko: only when building.
     let modules = || {
         let index = index_modules(&kernel.modules)?;
-        let tree = &kernel.modules;
-        let now = load_groups(
-            &present(wanted_modules(L1_MODULES), &index, tree),
-            &index,
-            tree,
-        )?;
-        let late = load_groups(
-            &present(wanted_modules(L1_LATE_MODULES), &index, tree),
-            &index,
-            tree,
-        )?;
-        let alias = super::modules::vfio_variant_aliases(&index).map_err(io_err(tree))?;
-        Ok(ModuleFiles {
-            late: without_loaded(late, &now),
-            now,
-            alias,
-        })
+        let mut files = now_and_late(kernel, &index, L1_MODULES, L1_LATE_MODULES)?;
+        files.alias =
+            super::modules::vfio_variant_aliases(&index).map_err(io_err(&kernel.modules))?;
+        Ok(files)
     };
     let wanted = format!("{L1_MODULES}\n[late]\n{L1_LATE_MODULES}");
     cached_initramfs("l1", kernel, L1_INIT, (&wanted, &modules))
@@ -102,25 +90,29 @@ pub fn floor_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageEr
 pub fn l2_initramfs(kernel: &KernelSource) -> Result<(PathBuf, bool), ImageError> {
     let modules = || {
         let index = index_modules(&kernel.modules)?;
-        let tree = &kernel.modules;
-        let now = load_groups(
-            &present(wanted_modules(L2_MODULES), &index, tree),
-            &index,
-            tree,
-        )?;
-        let late = load_groups(
-            &present(wanted_modules(L2_LATE_MODULES), &index, tree),
-            &index,
-            tree,
-        )?;
-        Ok(ModuleFiles {
-            late: without_loaded(late, &now),
-            now,
-            ..ModuleFiles::default()
-        })
+        now_and_late(kernel, &index, L2_MODULES, L2_LATE_MODULES)
     };
     let wanted = format!("{L2_MODULES}\n[late]\n{L2_LATE_MODULES}");
     cached_initramfs("l2", kernel, L2_INIT, (&wanted, &modules))
+}
+
+/// The modules of two lists in load order: those loaded at once, and
+/// those loaded later (without any the first list already loads).
+fn now_and_late(
+    kernel: &KernelSource,
+    index: &BTreeMap<String, PathBuf>,
+    now: &str,
+    late: &str,
+) -> Result<ModuleFiles, ImageError> {
+    let tree = &kernel.modules;
+    let resolve =
+        |list: &str| load_groups(&present(wanted_modules(list), index, tree), index, tree);
+    let now = resolve(now)?;
+    Ok(ModuleFiles {
+        late: without_loaded(resolve(late)?, &now),
+        now,
+        alias: String::new(),
+    })
 }
 
 /// Groups of modules that share nothing, each in load order.
