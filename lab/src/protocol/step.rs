@@ -14,6 +14,10 @@ pub enum StepAction {
     Attach,
     /// `virsh detach-device --live` / QMP `device_del`.
     Detach,
+    /// `virsh reset` / QMP `system_reset`: L2 reboots with what it holds,
+    /// and its QEMU resets each assigned function as it can (FLR, PM
+    /// reset, or a bus reset that needs every group on the bus).
+    Reset,
 }
 
 impl std::fmt::Display for StepAction {
@@ -21,11 +25,13 @@ impl std::fmt::Display for StepAction {
         f.write_str(match self {
             StepAction::Attach => "attach",
             StepAction::Detach => "detach",
+            StepAction::Reset => "reset",
         })
     }
 }
 
-/// One step of a running L2: its hostdev elements, word for word.
+/// One step of a running L2: its hostdev elements, word for word (none
+/// for a reset).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StepRequest {
     pub action: StepAction,
@@ -64,4 +70,9 @@ pub struct StepOutcome {
     pub l2_guest: Vec<GuestFunction>,
     /// Whether L2's init reported for this step at all.
     pub l2_reported: bool,
+    /// A reset step: what L2's QEMU said about resetting its functions
+    /// (its vfio messages and `vfio_pci_*reset*` trace lines) and L1's
+    /// kernel log lines that came with it, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reset_log: Vec<String>,
 }

@@ -80,7 +80,7 @@ pub enum ScenarioError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}: step {n}: give exactly one of attach, attach_file, detach, detach_file", path.display())]
+    #[error("{}: step {n}: give exactly one of attach, attach_file, detach, detach_file, reset = true", path.display())]
     StepAction { path: PathBuf, n: usize },
     #[error("{}:1:1: steps run on a booted L2: write depth = \"guest\" (not '{depth}')", path.display())]
     StepsNeedGuest { path: PathBuf, depth: Depth },

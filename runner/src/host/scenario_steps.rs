@@ -11,6 +11,7 @@
 //! aliased = ["0000:00:06.1"]                # its hostdev carries an <alias>
 //! l2_guest = []                             # what L2's kernel sees after the step
 //! # rules = ["R11"], error = "…"            # the step refused / failed
+//! # reset_log = ["…"]                       # with `reset = true`: what L2's QEMU / L1's kernel said
 //! [step.expect.libvirt]                     # libvirt's truth, key by key
 //! ```
 
@@ -32,6 +33,9 @@ pub struct StepFile {
     attach_file: Option<Spanned<String>>,
     detach: Option<String>,
     detach_file: Option<Spanned<String>>,
+    /// `reset = true`: reset the running L2 (`virsh reset`, QMP `system_reset`).
+    #[serde(default)]
+    reset: bool,
     #[serde(default)]
     expect: StepExpect,
 }
@@ -51,6 +55,10 @@ pub struct StepExpect {
     pub aliased: Option<Vec<PciAddress>>,
     /// What L2's kernel enumerated after the step, as `vendor:device@bdf`.
     pub l2_guest: Option<Vec<String>>,
+    /// A reset step: texts its reset log must hold (L2's QEMU, L1's kernel).
+    pub reset_log: Option<Vec<String>>,
+    /// A reset step: texts its reset log must not hold.
+    pub reset_log_lacks: Option<Vec<String>>,
     pub libvirt: Option<Box<StepExpect>>,
 }
 
@@ -71,6 +79,8 @@ impl StepExpect {
             live: over.live.or(base.live),
             aliased: over.aliased.or(base.aliased),
             l2_guest: over.l2_guest.or(base.l2_guest),
+            reset_log: over.reset_log.or(base.reset_log),
+            reset_log_lacks: over.reset_log_lacks.or(base.reset_log_lacks),
             libvirt: None,
         }
     }
@@ -133,6 +143,13 @@ pub fn read_steps(
                     })?;
                 given.push((action, file.display().to_string(), xml));
             }
+        }
+        if f.reset {
+            given.push((
+                StepAction::Reset,
+                format!("{}[step {n}]", path.display()),
+                String::new(),
+            ));
         }
         let mut given = given.into_iter();
         let (Some((action, xml_name, xml)), None) = (given.next(), given.next()) else {

@@ -37,6 +37,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "nic-link",
         include_str!("../../../images/topologies/nic-link.toml"),
     ),
+    (
+        "reset-root-port",
+        include_str!("../../../images/topologies/reset-root-port.toml"),
+    ),
+    (
+        "reset-other-group",
+        include_str!("../../../images/topologies/reset-other-group.toml"),
+    ),
 ];
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -268,6 +276,7 @@ fn takes_romfile(spec: &str) -> bool {
         driver,
         "e1000"
             | "e1000e"
+            | "igb"
             | "virtio-net-pci"
             | "rtl8139"
             | "bochs-display"

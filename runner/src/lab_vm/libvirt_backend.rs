@@ -23,7 +23,9 @@ use lab::machine::accel::Accel;
 use lab::protocol::guest_report::REPORT_CUT_SHORT;
 use lab::protocol::guest_report::{guest_report_complete, parse_guest_report};
 use lab::protocol::paths::{L2_DOMAIN_XML, L2_QEMU_LOG, L2_SERIAL_LOG};
-use lab::protocol::{function_rows, Depth, GuestFunction, Progress, RunOutcome, RunRequest, Stage};
+use lab::protocol::{
+    function_rows, Depth, GuestFunction, Progress, RunOutcome, RunRequest, Stage, StepAction,
+};
 use lab::schema::device_text::{device_texts, DeviceText};
 
 use super::l1_state::{begin, finish, sysfs};
@@ -138,7 +140,8 @@ fn define(
         serial,
     );
     if !req.steps.is_empty() {
-        xml = super::steps::libvirt_domain_for_steps(&xml);
+        let resets = req.steps.iter().any(|s| s.action == StepAction::Reset);
+        xml = super::steps::libvirt_domain_for_steps(&xml, resets);
     }
     let domain_file = work.join(L2_DOMAIN_XML);
     std::fs::write(&domain_file, &xml).map_err(|e| e.to_string())?;

@@ -165,6 +165,10 @@ pub fn run_l2(
             .is_some()
             .then(|| Path::new("/run").join(L2_CONTROL_SOCKET)),
         extra_cmdline: req.link.iter().map(|l| l.l2_cmdline_word()).collect(),
+        trace_resets: req
+            .steps
+            .iter()
+            .any(|s| s.action == lab::protocol::StepAction::Reset),
     };
     std::fs::write(
         work.join(L2_CMDLINE),

@@ -7,7 +7,8 @@
 //! - [`mflab_backend`] and [`libvirt_backend`]: one scenario carried out by
 //!   mflab's own logic or by a real libvirtd, as steps whose teardown
 //!   mirrors their preparation;
-//! - [`steps`]: scenario steps (attach, detach) on a running L2, for both;
+//! - [`steps`]: scenario steps (attach, detach, reset) on a running L2, for
+//!   both; [`reset_watch`]: what a reset made QEMU and L1's kernel say;
 //! - [`l1_state`]: L1's PCI view before and after, shared by both;
 //! - [`link_proof`]: L1's end of the link proof, and restore by use;
 //! - [`libvirtd`], [`kvm`], [`l2_ram`]: the daemon, KVM readiness, L2's RAM;
@@ -24,6 +25,7 @@ pub mod libvirt_domain;
 pub mod libvirtd;
 pub mod link_proof;
 pub mod mflab_backend;
+pub mod reset_watch;
 pub mod serve;
 pub mod steps;
 pub mod versions;

@@ -12,7 +12,7 @@
 //! After each step, on both, L2's init is asked over its second serial
 //! port to rescan its PCI bus and report again, and L1's drivers are read.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::lab_vm::l2::control::ControlPort;
@@ -80,7 +80,7 @@ pub fn mflab_teardown(steps: StepsRun, out: &mut RunOutcome) {
 /// The lab's additions to libvirt's L2 domain for a run with steps: the
 /// control port as a second serial port, spare root ports, and the
 /// kernel argument that keeps L2's init up.
-pub fn libvirt_domain_for_steps(xml: &str) -> String {
+pub fn libvirt_domain_for_steps(xml: &str, resets: bool) -> String {
     let mut extra = format!(
         "    <serial type='unix'><source mode='bind' path='/run/{L2_CONTROL_SOCKET}'/><target port='1'/></serial>\n"
     );
@@ -91,8 +91,32 @@ pub fn libvirt_domain_for_steps(xml: &str) -> String {
             "    <controller type='pci' index='{i}' model='pcie-root-port'/>\n"
         ));
     }
-    xml.replacen("</cmdline>", &format!(" {STEPS_KERNEL_ARG}</cmdline>"), 1)
-        .replacen("  </devices>", &format!("{extra}  </devices>"), 1)
+    let xml = xml
+        .replacen("</cmdline>", &format!(" {STEPS_KERNEL_ARG}</cmdline>"), 1)
+        .replacen("  </devices>", &format!("{extra}  </devices>"), 1);
+    if !resets {
+        return xml;
+    }
+    // A reset step: L2 reboots in place (not destroyed, as the lab's L2
+    // otherwise is on a reboot), and its QEMU traces vfio's reset paths.
+    xml.replacen(
+        "<domain type='",
+        "<domain xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0' type='",
+        1,
+    )
+    .replacen(
+        "<on_reboot>destroy</on_reboot>",
+        "<on_reboot>restart</on_reboot>",
+        1,
+    )
+    .replacen(
+        "</domain>",
+        &format!(
+            "  <qemu:commandline>\n    <qemu:arg value='-trace'/>\n    <qemu:arg value='{}'/>\n  </qemu:commandline>\n</domain>",
+            crate::lab_vm::reset_watch::RESET_TRACE
+        ),
+        1,
+    )
 }
 
 /// Every step through virsh, once L2's init has made its first report;
@@ -127,6 +151,9 @@ pub fn libvirt_steps(
     for (i, step) in req.steps.iter().enumerate() {
         let n = i + 1;
         let mut o = StepOutcome::default();
+        if step.action == StepAction::Reset {
+            libvirt_reset(daemon, serial, &mut o);
+        }
         for (j, hostdev) in device_texts(&step.xml)
             .into_iter()
             .filter(|d| d.element == "hostdev")
@@ -137,6 +164,7 @@ pub fn libvirt_steps(
             let verb = match step.action {
                 StepAction::Attach => "attach-device",
                 StepAction::Detach => "detach-device",
+                StepAction::Reset => unreachable!("a reset step has no hostdev"),
             };
             let call = daemon.virsh(&[verb, DOMAIN_NAME, &file.to_string_lossy(), "--live"]);
             if !call.ok {
@@ -173,6 +201,26 @@ pub fn libvirt_steps(
         out.steps.push(o);
     }
     port.power_off()
+}
+
+/// `virsh reset` (QMP `system_reset` through libvirt), then the wait for
+/// L2's init; what L2's QEMU (its log, libvirt keeps it) and L1's kernel
+/// said goes to the outcome.
+fn libvirt_reset(daemon: &Libvirtd, serial: &Path, o: &mut StepOutcome) {
+    let watch = crate::lab_vm::reset_watch::ResetWatch::start(
+        PathBuf::from(format!("/var/log/libvirt/qemu/{DOMAIN_NAME}.log")),
+        serial.with_file_name(lab::protocol::paths::L2_REPORT_LOG),
+    );
+    let call = daemon.virsh(&["reset", DOMAIN_NAME]);
+    if !call.ok {
+        o.error = Some(call.error_text());
+        return;
+    }
+    let timeout = crate::lab_vm::l2::hotplug_run::RESET_TIMEOUT * crate::lab_vm::kvm::time_scale();
+    if let Err(e) = watch.wait_rebooted(timeout) {
+        o.error = Some(e);
+    }
+    o.reset_log = watch.log();
 }
 
 /// Waits until the live domain no longer lists a hostdev of `source`.
@@ -250,7 +298,7 @@ mod tests {
     #[test]
     fn the_l2_domain_for_steps_has_a_control_port_spare_ports_and_the_kernel_argument() {
         let xml = "<domain><os><cmdline>console=ttyS0</cmdline></os>\n  <devices>\n  </devices>\n</domain>";
-        let with = libvirt_domain_for_steps(xml);
+        let with = libvirt_domain_for_steps(xml, false);
         assert!(
             with.contains("<cmdline>console=ttyS0 mflab.steps</cmdline>"),
             "{with}"
@@ -258,5 +306,24 @@ mod tests {
         assert!(with.contains("<target port='1'/>"));
         assert_eq!(with.matches("pcie-root-port").count(), SPARE_ROOT_PORTS);
         assert!(with.find("pcie-root-port").unwrap() < with.find("</devices>").unwrap());
+        assert!(!with.contains("qemu:commandline"));
+    }
+
+    #[test]
+    fn a_domain_with_a_reset_step_reboots_in_place_and_traces_vfio_resets() {
+        let xml = crate::lab_vm::libvirt_domain::l2_domain(
+            &[],
+            lab::machine::accel::Accel::Kvm,
+            Path::new("/l2/vmlinux"),
+            Path::new("/l2/initrd"),
+            crate::lab_vm::l2::guest::L2_KERNEL_CMDLINE,
+            Path::new("/mflab/l2-serial.log"),
+        );
+        let with = libvirt_domain_for_steps(&xml, true);
+        assert!(with.contains("<on_reboot>restart</on_reboot>"), "{with}");
+        assert!(with.contains("xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'"));
+        assert!(with.contains("<qemu:arg value='enable=vfio_pci_*reset*'/>"));
+        let checked = lab::schema::check::check_text("d.xml", &with);
+        assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
     }
 }

@@ -49,7 +49,16 @@ pub fn describe_steps(s: &Scenario, o: &RunOutcome) -> Vec<String> {
                 format!("{f} on {driver}, {live}")
             })
             .collect();
-        lines.push(format!("  L1: {}", drivers.join("; ")));
+        if !drivers.is_empty() {
+            lines.push(format!("  L1: {}", drivers.join("; ")));
+        }
+        // A reset: what L2's QEMU and L1's kernel said about it.
+        for line in &seen.reset_log {
+            lines.push(format!("  {line}"));
+        }
+        if step.action == lab::protocol::StepAction::Reset && seen.reset_log.is_empty() {
+            lines.push("  neither L2's QEMU nor L1's kernel said anything about the reset".into());
+        }
         lines.push(if seen.l2_reported {
             let view = assigned_view(&seen.l2_guest);
             if view.is_empty() {

@@ -74,6 +74,19 @@ pub fn compare_step(e: &StepExpect, o: &StepOutcome) -> Vec<String> {
             }
         }
     }
+    let log = o.reset_log.join("\n");
+    for text in e.reset_log.iter().flatten() {
+        if !log.contains(text.as_str()) {
+            m.push(format!(
+                "reset log: expected {text:?} in it; it says:\n{log}"
+            ));
+        }
+    }
+    for text in e.reset_log_lacks.iter().flatten() {
+        if log.contains(text.as_str()) {
+            m.push(format!("reset log: expected no {text:?}; it says:\n{log}"));
+        }
+    }
     m
 }
 

@@ -41,6 +41,8 @@ pub struct L2Config {
     pub control_socket: Option<PathBuf>,
     /// Words added to L2's kernel command line (the link proof's).
     pub extra_cmdline: Vec<String>,
+    /// Trace vfio's reset paths on stderr (a run with a reset step).
+    pub trace_resets: bool,
 }
 
 /// L2's kernel command line: [`L2_KERNEL_CMDLINE`] and `extra` words.
@@ -139,6 +141,12 @@ pub fn l2_args(c: &L2Config) -> Vec<String> {
         "-qmp".to_string(),
         format!("unix:{},server=on,wait=off", c.qmp_socket.display()),
     ]);
+    if c.trace_resets {
+        args.extend([
+            "-trace".to_string(),
+            crate::lab_vm::reset_watch::RESET_TRACE.to_string(),
+        ]);
+    }
     if let Some(control) = &c.control_socket {
         args.extend([
             "-chardev".to_string(),

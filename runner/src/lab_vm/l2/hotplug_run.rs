@@ -34,6 +34,10 @@ use lab::schema::diagnostic::Diagnostic;
 /// (ACPI eject on the `pc` machine: well under a second here).
 pub const DEVICE_DELETED_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long L2 may take from a reset to its init listening again: a
+/// whole boot (about 10 s under nested KVM on TCG), with room.
+pub const RESET_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// The steps of one run and what they hold between them.
 pub struct StepsRun {
     pub requests: Vec<StepRequest>,
@@ -57,6 +61,7 @@ impl StepsRun {
             match request.action {
                 StepAction::Attach => self.attach(n, request, qmp, &mut out).await,
                 StepAction::Detach => self.detach(request, qmp, &mut out).await,
+                StepAction::Reset => self.reset(qmp, &mut out).await,
             }
             out.l1 = function_rows(&self.sysfs).unwrap_or_default();
             out.live = self.live();
@@ -187,6 +192,44 @@ impl StepsRun {
             out.error = Some(format!("reattach: {}", failures.join("; ")));
         }
         self.attached.record_detach(&step);
+    }
+
+    /// A reset of the running L2: QMP `system_reset` with QEMU told to
+    /// reset rather than exit (L2 runs with `-no-reboot`, so that a triple
+    /// fault ends it; that is put back once L2 is up again), then the wait
+    /// for L2's init; what QEMU and L1's kernel said goes to the outcome.
+    async fn reset(&mut self, qmp: &mut QmpSession, out: &mut StepOutcome) {
+        let watch = crate::lab_vm::reset_watch::ResetWatch::start(
+            self.serial_log.with_extension("qemu.log"),
+            self.serial_log
+                .with_file_name(lab::protocol::paths::L2_REPORT_LOG),
+        );
+        let action = |reboot| qapi::qmp::set_action {
+            reboot: Some(reboot),
+            panic: None,
+            shutdown: None,
+            watchdog: None,
+        };
+        if let Err(e) = qmp.execute(&action(qapi::qmp::RebootAction::reset)).await {
+            out.error = Some(format!("set-action reboot=reset: {e}"));
+            return;
+        }
+        if let Err(e) = qmp.execute(&qapi::qmp::system_reset {}).await {
+            out.error = Some(format!("system_reset: {e}"));
+            return;
+        }
+        let timeout = RESET_TIMEOUT * crate::lab_vm::kvm::time_scale();
+        if let Err(e) = watch.wait_rebooted(timeout) {
+            out.error = Some(e);
+        }
+        if let Err(e) = qmp
+            .execute(&action(qapi::qmp::RebootAction::shutdown))
+            .await
+        {
+            out.error
+                .get_or_insert(format!("set-action reboot=shutdown: {e}"));
+        }
+        out.reset_log = watch.log();
     }
 
     /// Teardown, once L2 is gone: every journal, newest first.
