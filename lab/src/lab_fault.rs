@@ -78,6 +78,22 @@ pub fn of_guest_reset(shutdown_reason: Option<&str>, serial: &str) -> Option<Lab
     .then(|| LabFault::new(LabFaultKind::L2Reset, RESET_GUEST))
 }
 
+/// An L2 the runner ended because its console was still empty when its
+/// allowance ran out (`why` says which allowance). Decided at that moment,
+/// not from the console read after L2 was ended: an L2 that starts to speak
+/// while it is being ended is a slow lab, and judging it by that late
+/// console would turn the lab's slowness into the system's failure.
+pub fn of_silence_verdict(why: &str, serial_after: &str) -> LabFault {
+    let detail = if guest_init_started(serial_after) {
+        format!(
+            "{why} (its init spoke only after that, as it was ended: a slow L2, not a dead one)"
+        )
+    } else {
+        why.to_string()
+    };
+    LabFault::new(LabFaultKind::L2Silent, detail)
+}
+
 /// How an L2 of the mflab backend ended, as the agent saw it.
 pub struct MflabL2End<'a> {
     /// L2 was meant to boot and report (not QMP only, not killed on purpose).
@@ -90,6 +106,9 @@ pub struct MflabL2End<'a> {
     pub serial: &'a str,
     /// The reason of QEMU's SHUTDOWN event, when one came.
     pub shutdown_reason: Option<&'a str>,
+    /// Why the runner ended L2 for silence, when it did
+    /// ([`of_silence_verdict`]).
+    pub silenced: Option<&'a str>,
 }
 
 /// The mflab backend's L2: stuck beats everything (whatever L2 did, a QEMU
@@ -103,6 +122,9 @@ pub fn of_mflab_l2(end: &MflabL2End) -> Option<LabFault> {
     if !end.meant_to_report || !end.resumed || guest_report_complete(end.serial) {
         return None;
     }
+    if let Some(why) = end.silenced {
+        return Some(of_silence_verdict(why, end.serial));
+    }
     of_guest_reset(end.shutdown_reason, end.serial)
         .or_else(|| of_garbled_console(end.serial))
         .or_else(|| of_silent_guest(end.serial))
@@ -113,13 +135,16 @@ pub const REPORTED_BUT_STUCK: &str =
 
 /// The libvirt backend's L2 after `resume`: seen, an L2 that printed its
 /// report and powered off while libvirt could not end its QEMU ("Failed to
-/// terminate process … with SIGKILL").
+/// terminate process … with SIGKILL"). `silenced` as for mflab's L2.
 pub fn of_libvirt_l2(
     serial: &str,
     powered_off: bool,
     shutdown_reason: Option<&str>,
+    silenced: Option<&str>,
 ) -> Option<LabFault> {
-    if guest_report_complete(serial) {
+    if let (Some(why), false) = (silenced, guest_report_complete(serial)) {
+        Some(of_silence_verdict(why, serial))
+    } else if guest_report_complete(serial) {
         (!powered_off).then(|| LabFault::new(LabFaultKind::L2Stuck, REPORTED_BUT_STUCK))
     } else {
         of_guest_reset(shutdown_reason, serial)
@@ -176,6 +201,7 @@ mod tests {
             stuck: stuck.map(str::to_string),
             serial,
             shutdown_reason: None,
+            silenced: None,
         })
     }
 
@@ -188,6 +214,7 @@ mod tests {
                 stuck: None,
                 serial,
                 shutdown_reason: Some("guest-reset"),
+                silenced: None,
             })
         };
         assert_eq!(reset("").unwrap().kind, LabFaultKind::L2Reset);
@@ -220,6 +247,38 @@ mod tests {
         assert!(of_silent_guest("[ 1.9] Kernel panic - not syncing\n").is_some());
     }
 
+    /// Seen in CI (2026-12-03, `--jobs 2`): the runner ended a silent L2 at
+    /// its 20 s allowance, its init printed START as it was being ended, and
+    /// the run was judged by that late console: a failure of the system.
+    #[test]
+    fn an_l2_ended_for_silence_is_the_labs_even_if_it_spoke_as_it_was_ended() {
+        let why = "L2 printed nothing on its console within 20s of being let run";
+        let late = "MFLAB-L2-START 21.3\n";
+        let silenced = |serial| {
+            of_mflab_l2(&MflabL2End {
+                meant_to_report: true,
+                resumed: true,
+                stuck: None,
+                serial,
+                shutdown_reason: None,
+                silenced: Some(why),
+            })
+        };
+        let f = silenced(late).unwrap();
+        assert_eq!(f.kind, LabFaultKind::L2Silent);
+        assert!(f.detail.starts_with(why), "{}", f.detail);
+        assert!(f.detail.contains("a slow L2"), "{}", f.detail);
+        assert_eq!(silenced("").unwrap().detail, why);
+        // Not ended for silence: the late console is the verdict, as before.
+        assert!(end(true, true, None, late).is_none());
+        let f = of_libvirt_l2(late, false, None, Some(why)).unwrap();
+        assert_eq!(f.kind, LabFaultKind::L2Silent);
+        assert!(of_libvirt_l2(late, false, None, None).is_none());
+        // A whole report is never a silent L2.
+        let done = "MFLAB-L2-START 1\nMFLAB-L2-DONE 2 0\n";
+        assert!(of_libvirt_l2(done, true, None, Some(why)).is_none());
+    }
+
     #[test]
     fn a_qemu_that_outlives_sigkill_is_the_labs_whatever_l2_did() {
         let f = end(
@@ -236,28 +295,30 @@ mod tests {
     #[test]
     fn libvirt_l2s_are_judged_by_their_console() {
         let done = "MFLAB-L2-START 1\nMFLAB-L2-DONE 2 0\n";
-        assert!(of_libvirt_l2(done, true, None).is_none());
+        assert!(of_libvirt_l2(done, true, None, None).is_none());
         assert_eq!(
-            of_libvirt_l2(done, false, None).unwrap().kind,
+            of_libvirt_l2(done, false, None, None).unwrap().kind,
             LabFaultKind::L2Stuck
         );
         assert_eq!(
-            of_libvirt_l2("", true, None).unwrap().kind,
+            of_libvirt_l2("", true, None, None).unwrap().kind,
             LabFaultKind::L2Silent
         );
         assert_eq!(
-            of_libvirt_l2("", true, Some("guest-reset")).unwrap().kind,
+            of_libvirt_l2("", true, Some("guest-reset"), None)
+                .unwrap()
+                .kind,
             LabFaultKind::L2Reset
         );
         // Init started and stopped midway: the devices' doing, not the lab's.
-        assert!(of_libvirt_l2("MFLAB-L2-START 1\n", true, None).is_none());
+        assert!(of_libvirt_l2("MFLAB-L2-START 1\n", true, None, None).is_none());
     }
 
     #[test]
     fn a_report_that_lost_bytes_before_power_off_is_the_consoles() {
         // Seen in CI: "MFLAB-L2-DON 7.58", then init powered L2 off.
         let garbled = "MFLAB-L2-START 6.85\nMFLAB-L2-PCI 0000:00:00.0 0x8086 0x29c0 0x060000 -\nMFLAB-L2-DON 7.58 1\n[ 10.15] reboot: Power down\n";
-        let f = of_libvirt_l2(garbled, true, None).unwrap();
+        let f = of_libvirt_l2(garbled, true, None, None).unwrap();
         assert_eq!(f.kind, LabFaultKind::L2ConsoleGarbled);
         assert_eq!(
             end(true, true, None, garbled).unwrap().kind,

@@ -30,7 +30,7 @@ use lab::schema::device_text::{device_texts, DeviceText};
 
 use super::l1_state::{begin, finish, sysfs};
 use super::libvirt_domain::l2_domain;
-use super::libvirtd::{DaemonSlot, Libvirtd, VirshOutput, DOMAIN_NAME};
+use super::libvirtd::{DaemonSlot, Libvirtd, ShutOffWait, VirshOutput, DOMAIN_NAME};
 
 pub fn run(
     req: &RunRequest,
@@ -238,7 +238,12 @@ fn resume_and_wait(
     // libvirt's L2 goes through SeaBIOS (and its bridges) before its
     // kernel prints: half of L2's time for the first byte.
     let silent = || crate::lab_vm::l2::guest::silent_for(serial, boot, timeout / 2);
-    let powered_off = daemon.wait_shut_off(timeout, &silent);
+    let wait = daemon.wait_shut_off(timeout, &silent);
+    let powered_off = wait == ShutOffWait::ShutOff;
+    let silenced = match &wait {
+        ShutOffWait::GaveUp(why) => Some(why.as_str()),
+        _ => None,
+    };
     out.timings
         .insert(Stage::LibvirtL2Boot, boot.elapsed().as_secs_f64());
     let report = lab::protocol::guest_report::read_l2_output(serial);
@@ -256,12 +261,14 @@ fn resume_and_wait(
         }
     }
     drop(watch);
-    out.lab_fault = of_libvirt_l2(&report, powered_off, reason.as_deref());
+    out.lab_fault = of_libvirt_l2(&report, powered_off, reason.as_deref(), silenced);
     if out.lab_fault.is_none() && req.steps.is_empty() {
         out.lab_fault = of_short_report(&report);
     }
     if !powered_off {
-        return Err(silent().unwrap_or(format!("L2 did not power off within {timeout:?}")));
+        return Err(silenced
+            .map(str::to_string)
+            .unwrap_or(format!("L2 did not power off within {timeout:?}")));
     }
     if !guest_report_complete(&report) {
         return Err(REPORT_CUT_SHORT.into());

@@ -204,22 +204,35 @@ impl Libvirtd {
             .to_string()
     }
 
-    /// Waits until the domain is shut off; false at the deadline, or as
-    /// soon as `give_up` says why waiting on is pointless.
-    pub fn wait_shut_off(&self, timeout: Duration, give_up: &dyn Fn() -> Option<String>) -> bool {
+    /// Waits until the domain is shut off, until the deadline, or until
+    /// `give_up` says why waiting on is pointless.
+    pub fn wait_shut_off(
+        &self,
+        timeout: Duration,
+        give_up: &dyn Fn() -> Option<String>,
+    ) -> ShutOffWait {
         let start = Instant::now();
         while start.elapsed() < timeout {
             if self.domstate() == "shut off" {
-                return true;
+                return ShutOffWait::ShutOff;
             }
             if let Some(why) = give_up() {
                 tracing::warn!("{why}");
-                return false;
+                return ShutOffWait::GaveUp(why);
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        false
+        ShutOffWait::Deadline
     }
+}
+
+/// How [`Libvirtd::wait_shut_off`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ShutOffWait {
+    ShutOff,
+    /// `give_up` said why, and this is what it said.
+    GaveUp(String),
+    Deadline,
 }
 
 impl Libvirtd {

@@ -185,6 +185,9 @@ pub struct InnerRun {
     pub lab_fault: Option<LabFault>,
     /// L2's QEMU stopped answering QMP, and where its threads waited.
     unanswered: Option<String>,
+    /// Why L2 was ended for silence, decided when it was
+    /// ([`lab::lab_fault::of_silence_verdict`]).
+    silenced: Option<String>,
 }
 
 /// How far to take L2.
@@ -244,6 +247,7 @@ pub async fn run_inner_guest(
                 stuck: unanswered,
                 serial: "",
                 shutdown_reason: None,
+                silenced: None,
             });
             return run;
         }
@@ -310,6 +314,7 @@ pub async fn run_inner_guest(
         stuck,
         serial: &serial,
         shutdown_reason: shutdown_reason.as_deref(),
+        silenced: run.silenced.as_deref(),
     });
     if run.lab_fault.is_none() && depth == InnerDepth::Boot && c.control_socket.is_none() {
         run.lab_fault = of_short_report(&serial);
@@ -394,7 +399,11 @@ async fn drive(
         return Err("L2 was killed with SIGKILL while running (kill_l2)".into());
     }
     if let (Some(steps), Some(control)) = (steps, &c.control_socket) {
-        run_steps(qmp, child, steps, control, &c.serial_log, timeout).await?;
+        let silence = Silence {
+            serial_log: &c.serial_log,
+            timeout,
+        };
+        run_steps(qmp, child, steps, control, &silence, &mut run.silenced).await?;
     }
     let deadline = t + timeout;
     loop {
@@ -406,19 +415,38 @@ async fn drive(
             Err(_) if Instant::now() > deadline => {
                 return Err(format!("L2 did not power off within {timeout:?}"))
             }
-            Err(_) => silent_since(&c.serial_log, t, timeout)?,
+            Err(_) => Silence {
+                serial_log: &c.serial_log,
+                timeout,
+            }
+            .check(t, &mut run.silenced)?,
         }
     }
 }
 
 /// An L2 whose console has not a byte long after `cont` will not speak:
-/// its kernel prints within a second or two of starting (mflab's L2 boots
-/// its kernel directly: 1-3 s here). It is ended at a third of L2's time
-/// rather than all of it (a silent L2 is the lab's fault and runs again).
-fn silent_since(serial_log: &Path, resumed: Instant, timeout: Duration) -> Result<(), String> {
-    match silent_for(serial_log, resumed, timeout / 3) {
-        Some(why) => Err(why),
-        None => Ok(()),
+/// its init prints within a few seconds of starting (mflab's L2 boots its
+/// kernel directly: 3.3 s from `cont` to init here). It is ended at a third
+/// of L2's time rather than all of it (a silent L2 is the lab's fault and
+/// runs again).
+struct Silence<'a> {
+    serial_log: &'a Path,
+    /// L2's whole time.
+    timeout: Duration,
+}
+
+impl Silence<'_> {
+    /// Err when L2 has been silent too long since `since`; the reason is
+    /// also kept in `silenced`, since the console read after L2 is ended
+    /// may no longer be empty.
+    fn check(&self, since: Instant, silenced: &mut Option<String>) -> Result<(), String> {
+        match silent_for(self.serial_log, since, self.timeout / 3) {
+            Some(why) => {
+                *silenced = Some(why.clone());
+                Err(why)
+            }
+            None => Ok(()),
+        }
     }
 }
 
@@ -437,9 +465,10 @@ async fn run_steps(
     child: &mut tokio::process::Child,
     steps: &mut StepsRun,
     control: &Path,
-    serial_log: &Path,
-    timeout: Duration,
+    silence: &Silence<'_>,
+    silenced: &mut Option<String>,
 ) -> Result<(), String> {
+    let (serial_log, timeout) = (silence.serial_log, silence.timeout);
     let start = Instant::now();
     loop {
         let serial = lab::protocol::guest_report::read_l2_output(serial_log);
@@ -454,7 +483,7 @@ async fn run_steps(
         if let Ok(Some(_)) = child.try_wait() {
             return Err(lab::protocol::guest_report::REPORT_CUT_SHORT.into());
         }
-        silent_since(serial_log, start, timeout)?;
+        silence.check(start, silenced)?;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let transcript = serial_log.with_file_name(lab::protocol::paths::L2_CONTROL_LOG);
