@@ -27,7 +27,8 @@ use std::sync::RwLock;
 use lab::machine::accel::{Accel, AccelChoice};
 use lab::machine::qemu_cmdline::QEMU;
 
-use super::images::{cache_dir, debian_release, ImageError};
+use super::images::debian_release::{self, Fetch};
+use super::images::{cache_dir, ImageError};
 
 /// The environment variable that `--qemu` sets.
 pub const ENV: &str = "MFLAB_QEMU";
@@ -50,6 +51,8 @@ pub struct Fetchable {
     pub name: &'static str,
     /// The archive's suite.
     pub suite: &'static str,
+    /// The release `suite` builds on, for the dependencies it lacks.
+    pub base: Option<&'static str>,
 }
 
 /// In the order the default tries them: backports is built for Debian 12's
@@ -60,17 +63,55 @@ pub const FETCHABLE: &[Fetchable] = &[
     Fetchable {
         name: "backports",
         suite: "bookworm-backports",
+        base: Some("bookworm"),
     },
     Fetchable {
         name: "debian-13",
         suite: "trixie",
+        base: None,
     },
 ];
 
 /// The packages that make a QEMU for x86 runnable from a directory of its
-/// own: the binary, its modules (`qemu-system-common`) and its data files.
-/// Firmware (SeaBIOS, iPXE ROMs) comes from the host's `/usr/share/qemu`.
+/// own: the binary, its modules (`qemu-system-common`) and its data files,
+/// fetched with everything they depend on, the C library and its loader
+/// included. The tree then runs on its own suite's libraries through that
+/// loader: trixie's QEMU needs a newer glibc (and libcapstone5) than
+/// Debian 12 has, and the system's libraries are never replaced.
 const PACKAGES: &[&str] = &["qemu-system-x86", "qemu-system-common", "qemu-system-data"];
+
+/// Where a Debian tree keeps its dynamic loader and libraries: under
+/// `usr/lib` since trixie, under `lib` in bookworm's packages.
+const LIB_DIRS: &[&str] = &["usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu"];
+const LOADER: &str = "ld-linux-x86-64.so.2";
+
+/// A tree's own dynamic loader and the library path it is given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnLibraries {
+    pub loader: PathBuf,
+    pub library_path: String,
+}
+
+impl OwnLibraries {
+    /// The loader of the tree rooted at `root`, when it has one.
+    pub fn of_tree(root: &Path) -> Option<OwnLibraries> {
+        let loader = LIB_DIRS
+            .iter()
+            .map(|d| root.join(d).join(LOADER))
+            .find(|p| p.is_file())?;
+        let library_path = LIB_DIRS
+            .iter()
+            .map(|d| root.join(d))
+            .filter(|d| d.is_dir())
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":");
+        Some(OwnLibraries {
+            loader,
+            library_path,
+        })
+    }
+}
 
 impl QemuSource {
     /// `host`, `backports`, `debian-13`, or a path to a binary.
@@ -135,6 +176,8 @@ pub struct L0Qemu {
     /// `QEMU_MODULE_DIR`: a fetched QEMU loads its own modules, never the
     /// host's (QEMU refuses modules of another build).
     pub module_dir: Option<PathBuf>,
+    /// A tree's own loader and libraries, which then start the binary.
+    pub libraries: Option<OwnLibraries>,
     /// `--version`'s first line.
     pub version_line: String,
     pub version: Option<QemuVersion>,
@@ -147,19 +190,25 @@ pub struct L0Qemu {
 impl L0Qemu {
     /// The host's QEMU on PATH.
     pub fn host(why: String) -> Result<L0Qemu, QemuError> {
-        Self::at(PathBuf::from(QEMU), vec![], None, "host".into(), why)
+        Self::at(L0Qemu {
+            binary: PathBuf::from(QEMU),
+            data_dirs: vec![],
+            module_dir: None,
+            libraries: None,
+            version_line: String::new(),
+            version: None,
+            source: "host".into(),
+            why,
+        })
     }
 
-    fn at(
-        binary: PathBuf,
-        data_dirs: Vec<PathBuf>,
-        module_dir: Option<PathBuf>,
-        source: String,
-        why: String,
-    ) -> Result<L0Qemu, QemuError> {
-        let out = Command::new(&binary)
+    /// `q` with the version its binary says it is.
+    fn at(q: L0Qemu) -> Result<L0Qemu, QemuError> {
+        let binary = q.binary.clone();
+        let out = Command::new(q.program())
+            .args(q.before_data_dirs())
             .arg("--version")
-            .envs(module_dir.iter().map(|d| ("QEMU_MODULE_DIR", d)))
+            .envs(q.env())
             .output()
             .map_err(|e| QemuError::NotRunnable {
                 binary: binary.clone(),
@@ -179,26 +228,42 @@ impl L0Qemu {
             .to_string();
         Ok(L0Qemu {
             version: QemuVersion::parse(&version_line),
-            binary,
-            data_dirs,
-            module_dir,
             version_line,
-            source,
-            why,
+            ..q
         })
     }
 
-    /// The program to start, as a string (command lines, logs).
+    /// The program to start, as a string (command lines, logs): the
+    /// tree's loader when it brings its libraries, else QEMU itself.
     pub fn program(&self) -> String {
-        self.binary.display().to_string()
+        match &self.libraries {
+            Some(l) => l.loader.display().to_string(),
+            None => self.binary.display().to_string(),
+        }
     }
 
-    /// What goes before L1's own arguments: `-L` for each data directory.
+    /// What the loader is told before QEMU's own arguments.
+    fn before_data_dirs(&self) -> Vec<String> {
+        match &self.libraries {
+            Some(l) => vec![
+                "--library-path".into(),
+                l.library_path.clone(),
+                self.binary.display().to_string(),
+            ],
+            None => vec![],
+        }
+    }
+
+    /// What goes before L1's own arguments: the loader's (when the tree
+    /// brings its libraries), then `-L` for each data directory.
     pub fn leading_args(&self) -> Vec<String> {
-        self.data_dirs
-            .iter()
-            .flat_map(|d| ["-L".to_string(), d.display().to_string()])
-            .collect()
+        let mut args = self.before_data_dirs();
+        args.extend(
+            self.data_dirs
+                .iter()
+                .flat_map(|d| ["-L".to_string(), d.display().to_string()]),
+        );
+        args
     }
 
     /// The environment QEMU needs beside its arguments.
@@ -309,6 +374,7 @@ pub fn chosen() -> &'static L0Qemu {
             binary: PathBuf::from(QEMU),
             data_dirs: vec![],
             module_dir: None,
+            libraries: None,
             version_line: e.to_string(),
             version: None,
             source: "host".into(),
@@ -380,8 +446,8 @@ fn default_choice(accel: Option<Accel>) -> Result<L0Qemu, QemuError> {
 }
 
 /// A binary given by path: a Debian tree (`…/usr/bin/qemu-system-x86_64`)
-/// brings its data and modules; a build tree (`build/qemu-system-x86_64`)
-/// its `pc-bios`.
+/// brings its data and modules, and its loader and libraries when it has
+/// them; a build tree (`build/qemu-system-x86_64`) its `pc-bios`.
 fn from_path(binary: &Path, why: String) -> Result<L0Qemu, QemuError> {
     let dir = binary.parent().unwrap_or(Path::new("."));
     let mut data_dirs = Vec::new();
@@ -392,13 +458,19 @@ fn from_path(binary: &Path, why: String) -> Result<L0Qemu, QemuError> {
     }
     data_dirs.push(PathBuf::from("/usr/share/qemu"));
     let module_dir = Some(dir.join("../lib/x86_64-linux-gnu/qemu")).filter(|d| d.is_dir());
-    L0Qemu::at(
-        binary.to_path_buf(),
+    let libraries = (dir.ends_with("usr/bin"))
+        .then(|| OwnLibraries::of_tree(&dir.join("../..")))
+        .flatten();
+    L0Qemu::at(L0Qemu {
+        binary: binary.to_path_buf(),
         data_dirs,
         module_dir,
-        binary.display().to_string(),
+        libraries,
+        version_line: String::new(),
+        version: None,
+        source: binary.display().to_string(),
         why,
-    )
+    })
 }
 
 /// The suite's QEMU from the cache, fetched first when missing.
@@ -416,13 +488,16 @@ fn fetched(f: &'static Fetchable, why: String) -> Result<L0Qemu, QemuError> {
     Ok(q)
 }
 
-/// The newest unpacked version under `dir` (`dir/<version>/usr/bin/…`).
+/// The newest unpacked version under `dir` (`dir/<version>/usr/bin/…`)
+/// that brings its own libraries (a tree fetched before they were is
+/// fetched again).
 fn unpacked(dir: &Path) -> Option<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.join("usr/bin/qemu-system-x86_64").is_file())
+        .filter(|p| OwnLibraries::of_tree(p).is_some())
         .collect();
     found.sort();
     found.pop()
@@ -434,12 +509,16 @@ fn fetch(f: &Fetchable, dir: &Path) -> Result<PathBuf, ImageError> {
         f.suite,
         dir.display()
     );
-    let apt = debian_release::OwnApt::for_suite(&dir.join("apt"), f.suite)?;
+    let apt = debian_release::OwnApt::for_suite_over(&dir.join("apt"), f.suite, f.base)?;
     let version = apt
         .candidate(PACKAGES[0])
         .ok_or_else(|| ImageError::Kernel(format!("{} has no {}", f.suite, PACKAGES[0])))?;
     let target = dir.join(version.replace([':', '~', '+'], "_"));
-    apt.download_unpacked(PACKAGES, &target)?;
+    if target.is_dir() {
+        // Ours, from before fetched trees brought their libraries.
+        let _ = std::fs::remove_dir_all(&target);
+    }
+    apt.download_unpacked(PACKAGES, Fetch::WithDependencies, &target)?;
     Ok(target)
 }
 
@@ -503,37 +582,71 @@ mod tests {
     }
 
     #[test]
-    fn a_debian_tree_brings_its_data_and_modules() {
+    fn a_debian_tree_brings_its_data_modules_and_libraries() {
+        use std::os::unix::fs::PermissionsExt;
+        let executable = |path: &Path, text: &str| {
+            std::fs::write(path, text).unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
         let cache = tempfile::tempdir().unwrap();
         assert_eq!(unpacked(cache.path()), None);
         let tree = cache.path().join("1_10.0.2_ds-2");
         let bin = tree.join("usr/bin");
+        let libs = tree.join("usr/lib/x86_64-linux-gnu");
         std::fs::create_dir_all(&bin).unwrap();
         std::fs::create_dir_all(tree.join("usr/share/qemu")).unwrap();
-        std::fs::create_dir_all(tree.join("usr/lib/x86_64-linux-gnu/qemu")).unwrap();
+        std::fs::create_dir_all(libs.join("qemu")).unwrap();
         // A stand-in that prints what QEMU prints, and the module directory it got.
         let qemu = bin.join("qemu-system-x86_64");
-        std::fs::write(
+        executable(
             &qemu,
             "#!/bin/sh\necho \"QEMU emulator version 10.0.2 (test) $QEMU_MODULE_DIR\"\n",
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&qemu, std::fs::Permissions::from_mode(0o755)).unwrap();
+        );
+        // Fetched before trees brought their libraries: fetched again.
+        assert_eq!(unpacked(cache.path()), None);
+        // A stand-in loader: `--library-path DIRS BINARY ARGS`, as ld.so takes them.
+        executable(
+            &libs.join(LOADER),
+            "#!/bin/sh\n[ \"$1\" = --library-path ] || exit 9\nshift 2\nexec \"$@\"\n",
+        );
         assert_eq!(unpacked(cache.path()), Some(tree.clone()));
         let q = from_path(&qemu, "test".into()).unwrap();
         assert_eq!(q.version, Some(QemuVersion(10, 0, 2)));
         assert!(q
             .version_line
             .ends_with("usr/bin/../lib/x86_64-linux-gnu/qemu"));
+        assert!(q
+            .program()
+            .ends_with("usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"));
         let args = q.leading_args();
-        assert_eq!(args[0], "-L");
-        assert!(args[1].ends_with("usr/bin/../share/qemu"), "{args:?}");
-        assert_eq!(&args[2..], ["-L", "/usr/share/qemu"]);
+        assert_eq!(args[0], "--library-path");
+        assert!(
+            args[1].ends_with("usr/bin/../../usr/lib/x86_64-linux-gnu"),
+            "{args:?}"
+        );
+        assert_eq!(args[2], qemu.display().to_string());
+        assert_eq!(args[3], "-L");
+        assert!(args[4].ends_with("usr/bin/../share/qemu"), "{args:?}");
+        assert_eq!(&args[5..], ["-L", "/usr/share/qemu"]);
         assert_eq!(q.env()[0].0, "QEMU_MODULE_DIR");
         assert!(q
             .shell_line(&["-m".into(), "1024".into()])
             .starts_with("QEMU_MODULE_DIR="));
+    }
+
+    #[test]
+    fn a_binary_outside_a_debian_tree_runs_on_the_hosts_libraries() {
+        let dir = tempfile::tempdir().unwrap();
+        let build = dir.path().join("build");
+        std::fs::create_dir_all(build.join("pc-bios")).unwrap();
+        let qemu = build.join("qemu-system-x86_64");
+        std::fs::write(&qemu, "#!/bin/sh\necho QEMU emulator version 11.1.50\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&qemu, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let q = from_path(&qemu, "test".into()).unwrap();
+        assert_eq!(q.libraries, None);
+        assert_eq!(q.program(), qemu.display().to_string());
+        assert_eq!(q.leading_args()[0], "-L");
     }
 
     #[test]

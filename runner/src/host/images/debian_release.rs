@@ -7,7 +7,7 @@
 //! `apt-get install`. The kernel is unpacked once into
 //! `<cache>/kernels/<release>/` and used from there, offline too.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::kernel::{fetch_package, unpacked_kernel};
@@ -116,11 +116,34 @@ pub fn kernel(release: DebianRelease) -> Result<KernelSource, ImageError> {
 /// and package cache are never read or written.
 pub struct OwnApt {
     pub options: Vec<String>,
+    dir: PathBuf,
+}
+
+/// What [`download_unpacked`] fetches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fetch {
+    /// The packages named, nothing else.
+    Only,
+    /// The packages and everything they depend on (not their
+    /// recommendations), the C library and its loader included: a tree
+    /// that runs on its own suite's libraries, whatever the host has.
+    WithDependencies,
 }
 
 impl OwnApt {
     /// Writes the sources list under `apt_dir` and runs `apt-get update`.
     pub fn for_suite(apt_dir: &Path, suite: &str) -> Result<OwnApt, ImageError> {
+        Self::for_suite_over(apt_dir, suite, None)
+    }
+
+    /// As [`OwnApt::for_suite`], with `base` beside `suite` for what
+    /// `suite` lacks and `suite` preferred: a backports suite holds the
+    /// backported packages only, their dependencies are in its release.
+    pub fn for_suite_over(
+        apt_dir: &Path,
+        suite: &str,
+        base: Option<&str>,
+    ) -> Result<OwnApt, ImageError> {
         for dir in [apt_dir.join("lists/partial"), apt_dir.join("cache")] {
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
@@ -131,8 +154,17 @@ impl OwnApt {
         }
         let system = std::fs::read_to_string(SYSTEM_SOURCES).unwrap_or_default();
         let list = apt_dir.join("sources.list");
-        std::fs::write(&list, sources_line(&mirror_uri(&system), suite)).map_err(io_err(&list))?;
-        let options = apt_options(apt_dir);
+        let mirror = mirror_uri(&system);
+        let lines: String = base
+            .iter()
+            .chain([&suite])
+            .map(|s| sources_line(&mirror, s))
+            .collect();
+        std::fs::write(&list, lines).map_err(io_err(&list))?;
+        let mut options = apt_options(apt_dir);
+        if base.is_some() {
+            options.push(format!("-oAPT::Default-Release={suite}"));
+        }
         tracing::info!("apt-get update for {suite}");
         let status = Command::new("apt-get")
             .args(&options)
@@ -146,7 +178,10 @@ impl OwnApt {
                 list.display()
             )));
         }
-        Ok(OwnApt { options })
+        Ok(OwnApt {
+            options,
+            dir: apt_dir.to_path_buf(),
+        })
     }
 
     /// The version apt would fetch of `package`.
@@ -160,8 +195,27 @@ impl OwnApt {
     }
 
     /// [`download_unpacked`] with this apt.
-    pub fn download_unpacked(&self, packages: &[&str], target: &Path) -> Result<(), ImageError> {
-        download_unpacked(&self.options, packages, target)
+    pub fn download_unpacked(
+        &self,
+        packages: &[&str],
+        fetch: Fetch,
+        target: &Path,
+    ) -> Result<(), ImageError> {
+        let mut options = self.options.clone();
+        if fetch == Fetch::WithDependencies {
+            // An empty dpkg status: apt resolves as for an empty root, so
+            // nothing is left out because the host has an older version.
+            let state = self.dir.join("state");
+            std::fs::create_dir_all(&state).map_err(io_err(&state))?;
+            let status = state.join("status");
+            std::fs::write(&status, "").map_err(io_err(&status))?;
+            options.extend([
+                format!("-oDir::State={}", state.display()),
+                format!("-oDir::State::status={}", status.display()),
+                "-oAPT::Architectures=amd64".into(),
+            ]);
+        }
+        download_unpacked(&options, packages, fetch, target)
     }
 }
 
@@ -171,6 +225,7 @@ impl OwnApt {
 pub fn download_unpacked(
     apt_options: &[String],
     packages: &[&str],
+    fetch: Fetch,
     target: &Path,
 ) -> Result<(), ImageError> {
     let parent = target.parent().unwrap_or(Path::new("."));
@@ -181,9 +236,16 @@ pub fn download_unpacked(
     std::fs::create_dir_all(&download).map_err(io_err(&download))?;
     let result = (|| {
         // apt-get's progress goes to stderr: stdout is the report's (JSON).
-        let status = Command::new("apt-get")
-            .args(apt_options)
-            .arg("download")
+        let mut apt = Command::new("apt-get");
+        apt.args(apt_options);
+        match fetch {
+            Fetch::Only => apt.arg("download"),
+            Fetch::WithDependencies => apt
+                .arg(format!("-oDir::Cache::archives={}", download.display()))
+                .args(["-y", "-q", "--download-only", "--no-install-recommends"])
+                .arg("install"),
+        };
+        let status = apt
             .args(packages)
             .current_dir(&download)
             .stdout(std::io::stderr())
@@ -197,6 +259,10 @@ pub fn download_unpacked(
         }
         for entry in std::fs::read_dir(&download).map_err(io_err(&download))? {
             let deb = entry.map_err(io_err(&download))?.path();
+            // apt's own lock file and partial/ directory sit beside the debs.
+            if deb.extension().is_none_or(|e| e != "deb") {
+                continue;
+            }
             let status = Command::new("dpkg-deb")
                 .arg("-x")
                 .arg(&deb)

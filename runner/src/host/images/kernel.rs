@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::debian_release::DebianRelease;
+use super::debian_release::{DebianRelease, Fetch};
 use super::{cache_dir, io_err, ImageError};
 
 #[derive(Clone, Debug)]
@@ -129,7 +129,7 @@ pub(super) fn fetch_package(
 ) -> Result<KernelSource, ImageError> {
     let dir = kernels.join(package);
     tracing::info!("downloading {package}");
-    super::debian_release::download_unpacked(apt_options, &[package], &dir)?;
+    super::debian_release::download_unpacked(apt_options, &[package], Fetch::Only, &dir)?;
     unpacked_kernel(kernels)?
         .ok_or_else(|| ImageError::Kernel(format!("{} holds no boot/vmlinuz-*", dir.display())))
 }
