@@ -310,6 +310,14 @@ mod tests {
                 .kind,
             LabFaultKind::L2Reset
         );
+        // Seen: L2 reset before a byte, then libvirt (on_reboot=destroy)
+        // ended its QEMU, whose last SHUTDOWN event says host-signal.
+        assert_eq!(
+            of_libvirt_l2("", true, Some("host-signal"), None)
+                .unwrap()
+                .kind,
+            LabFaultKind::L2Silent
+        );
         // Init started and stopped midway: the devices' doing, not the lab's.
         assert!(of_libvirt_l2("MFLAB-L2-START 1\n", true, None, None).is_none());
     }

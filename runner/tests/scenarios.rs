@@ -291,8 +291,17 @@ fn check(files: &[PathBuf], key: &(String, String)) -> Result<(), Failed> {
         .flatten()
         .filter_map(|m| m.as_str())
         .collect();
+    // A run that failed for the lab's reason says so, and which fault.
+    let lab_fault = match report["lab_fault"].as_object() {
+        Some(f) => format!(
+            "\nlab fault, no retry left: {}: {}",
+            f["kind"].as_str().unwrap_or_default(),
+            f["detail"].as_str().unwrap_or_default()
+        ),
+        None => String::new(),
+    };
     Err(format!(
-        "{}\nfailure: {}\nwork directory: {}",
+        "{}\nfailure: {}{lab_fault}\nwork directory: {}",
         mismatches.join("\n"),
         report["error"].as_str().unwrap_or("none"),
         report["work_dir"].as_str().unwrap_or("(removed)")

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use lab::assign::plan::Plan;
 use lab::machine::accel::Accel;
 use lab::protocol::{
-    fault::LabFaultKind, Backend, FunctionRow, GuestFunction, L1Versions, Stage, StepOutcome,
+    fault::{LabFault, LabFaultKind},
+    Backend, FunctionRow, GuestFunction, L1Versions, Stage, StepOutcome,
 };
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,8 @@ use crate::host::suite::attempt::ScenarioReport;
 /// backend, passed, plan, l1_during, l1_after, l2_qmp, l2_guest, error,
 /// restored, mismatches, notes, seconds, timings, work_dir; and
 /// `lab_faults`, the kinds of the lab faults that were retried;
+/// `lab_fault`, the last attempt's `{kind, detail}` when it was a lab
+/// fault with no retry left (the run failed for the lab's reason);
 /// `l2_accel`, what L2 ran on inside L1 (`kvm`, `tcg`; null when no L2
 /// started); `l1_versions`, `{kernel, qemu, libvirt}` as L1's tools named
 /// themselves; `l0_qemu`, the QEMU that ran L1 ("QEMU 10.0.2
@@ -52,6 +55,8 @@ pub struct RunRecord {
     pub notes: Vec<String>,
     #[serde(default)]
     pub lab_faults: Vec<LabFaultKind>,
+    #[serde(default)]
+    pub lab_fault: Option<LabFault>,
     #[serde(default)]
     pub seconds: f64,
     #[serde(default)]
@@ -98,6 +103,7 @@ impl From<&ScenarioReport> for RunRecord {
             mismatches: r.mismatches.clone(),
             notes: r.notes.clone(),
             lab_faults: r.retried.iter().map(|a| a.fault.kind).collect(),
+            lab_fault: r.gave_up.as_ref().map(|g| g.fault.clone()),
             seconds: r.elapsed.as_secs_f64(),
             timings: o.timings.clone(),
             work_dir: r.kept.clone(),
@@ -157,6 +163,7 @@ mod tests {
                 "l2_accel",
                 "l2_guest",
                 "l2_qmp",
+                "lab_fault",
                 "lab_faults",
                 "mismatches",
                 "notes",

@@ -35,6 +35,10 @@ pub fn render(reports: &[ScenarioReport], userland: Userland) -> String {
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
             s.set_message(r.mismatches[0].lines().next().unwrap_or(""));
             s.set_description(r.mismatches.join("\n"));
+            // Failed for the lab's reason: the type says so, as a rerun's does.
+            if let Some(g) = &r.gave_up {
+                s.set_type(format!("lab fault: {}", g.fault.kind.name()));
+            }
             s
         };
         for (attempt, note) in r.retried.iter().zip(&r.notes) {
@@ -129,6 +133,44 @@ mod tests {
             xml.contains("<failure message=\"l2_guest: expected [], seen [x]\""),
             "{xml}"
         );
+    }
+
+    #[test]
+    fn a_failure_on_a_lab_fault_with_no_retry_left_is_named_one_everywhere() {
+        let mut r = report(
+            "gave-up",
+            vec!["error: expected none, seen: L2 powered off".into()],
+            0,
+        );
+        r.gave_up = Some(FaultedAttempt {
+            fault: LabFault::new(
+                LabFaultKind::L2Reset,
+                "L2 reset itself before its init spoke",
+            ),
+            elapsed: Duration::from_secs(6),
+        });
+        let xml = render(std::slice::from_ref(&r), Userland::Host);
+        assert!(xml.contains("type=\"lab fault: L2 reset\""), "{xml}");
+        let json = crate::host::report::json::object(&r);
+        assert_eq!(json["lab_fault"]["kind"], "l2-reset", "{json}");
+        let known: Vec<&str> = crate::host::topology::BUILTIN
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../scenarios/gpu-audio-unassigned.toml");
+        let scenario = crate::host::scenario::load(&file, &known).unwrap();
+        let text = crate::host::report::text::render(&scenario, &r, Default::default());
+        assert!(
+            text.contains(
+                "    lab fault, no retry left: L2 reset: L2 reset itself before its init spoke\n"
+            ),
+            "{text}"
+        );
+        // A failure of the system under test has no such type.
+        r.gave_up = None;
+        let xml = render(&[r], Userland::Host);
+        assert!(!xml.contains("lab fault"), "{xml}");
     }
 
     #[test]

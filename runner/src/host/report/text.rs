@@ -77,6 +77,14 @@ pub fn render(s: &Scenario, r: &ScenarioReport, style: TextStyle) -> String {
     if let Some(e) = &r.outcome.error {
         let _ = writeln!(t, "    failure: {e}");
     }
+    if let Some(g) = &r.gave_up {
+        let _ = writeln!(
+            t,
+            "    lab fault, no retry left: {}: {}",
+            g.fault.kind.name(),
+            g.fault
+        );
+    }
     if style.bare || r.depth == Depth::Guest {
         for line in describe_l2(r) {
             let _ = writeln!(t, "    {line}");
