@@ -51,12 +51,14 @@ impl Drop for EventWatch {
     }
 }
 
-/// The reason of the last SHUTDOWN event in `virsh qemu-monitor-event`'s
-/// output ("event SHUTDOWN at 1.2 for domain 'l2': {\"guest\":true,\"reason\":\"guest-reset\"}").
+/// Why L2's QEMU ended, from `virsh qemu-monitor-event`'s output ("event
+/// SHUTDOWN at 1.2 for domain 'l2': {\"guest\":true,\"reason\":\"guest-reset\"}"):
+/// the first SHUTDOWN event's reason. A guest reset under `on_reboot` =
+/// destroy is followed by libvirt's own SIGTERM, whose event says
+/// `host-signal`; that one names libvirt's doing, not L2's.
 pub fn shutdown_reason(events: &str) -> Option<String> {
     events
         .lines()
-        .rev()
         .filter(|l| l.starts_with("event SHUTDOWN"))
         .find_map(|l| {
             let data: serde_json::Value = serde_json::from_str(&l[l.find('{')?..]).ok()?;
@@ -372,6 +374,11 @@ mod tests {
         let poweroff = "event SHUTDOWN at 1.000001 for domain 'l2': {\"guest\":true,\"reason\":\"guest-shutdown\"}\n";
         assert_eq!(shutdown_reason(poweroff).as_deref(), Some("guest-shutdown"));
         assert_eq!(shutdown_reason(""), None);
+        // Seen (2026-12-03): a triple fault, then libvirt ending L2's QEMU.
+        let destroyed = format!(
+            "{events}event SHUTDOWN at 1764700000.132 for domain 'l2': {{\"guest\":false,\"reason\":\"host-signal\"}}\n"
+        );
+        assert_eq!(shutdown_reason(&destroyed).as_deref(), Some("guest-reset"));
         assert_eq!(
             shutdown_reason("event SHUTDOWN at 1.0 for domain 'l2': <null>\n"),
             None
