@@ -12,10 +12,12 @@
 //! - [`l1_state`]: L1's PCI view before and after, shared by both;
 //! - [`link_proof`]: L1's end of the link proof, and restore by use;
 //! - [`libvirtd`], [`kvm`], [`l2_ram`]: the daemon, KVM readiness, L2's RAM;
+//! - [`kvm_trace`]: what L1's KVM saw of an L2 that died silent;
 //! - [`versions`]: L1's kernel, QEMU and libvirt versions, once per L1.
 
 pub mod heartbeat;
 pub mod kvm;
+pub mod kvm_trace;
 pub mod l1_state;
 pub mod l2;
 pub mod l2_ram;

@@ -25,10 +25,16 @@ pub fn run_request(
     progress: &dyn Fn(Progress),
     daemons: &mut DaemonSlot,
 ) -> RunOutcome {
+    let trace = super::kvm_trace::KvmTrace::arm();
     let mut outcome = match req.backend {
         Backend::Mflab => super::mflab_backend::run(req, work, progress),
         Backend::Libvirt => super::libvirt_backend::run(req, work, progress, daemons),
     };
+    if let Some(trace) =
+        trace.filter(|_| super::kvm_trace::worth_keeping(outcome.lab_fault.as_ref()))
+    {
+        trace.keep(work);
+    }
     let mut versions = super::versions::l1_versions();
     if req.backend == Backend::Libvirt && req.libvirt_bin.is_some() {
         if let Ok(binaries) = LibvirtBinaries::resolve(req.libvirt_bin.as_deref()) {
