@@ -52,8 +52,9 @@ pub struct Cli {
     #[arg(long, global = true, env = "MFLAB_RELEASE", value_parser = parse_release)]
     release: Option<String>,
     /// L0's QEMU, the one that runs L1: `host`, `backports`
-    /// (bookworm-backports' qemu-system-x86), `debian-13` (trixie's), or a
-    /// path to a qemu-system-x86_64; the fetched ones go into the cache.
+    /// (bookworm-backports' qemu-system-x86), `debian-13` (trixie's),
+    /// `debian-testing` (forky's), or a path to a qemu-system-x86_64; the
+    /// fetched ones go into the cache with their own libraries.
     /// Default: the host's when it has TCG's page-locking fixes (QEMU 8.2.6,
     /// 9.0.2, 9.1 on) or L1 runs under KVM, else a fetched one.
     #[arg(long, global = true, env = "MFLAB_QEMU", value_parser = parse_qemu)]

@@ -10,7 +10,7 @@
 //! - "Fix typo causing tb->page_addr[1] to not be recorded" (9.1, 9.0.2,
 //!   8.2.6): a block spanning two pages was invalidated through one only.
 //!
-//! `--qemu host|debian-13|backports|PATH` (or `MFLAB_QEMU`) picks the
+//! `--qemu host|backports|debian-13|debian-testing|PATH` (or `MFLAB_QEMU`) picks the
 //! binary. By default the host's runs L1 when it has both fixes or when
 //! L1 runs under KVM (the fixes are TCG's); otherwise bookworm-backports'
 //! `qemu-system-x86` (else Debian 13's) is fetched into mflab's cache with
@@ -53,22 +53,31 @@ pub struct Fetchable {
     pub suite: &'static str,
     /// The release `suite` builds on, for the dependencies it lacks.
     pub base: Option<&'static str>,
+    /// Whether the default may fall back on it.
+    pub by_default: bool,
 }
 
-/// In the order the default tries them: backports is built for Debian 12's
-/// libraries (it runs there as it is); trixie's needs Debian 13's
-/// (libcapstone5 among them), for a Debian 13 host whose own QEMU a user
-/// does not want.
+/// In the order the default tries them (each brings its own libraries):
+/// a stable suite's first; Debian testing's, a moving target, only when
+/// asked for by name.
 pub const FETCHABLE: &[Fetchable] = &[
     Fetchable {
         name: "backports",
         suite: "bookworm-backports",
         base: Some("bookworm"),
+        by_default: true,
     },
     Fetchable {
         name: "debian-13",
         suite: "trixie",
         base: None,
+        by_default: true,
+    },
+    Fetchable {
+        name: "debian-testing",
+        suite: "forky",
+        base: None,
+        by_default: false,
     },
 ];
 
@@ -114,7 +123,7 @@ impl OwnLibraries {
 }
 
 impl QemuSource {
-    /// `host`, `backports`, `debian-13`, or a path to a binary.
+    /// `host`, `backports`, `debian-13`, `debian-testing`, or a path to a binary.
     pub fn parse(s: &str) -> Result<QemuSource, QemuError> {
         if s == "host" {
             return Ok(QemuSource::Host);
@@ -181,7 +190,7 @@ pub struct L0Qemu {
     /// `--version`'s first line.
     pub version_line: String,
     pub version: Option<QemuVersion>,
-    /// `host`, `backports`, `debian-13` or the path given.
+    /// `host`, `backports`, `debian-13`, `debian-testing` or the path given.
     pub source: String,
     /// One sentence: why this QEMU runs L1.
     pub why: String,
@@ -419,7 +428,7 @@ fn default_choice(accel: Option<Accel>) -> Result<L0Qemu, QemuError> {
         Err(e) => format!("the host's does not run ({e})"),
     };
     let mut failures = Vec::new();
-    for f in FETCHABLE {
+    for f in FETCHABLE.iter().filter(|f| f.by_default) {
         match fetched(
             f,
             format!(
@@ -576,7 +585,7 @@ mod tests {
         );
         let e = QemuSource::parse("debian-99").unwrap_err().to_string();
         assert!(
-            e.contains("write host, backports, debian-13, or a path"),
+            e.contains("write host, backports, debian-13, debian-testing, or a path"),
             "{e}"
         );
     }
