@@ -110,7 +110,7 @@ fn a_qemu_mflab_cannot_name_is_refused_with_what_to_write() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("--qemu debian-99: write host, backports, debian-13, or a path to a qemu-system-x86_64 binary"),
+        err.contains("--qemu debian-99: write host, backports, debian-13, debian-testing, or a path to a qemu-system-x86_64 binary"),
         "{err}"
     );
     // A rules-depth run needs no QEMU: a path that runs nothing does not stop it.
