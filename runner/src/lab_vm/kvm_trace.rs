@@ -70,17 +70,66 @@ impl KvmTrace {
         Some(KvmTrace { root })
     }
 
-    /// Copies what was traced into `work` (for a run whose L2 died silent).
+    /// Copies what was traced into `work` (for a run whose L2 died silent),
+    /// each RIP named when it is one of L1's own kernel's.
     pub fn keep(&self, work: &Path) {
         let trace = std::fs::read_to_string(self.root.join("trace")).unwrap_or_default();
         let events: Vec<&str> = trace.lines().filter(|l| !l.starts_with('#')).collect();
-        let text = if events.is_empty() {
+        let mut text = if events.is_empty() {
             "no kvm_exit for a triple fault and no exception injected while L2 ran\n".to_string()
         } else {
             events.join("\n") + "\n"
         };
+        let rips: Vec<u64> = events.iter().filter_map(|l| rip_of(l)).collect();
+        if !rips.is_empty() {
+            let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+            let symbols = l1_symbols(&kallsyms);
+            for rip in rips {
+                text.push_str(&match symbol_at(&symbols, rip) {
+                    Some(name) => format!(
+                        "rip {rip:#x} is L1's own {name}: L2's vCPU was at an address of L1's kernel\n"
+                    ),
+                    None => format!("rip {rip:#x} is no symbol of L1's kernel\n"),
+                });
+            }
+        }
         let _ = std::fs::write(work.join(KVM_TRACE_LOG), text);
     }
+}
+
+/// The `rip 0x…` of a `kvm_exit` line.
+fn rip_of(line: &str) -> Option<u64> {
+    let hex = line.split(" rip 0x").nth(1)?.split_whitespace().next()?;
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// `/proc/kallsyms`' text symbols (as root: with their addresses), sorted.
+fn l1_symbols(kallsyms: &str) -> Vec<(u64, String)> {
+    let mut symbols: Vec<(u64, String)> = kallsyms
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let address = u64::from_str_radix(words.next()?, 16).ok()?;
+            let kind = words.next()?;
+            let name = words.next()?;
+            let module = words.next().unwrap_or("");
+            (address != 0 && matches!(kind, "t" | "T"))
+                .then(|| (address, format!("{name} {module}").trim().to_string()))
+        })
+        .collect();
+    symbols.sort();
+    symbols
+}
+
+/// `name+0xoff [module]` of the text symbol at or below `rip`, within 64 KiB.
+fn symbol_at(symbols: &[(u64, String)], rip: u64) -> Option<String> {
+    let i = symbols.partition_point(|(a, _)| *a <= rip).checked_sub(1)?;
+    let (address, name) = &symbols[i];
+    let offset = rip - address;
+    (offset < 0x10000).then(|| match name.split_once(' ') {
+        Some((sym, module)) => format!("{sym}+{offset:#x} {module}"),
+        None => format!("{name}+{offset:#x}"),
+    })
 }
 
 impl Drop for KvmTrace {
@@ -103,6 +152,24 @@ mod tests {
     fn a_triple_fault_is_the_vendors_shutdown_exit() {
         assert_eq!(shutdown_exit_reason("vendor_id\t: AuthenticAMD\n"), 0x7f);
         assert_eq!(shutdown_exit_reason("vendor_id\t: GenuineIntel\n"), 2);
+    }
+
+    #[test]
+    fn a_rip_is_named_by_l1_s_symbol_below_it() {
+        let line = "CPU 0/KVM-358 [000] ..... 88.436118: kvm_exit: vcpu 0 reason shutdown rip 0xffffffffc06cd20c info1 0x0000000000000000 info2 0x0 intr_info 0x80000b0e error_code 0x00000010";
+        assert_eq!(rip_of(line), Some(0xffffffffc06cd20c));
+        let kallsyms = "ffffffffc06cd000 t __svm_vcpu_run\t[kvm_amd]\nffffffffc06c0000 T svm_vcpu_run\t[kvm_amd]\nffffffff81000000 T _stext\nffffffffc06cd100 d some_data\t[kvm_amd]\n";
+        let symbols = l1_symbols(kallsyms);
+        assert_eq!(
+            symbol_at(&symbols, 0xffffffffc06cd20c).as_deref(),
+            Some("__svm_vcpu_run+0x20c [kvm_amd]")
+        );
+        assert_eq!(symbol_at(&symbols, 0x1000), None);
+        assert_eq!(
+            symbol_at(&symbols, 0xffffffff81100000),
+            None,
+            "beyond 64 KiB"
+        );
     }
 
     #[test]
