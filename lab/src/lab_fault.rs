@@ -65,17 +65,22 @@ pub fn of_silent_guest(serial: &str) -> Option<LabFault> {
 }
 
 pub const RESET_GUEST: &str =
-    "L2 reset itself before its init spoke, without a panic on its console (QEMU's SHUTDOWN event: reason guest-reset under -no-reboot: a triple fault)";
+    "L2 reset itself before its report was done, without a panic or an oops on its console (QEMU's SHUTDOWN event: reason guest-reset under -no-reboot: a triple fault)";
 
-/// A silent L2 told apart: its QEMU said it ended by a guest reset
-/// (`guest-reset`, its SHUTDOWN event's reason) before init started and
-/// with no panic on its console (a panic resets too, with `panic=-1`, and
-/// says so first), so a triple fault, not a hang or a power-off.
+/// An L2 whose QEMU said it ended by a guest reset (`guest-reset`, its
+/// SHUTDOWN event's reason) before its report was done, with no panic or
+/// oops on its console, so a triple fault, not a hang or a power-off. Its
+/// init may have started: L2's kernel prints an oops and a panic at its
+/// log level (and `panic=-1` resets after saying so), and init itself
+/// never reboots, so a silent reset is the CPU's, which under nested
+/// emulation is the lab's. Seen (2026-12-03): a triple fault 4 s after
+/// init's START, while it loaded its report port's modules.
 pub fn of_guest_reset(shutdown_reason: Option<&str>, serial: &str) -> Option<LabFault> {
-    (shutdown_reason == Some("guest-reset")
-        && !guest_init_started(serial)
-        && !serial.contains("Kernel panic"))
-    .then(|| LabFault::new(LabFaultKind::L2Reset, RESET_GUEST))
+    let kernel_spoke = ["Kernel panic", "BUG:", "Oops"]
+        .iter()
+        .any(|w| serial.contains(w));
+    (shutdown_reason == Some("guest-reset") && !guest_report_complete(serial) && !kernel_spoke)
+        .then(|| LabFault::new(LabFaultKind::L2Reset, RESET_GUEST))
 }
 
 /// An L2 the runner ended because its console was still empty when its
@@ -225,8 +230,13 @@ mod tests {
                 .kind,
             LabFaultKind::L2Silent
         );
-        // Init spoke: whatever reset it after that is the scenario's.
-        assert!(reset("MFLAB-L2-START 2.2\n").is_none());
+        // Init spoke, then the CPU reset it without a word: still the lab's.
+        assert_eq!(
+            reset("MFLAB-L2-START 2.2\n").unwrap().kind,
+            LabFaultKind::L2Reset
+        );
+        // An oops first: L2's kernel failed, and said so: the scenario's.
+        assert!(reset("MFLAB-L2-START 2.2\n[ 3.1] BUG: unable to handle page fault\n").is_none());
         assert!(of_guest_reset(Some("guest-shutdown"), "").is_none());
         assert!(of_guest_reset(None, "").is_none());
     }
