@@ -1,4 +1,4 @@
-//! What L1's KVM saw of an L2 that died silent: two of KVM's own
+//! What L1's KVM saw of an L2 that died silent: three of KVM's own
 //! tracepoints, armed around every L2 and kept only when the run is a
 //! silent or reset L2 (`l1-kvm-trace.txt` in the work directory).
 //!
@@ -7,8 +7,12 @@
 //! `SVM_EXIT_SHUTDOWN`, 0x7f; VMX's `EXIT_REASON_TRIPLE_FAULT`, 2) and
 //! L2's RIP, a VMRUN that failed is one with bit 31 set, and the
 //! exceptions KVM injected on the way there are `kvm_inj_exception`
-//! events. Both are rare in a healthy boot, so the
-//! filter keeps the ring small and the cost is one comparison per exit.
+//! events. Both are rare in a healthy boot, so the filter keeps the ring
+//! small and the cost is one comparison per exit. `kvm_emulate_insn` adds
+//! each instruction KVM's own emulator decoded for L2 (its RIP, bytes and
+//! length): TCG's SVM gives L1's KVM no decode assists and no next-RIP,
+//! so L1's KVM decodes every MMIO access of L2 in software, and a wrong
+//! length there would send L2 to a wrong RIP. The ring keeps the latest.
 
 use std::path::{Path, PathBuf};
 
@@ -58,6 +62,7 @@ impl KvmTrace {
             ),
             ("events/kvm/kvm_exit/enable", "1".to_string()),
             ("events/kvm/kvm_inj_exception/enable", "1".to_string()),
+            ("events/kvm/kvm_emulate_insn/enable", "1".to_string()),
             ("trace", String::new()),
             ("tracing_on", "1".to_string()),
         ];
@@ -76,7 +81,7 @@ impl KvmTrace {
         let trace = std::fs::read_to_string(self.root.join("trace")).unwrap_or_default();
         let events: Vec<&str> = trace.lines().filter(|l| !l.starts_with('#')).collect();
         let mut text = if events.is_empty() {
-            "no kvm_exit for a triple fault and no exception injected while L2 ran\n".to_string()
+            "no triple fault, failed entry, injected exception or emulated instruction while L2 ran\n".to_string()
         } else {
             events.join("\n") + "\n"
         };
@@ -137,6 +142,7 @@ impl Drop for KvmTrace {
         for file in [
             "events/kvm/kvm_exit/enable",
             "events/kvm/kvm_inj_exception/enable",
+            "events/kvm/kvm_emulate_insn/enable",
         ] {
             let _ = std::fs::write(self.root.join(file), "0");
         }
