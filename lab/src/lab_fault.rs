@@ -59,9 +59,26 @@ pub fn of_lost_ready(serial: &str) -> Option<LabFault> {
 }
 
 /// An L2 that was let run and whose console (after it powered off or was
-/// killed) shows its init never started.
+/// killed) shows its init never started. When its kernel said why (an
+/// oops or a panic before init, where no device of the scenario has a
+/// driver yet), the fault names the kernel's first such line.
 pub fn of_silent_guest(serial: &str) -> Option<LabFault> {
-    (!guest_init_started(serial)).then(|| LabFault::new(LabFaultKind::L2Silent, SILENT_GUEST))
+    if guest_init_started(serial) {
+        return None;
+    }
+    let said = serial
+        .lines()
+        .find(|l| l.contains("BUG:") || l.contains("Kernel panic") || l.contains("Oops"));
+    Some(match said {
+        Some(line) => LabFault::new(
+            LabFaultKind::L2Silent,
+            format!(
+                "L2's kernel failed before its init started: {}",
+                without_timestamp(line)
+            ),
+        ),
+        None => LabFault::new(LabFaultKind::L2Silent, SILENT_GUEST),
+    })
 }
 
 pub const RESET_GUEST: &str =
@@ -255,6 +272,12 @@ mod tests {
         // Init started: whatever went wrong after it is the scenario's.
         assert!(end(true, true, None, "MFLAB-L2-START 2.2\n").is_none());
         assert!(of_silent_guest("[ 1.9] Kernel panic - not syncing\n").is_some());
+        // Seen (2026-12-03): L2's kernel ran into data under start_kernel.
+        let oops = "[    0.284301] BUG: unable to handle page fault for address: 000002ffffffff82\n[    0.745631] RIP: 0010:init_task+0x22/0x2640\n[    2.517807] Kernel panic - not syncing: Attempted to kill the idle task!\n";
+        assert_eq!(
+            of_silent_guest(oops).unwrap().detail,
+            "L2's kernel failed before its init started: BUG: unable to handle page fault for address: 000002ffffffff82"
+        );
     }
 
     /// Seen in CI (2026-12-03, `--jobs 2`): the runner ended a silent L2 at
