@@ -26,6 +26,10 @@ pub fn shell_line(binary: &str, args: &[String]) -> String {
 
 /// What a direct-kernel boot needs.
 pub struct DirectBoot<'a> {
+    /// The guest's name (`-name NAME,debug-threads=on`): QEMU then names
+    /// its threads ("CPU 0/TCG", "CPU 1/KVM"), which is what a stall
+    /// report lists with each thread's wait channel.
+    pub name: &'a str,
     /// `-machine` value, e.g. `q35,accel=tcg`.
     pub machine: &'a str,
     pub cpu: &'a str,
@@ -37,10 +41,13 @@ pub struct DirectBoot<'a> {
 }
 
 impl DirectBoot<'_> {
-    /// `-machine … -cpu … -m … -smp … -nodefaults -no-user-config -display
-    /// none -no-reboot -kernel … -initrd … -append …`, in that order.
+    /// `-name … -machine … -cpu … -m … -smp … -nodefaults -no-user-config
+    /// -display none -no-reboot -kernel … -initrd … -append …`, in that order.
     pub fn args(&self) -> Vec<String> {
+        let name = format!("{},debug-threads=on", self.name);
         [
+            "-name",
+            &name,
             "-machine",
             self.machine,
             "-cpu",
@@ -74,6 +81,7 @@ mod tests {
     #[test]
     fn a_direct_boot_is_headless_with_no_default_devices() {
         let args = DirectBoot {
+            name: "mflab-l1",
             machine: "q35,accel=tcg",
             cpu: "max",
             memory_mib: 1024,
@@ -83,7 +91,8 @@ mod tests {
             append: "console=ttyS0",
         }
         .args();
-        assert_eq!(args[..2], ["-machine", "q35,accel=tcg"]);
+        assert_eq!(args[..2], ["-name", "mflab-l1,debug-threads=on"]);
+        assert_eq!(args[2..4], ["-machine", "q35,accel=tcg"]);
         assert!(args.windows(2).any(|w| w == ["-display", "none"]));
         assert!(
             args.contains(&"-nodefaults".to_string()) && args.contains(&"-no-reboot".to_string())

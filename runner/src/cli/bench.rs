@@ -410,6 +410,7 @@ fn floor_boot(
 ) -> Result<f64, BenchError> {
     let (initrd, _) = floor_initramfs(&images.kernel)?;
     let args = DirectBoot {
+        name: "mflab-floor",
         machine: &format!("q35,accel={}", accel.accel),
         cpu: &accel.cpu,
         memory_mib: 1024,

@@ -108,6 +108,7 @@ pub fn l1_args(c: &L1Config) -> Vec<String> {
         c.topology.device_args(),
     );
     let mut args = DirectBoot {
+        name: "mflab-l1",
         machine: &machine,
         cpu: &c.accel.cpu,
         memory_mib: c.memory_mib,

@@ -111,6 +111,7 @@ pub fn l2_args(c: &L2Config) -> Vec<String> {
     let append = l2_kernel_cmdline(&extra);
     args.extend(
         DirectBoot {
+            name: "mflab-l2",
             machine: &machine,
             cpu,
             memory_mib: c.memory_mib,
