@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use lab::lab_fault::{of_l1_exit, LabFault, LabFaultKind};
 use lab::protocol::mailbox::Mailbox;
-use lab::protocol::paths::{L1_SERIAL_LOG, READY_FILE, WORK_MOUNT};
+use lab::protocol::paths::{L1_QEMU_LOG, L1_SERIAL_LOG, READY_FILE, WORK_MOUNT};
 use lab::protocol::{Progress, RunOutcome, RunRequest};
 
 use lab::machine::accel::AccelChoice;
@@ -60,8 +60,13 @@ impl SharedL1 {
     }
 
     fn exit_fault(&self, what: &str) -> RunError {
-        let log = std::fs::read_to_string(self.work.path().join(L1_SERIAL_LOG)).unwrap_or_default();
-        RunError::lab(of_l1_exit(&log, what), self.serial_tail())
+        let read = |name| std::fs::read_to_string(self.work.path().join(name)).unwrap_or_default();
+        l1_exit_error(
+            &read(L1_SERIAL_LOG),
+            &read(L1_QEMU_LOG),
+            what,
+            self.serial_tail(),
+        )
     }
 
     fn start(
@@ -184,6 +189,24 @@ impl Drop for SharedL1 {
     }
 }
 
+/// Why L1's QEMU ended early. One that refused its own command line
+/// before L1 printed a byte (QEMU's error on its stderr, e.g. "Property
+/// 'pcie-root-port.disable-acs' not found" from a QEMU without that
+/// property) fails the same way every time: a setup error in QEMU's
+/// words, not a lab fault to retry. Otherwise L1's console says whether
+/// it panicked.
+pub fn l1_exit_error(serial: &str, qemu_log: &str, what: &str, tail: String) -> RunError {
+    let refused = qemu_log
+        .lines()
+        .find(|l| l.starts_with("qemu-system-") && l.contains(": "));
+    match refused {
+        Some(said) if serial.trim().is_empty() => {
+            RunError::Setup(format!("{what}: L0's QEMU refused to start it: {said}"))
+        }
+        _ => RunError::lab(of_l1_exit(serial, what), tail),
+    }
+}
+
 /// A worker's L1: at most one at a time (an idle L1 still costs a TCG
 /// core), kept while the worker's scenarios use its topology.
 #[derive(Default)]
@@ -246,5 +269,34 @@ impl L1Slot {
                 ))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_qemu_that_refuses_its_command_line_is_a_setup_error_in_its_words() {
+        let said = "qemu-system-x86_64: -device pcie-root-port,id=rp0,disable-acs=on: Property 'pcie-root-port.disable-acs' not found";
+        match l1_exit_error(
+            "",
+            said,
+            "L1 (t) stopped before its agent was ready",
+            String::new(),
+        ) {
+            RunError::Setup(why) => assert!(why.ends_with(said), "{why}"),
+            other => panic!("{other}"),
+        }
+        // L1 had booted: its console decides, as before.
+        let e = l1_exit_error(
+            "[ 1.0] Kernel panic - not syncing: x\n",
+            said,
+            "L1 stopped",
+            String::new(),
+        );
+        assert_eq!(e.lab_fault().unwrap().kind, LabFaultKind::L1Panic);
+        let e = l1_exit_error("", "", "L1 stopped", String::new());
+        assert_eq!(e.lab_fault().unwrap().kind, LabFaultKind::L1Exited);
     }
 }

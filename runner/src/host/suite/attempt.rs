@@ -345,7 +345,12 @@ fn run_in_vm(
         let error = match e {
             _ if e.interrupted() => RunError::Interrupted,
             BootError::Vm(VmError::L1Stalled(fault)) => RunError::lab(fault, serial),
-            _ => RunError::lab(lab::lab_fault::of_l1_exit(&log, &e.to_string()), serial),
+            _ => crate::host::l1::shared::l1_exit_error(
+                &log,
+                &std::fs::read_to_string(work.path().join(L1_QEMU_LOG)).unwrap_or_default(),
+                &e.to_string(),
+                serial,
+            ),
         };
         return Err((error, Some(work)));
     }
