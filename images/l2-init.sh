@@ -108,6 +108,19 @@ echo "MFLAB-L2-DONE $up $count"
 echo "MFLAB-L2-DONE $up $count"
 case " $cmdline " in
 *" mflab.steps "*)
+  # A reboot step (mflab.acpi): answer the ACPI power button as a guest
+  # OS does, by powering off; QEMU holds the machine and resets it.
+  case " $cmdline " in
+  *" mflab.acpi "*)
+    insmod /lib/modules/button.ko 2>/dev/null
+    insmod /lib/modules/evdev.ko 2>/dev/null
+    mkdir -p /etc/acpi/PWRF
+    printf '#!/bin/sh\npoweroff -f\n' > /etc/acpi/PWRF/00000080
+    chmod 755 /etc/acpi/PWRF/00000080
+    # In the foreground: daemonized, busybox's acpid heard the button
+    # and ran nothing. Its log (the event it acted on) goes to the console.
+    acpid -d > /dev/console 2>&1 &;;
+  esac
   # Opening the port clears its FIFO: what came before is lost, so the
   # agent writes nothing until READY.
   exec 3<> /dev/ttyS1

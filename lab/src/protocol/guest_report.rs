@@ -56,6 +56,9 @@ pub const STEP_PCI: &str = "MFLAB-L2-STEP-PCI";
 pub const STEP_DONE: &str = "MFLAB-L2-STEP-DONE";
 /// On L2's kernel command line: stay up after the report, for steps.
 pub const STEPS_KERNEL_ARG: &str = "mflab.steps";
+/// On L2's kernel command line: answer the ACPI power button by powering
+/// off (busybox acpid), as a guest OS does, for a reboot step.
+pub const ACPI_KERNEL_ARG: &str = "mflab.acpi";
 /// Written to L2's second serial port: power off.
 pub const DONE_COMMAND: &str = "done\n";
 

@@ -18,6 +18,18 @@ pub enum StepAction {
     /// and its QEMU resets each assigned function as it can (FLR, PM
     /// reset, or a bus reset that needs every group on the bus).
     Reset,
+    /// `virsh reboot` (ACPI mode) / QMP `system_powerdown`: L2's own
+    /// power-off on the ACPI power button, which QEMU holds (`-no-shutdown`,
+    /// or `set-action shutdown=pause`) while the machine is reset and
+    /// resumed: libvirt's fake reboot, the path of a guest's reboot.
+    Reboot,
+}
+
+impl StepAction {
+    /// Whether the step reboots L2 in place (its report comes again).
+    pub fn reboots(self) -> bool {
+        matches!(self, StepAction::Reset | StepAction::Reboot)
+    }
 }
 
 impl std::fmt::Display for StepAction {
@@ -26,6 +38,7 @@ impl std::fmt::Display for StepAction {
             StepAction::Attach => "attach",
             StepAction::Detach => "detach",
             StepAction::Reset => "reset",
+            StepAction::Reboot => "reboot",
         })
     }
 }

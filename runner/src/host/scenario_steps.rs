@@ -36,6 +36,10 @@ pub struct StepFile {
     /// `reset = true`: reset the running L2 (`virsh reset`, QMP `system_reset`).
     #[serde(default)]
     reset: bool,
+    /// `reboot = true`: L2 powers off on the ACPI power button and is reset
+    /// and resumed (`virsh reboot`, QMP `system_powerdown`).
+    #[serde(default)]
+    reboot: bool,
     #[serde(default)]
     expect: StepExpect,
 }
@@ -144,12 +148,14 @@ pub fn read_steps(
                 given.push((action, file.display().to_string(), xml));
             }
         }
-        if f.reset {
-            given.push((
-                StepAction::Reset,
-                format!("{}[step {n}]", path.display()),
-                String::new(),
-            ));
+        for (wanted, action) in [(f.reset, StepAction::Reset), (f.reboot, StepAction::Reboot)] {
+            if wanted {
+                given.push((
+                    action,
+                    format!("{}[step {n}]", path.display()),
+                    String::new(),
+                ));
+            }
         }
         let mut given = given.into_iter();
         let (Some((action, xml_name, xml)), None) = (given.next(), given.next()) else {

@@ -140,8 +140,9 @@ fn define(
         serial,
     );
     if !req.steps.is_empty() {
-        let resets = req.steps.iter().any(|s| s.action == StepAction::Reset);
-        xml = super::steps::libvirt_domain_for_steps(&xml, resets);
+        let resets = req.steps.iter().any(|s| s.action.reboots());
+        let acpi = req.steps.iter().any(|s| s.action == StepAction::Reboot);
+        xml = super::steps::libvirt_domain_for_steps(&xml, resets, acpi);
     }
     let domain_file = work.join(L2_DOMAIN_XML);
     std::fs::write(&domain_file, &xml).map_err(|e| e.to_string())?;

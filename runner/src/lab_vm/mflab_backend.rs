@@ -164,11 +164,18 @@ pub fn run_l2(
         control_socket: steps
             .is_some()
             .then(|| Path::new("/run").join(L2_CONTROL_SOCKET)),
-        extra_cmdline: req.link.iter().map(|l| l.l2_cmdline_word()).collect(),
-        trace_resets: req
-            .steps
+        extra_cmdline: req
+            .link
             .iter()
-            .any(|s| s.action == lab::protocol::StepAction::Reset),
+            .map(|l| l.l2_cmdline_word())
+            .chain(
+                req.steps
+                    .iter()
+                    .any(|s| s.action == lab::protocol::StepAction::Reboot)
+                    .then(|| lab::protocol::guest_report::ACPI_KERNEL_ARG.to_string()),
+            )
+            .collect(),
+        trace_resets: req.steps.iter().any(|s| s.action.reboots()),
     };
     std::fs::write(
         work.join(L2_CMDLINE),

@@ -21,7 +21,7 @@ use lab::assign::bind::{Detached, Sysfs};
 use lab::assign::hotplug::Attached;
 use lab::assign::plan::Plan;
 use lab::lab_fault::{of_lost_ready, of_silent_guest};
-use lab::protocol::guest_report::{guest_ready_for_steps, STEPS_KERNEL_ARG};
+use lab::protocol::guest_report::{guest_ready_for_steps, ACPI_KERNEL_ARG, STEPS_KERNEL_ARG};
 use lab::protocol::paths::L2_CONTROL_LOG;
 use lab::protocol::{function_rows, LiveHostdev, RunOutcome, RunRequest, StepAction, StepOutcome};
 use lab::schema::check::check_text;
@@ -80,7 +80,7 @@ pub fn mflab_teardown(steps: StepsRun, out: &mut RunOutcome) {
 /// The lab's additions to libvirt's L2 domain for a run with steps: the
 /// control port as a second serial port, spare root ports, and the
 /// kernel argument that keeps L2's init up.
-pub fn libvirt_domain_for_steps(xml: &str, resets: bool) -> String {
+pub fn libvirt_domain_for_steps(xml: &str, resets: bool, acpi: bool) -> String {
     let mut extra = format!(
         "    <serial type='unix'><source mode='bind' path='/run/{L2_CONTROL_SOCKET}'/><target port='1'/></serial>\n"
     );
@@ -91,8 +91,12 @@ pub fn libvirt_domain_for_steps(xml: &str, resets: bool) -> String {
             "    <controller type='pci' index='{i}' model='pcie-root-port'/>\n"
         ));
     }
+    let words = match acpi {
+        true => format!(" {STEPS_KERNEL_ARG} {ACPI_KERNEL_ARG}"),
+        false => format!(" {STEPS_KERNEL_ARG}"),
+    };
     let xml = xml
-        .replacen("</cmdline>", &format!(" {STEPS_KERNEL_ARG}</cmdline>"), 1)
+        .replacen("</cmdline>", &format!("{words}</cmdline>"), 1)
         .replacen("  </devices>", &format!("{extra}  </devices>"), 1);
     if !resets {
         return xml;
@@ -151,8 +155,8 @@ pub fn libvirt_steps(
     for (i, step) in req.steps.iter().enumerate() {
         let n = i + 1;
         let mut o = StepOutcome::default();
-        if step.action == StepAction::Reset {
-            libvirt_reset(daemon, serial, &mut o);
+        if step.action.reboots() {
+            libvirt_reset(daemon, serial, step.action, &mut o);
         }
         for (j, hostdev) in device_texts(&step.xml)
             .into_iter()
@@ -164,7 +168,9 @@ pub fn libvirt_steps(
             let verb = match step.action {
                 StepAction::Attach => "attach-device",
                 StepAction::Detach => "detach-device",
-                StepAction::Reset => unreachable!("a reset step has no hostdev"),
+                StepAction::Reset | StepAction::Reboot => {
+                    unreachable!("a reset or reboot step has no hostdev")
+                }
             };
             let call = daemon.virsh(&[verb, DOMAIN_NAME, &file.to_string_lossy(), "--live"]);
             if !call.ok {
@@ -206,12 +212,18 @@ pub fn libvirt_steps(
 /// `virsh reset` (QMP `system_reset` through libvirt), then the wait for
 /// L2's init; what L2's QEMU (its log, libvirt keeps it) and L1's kernel
 /// said goes to the outcome.
-fn libvirt_reset(daemon: &Libvirtd, serial: &Path, o: &mut StepOutcome) {
+/// `virsh reset`, or `virsh reboot --mode acpi`: libvirt presses L2's
+/// power button, L2 powers off, and libvirt (whose QEMU runs with
+/// `-no-shutdown`) resets and resumes it, its "fake reboot".
+fn libvirt_reset(daemon: &Libvirtd, serial: &Path, action: StepAction, o: &mut StepOutcome) {
     let watch = crate::lab_vm::reset_watch::ResetWatch::start(
         PathBuf::from(format!("/var/log/libvirt/qemu/{DOMAIN_NAME}.log")),
         serial.with_file_name(lab::protocol::paths::L2_REPORT_LOG),
     );
-    let call = daemon.virsh(&["reset", DOMAIN_NAME]);
+    let call = match action {
+        StepAction::Reboot => daemon.virsh(&["reboot", DOMAIN_NAME, "--mode", "acpi"]),
+        _ => daemon.virsh(&["reset", DOMAIN_NAME]),
+    };
     if !call.ok {
         o.error = Some(call.error_text());
         return;
@@ -298,10 +310,15 @@ mod tests {
     #[test]
     fn the_l2_domain_for_steps_has_a_control_port_spare_ports_and_the_kernel_argument() {
         let xml = "<domain><os><cmdline>console=ttyS0</cmdline></os>\n  <devices>\n  </devices>\n</domain>";
-        let with = libvirt_domain_for_steps(xml, false);
+        let with = libvirt_domain_for_steps(xml, false, false);
         assert!(
             with.contains("<cmdline>console=ttyS0 mflab.steps</cmdline>"),
             "{with}"
+        );
+        let reboot = libvirt_domain_for_steps(xml, true, true);
+        assert!(
+            reboot.contains("<cmdline>console=ttyS0 mflab.steps mflab.acpi</cmdline>"),
+            "{reboot}"
         );
         assert!(with.contains("<target port='1'/>"));
         assert_eq!(with.matches("pcie-root-port").count(), SPARE_ROOT_PORTS);
@@ -319,7 +336,7 @@ mod tests {
             crate::lab_vm::l2::guest::L2_KERNEL_CMDLINE,
             Path::new("/mflab/l2-serial.log"),
         );
-        let with = libvirt_domain_for_steps(&xml, true);
+        let with = libvirt_domain_for_steps(&xml, true, false);
         assert!(with.contains("<on_reboot>restart</on_reboot>"), "{with}");
         assert!(with.contains("xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'"));
         assert!(with.contains("<qemu:arg value='enable=vfio_pci_*reset*'/>"));

@@ -21,7 +21,7 @@ const BUSYBOX: &str = "/bin/busybox";
 /// Applets the init script uses, linked to busybox.
 const APPLETS: &[&str] = &[
     "sh", "mount", "insmod", "cat", "cut", "mkdir", "ln", "readlink", "chroot", "poweroff", "sync",
-    "echo", "sleep", "mv", "cp", "rm", "ip", "ping",
+    "echo", "sleep", "mv", "cp", "rm", "ip", "ping", "chmod", "acpid",
 ];
 
 /// Changes whenever what goes into an archive changes in a way the

@@ -56,7 +56,7 @@ pub fn describe_steps(s: &Scenario, o: &RunOutcome) -> Vec<String> {
         for line in &seen.reset_log {
             lines.push(format!("  {line}"));
         }
-        if step.action == lab::protocol::StepAction::Reset && seen.reset_log.is_empty() {
+        if step.action.reboots() && seen.reset_log.is_empty() {
             lines.push("  neither L2's QEMU nor L1's kernel said anything about the reset".into());
         }
         lines.push(if seen.l2_reported {

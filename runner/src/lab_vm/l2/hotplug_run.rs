@@ -62,6 +62,7 @@ impl StepsRun {
                 StepAction::Attach => self.attach(n, request, qmp, &mut out).await,
                 StepAction::Detach => self.detach(request, qmp, &mut out).await,
                 StepAction::Reset => self.reset(qmp, &mut out).await,
+                StepAction::Reboot => self.reboot(qmp, &mut out).await,
             }
             out.l1 = function_rows(&self.sysfs).unwrap_or_default();
             out.live = self.live();
@@ -232,6 +233,73 @@ impl StepsRun {
         out.reset_log = watch.log();
     }
 
+    /// A reboot as libvirt does one: QEMU holds L2 when it powers off
+    /// (`set-action shutdown=pause`, where libvirt runs it with
+    /// `-no-shutdown`), the ACPI power button is pressed, L2's acpid powers
+    /// it off, and the paused machine is reset and resumed
+    /// (`qemuProcessFakeReboot`).
+    async fn reboot(&mut self, qmp: &mut QmpSession, out: &mut StepOutcome) {
+        let watch = crate::lab_vm::reset_watch::ResetWatch::start(
+            self.serial_log.with_extension("qemu.log"),
+            self.serial_log
+                .with_file_name(lab::protocol::paths::L2_REPORT_LOG),
+        );
+        // Under -no-reboot a system_reset is a shutdown too: reboot=reset
+        // as for a reset step.
+        let action = |shutdown, reboot| qapi::qmp::set_action {
+            reboot: Some(reboot),
+            panic: None,
+            shutdown: Some(shutdown),
+            watchdog: None,
+        };
+        let during = action(
+            qapi::qmp::ShutdownAction::pause,
+            qapi::qmp::RebootAction::reset,
+        );
+        if let Err(e) = qmp.execute(&during).await {
+            out.error = Some(format!("set-action shutdown=pause reboot=reset: {e}"));
+            return;
+        }
+        let timeout = RESET_TIMEOUT * crate::lab_vm::kvm::time_scale();
+        let start = std::time::Instant::now();
+        let result = async {
+            qmp.execute(&qapi::qmp::system_powerdown {})
+                .await
+                .map_err(|e| format!("system_powerdown: {e}"))?;
+            wait_status(qmp, |s| s == qapi::qmp::RunState::shutdown, start, timeout)
+                .await
+                .map_err(|s| {
+                    format!("L2 did not power off within {timeout:?} of the ACPI power button (its status: {s})")
+                })?;
+            // The reset is carried out by QEMU's main loop, after the reply:
+            // `cont` before it is refused ("Resetting the Virtual Machine is
+            // required"). After it, L2 waits in prelaunch.
+            qmp.execute(&qapi::qmp::system_reset {})
+                .await
+                .map_err(|e| format!("system_reset: {e}"))?;
+            wait_status(qmp, |s| s != qapi::qmp::RunState::shutdown, start, timeout)
+                .await
+                .map_err(|s| format!("L2 was not reset within {timeout:?} (its status: {s})"))?;
+            qmp.execute(&qapi::qmp::cont {})
+                .await
+                .map_err(|e| format!("cont: {e}"))?;
+            watch.wait_rebooted(timeout)
+        }
+        .await;
+        if let Err(e) = result {
+            out.error = Some(e);
+        }
+        let after = action(
+            qapi::qmp::ShutdownAction::poweroff,
+            qapi::qmp::RebootAction::shutdown,
+        );
+        if let Err(e) = qmp.execute(&after).await {
+            out.error
+                .get_or_insert(format!("set-action shutdown=poweroff reboot=shutdown: {e}"));
+        }
+        out.reset_log = watch.log();
+    }
+
     /// Teardown, once L2 is gone: every journal, newest first.
     pub fn reattach_all(self, kernel: &Sysfs) -> Result<(), String> {
         let mut failures = Vec::new();
@@ -249,6 +317,29 @@ impl StepsRun {
 
 fn errors(list: Vec<Diagnostic>) -> Vec<Diagnostic> {
     list.into_iter().filter(Diagnostic::is_error).collect()
+}
+
+/// Polls `query-status` until `wanted` holds of L2's run state; Err with
+/// the last state (or the QMP error) once `timeout` has passed since `start`.
+async fn wait_status(
+    qmp: &mut QmpSession,
+    wanted: impl Fn(qapi::qmp::RunState) -> bool,
+    start: std::time::Instant,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    loop {
+        let status = qmp
+            .execute(&qapi::qmp::query_status {})
+            .await
+            .map_err(|e| format!("query-status: {e}"))?;
+        if wanted(status.status) {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            return Err(format!("{:?}", status.status));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// `device_add` for one assigned function, at its guest address.
