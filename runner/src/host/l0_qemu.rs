@@ -199,23 +199,29 @@ pub struct L0Qemu {
 impl L0Qemu {
     /// The host's QEMU on PATH.
     pub fn host(why: String) -> Result<L0Qemu, QemuError> {
-        Self::at(L0Qemu {
-            binary: PathBuf::from(QEMU),
+        Self::at(L0Qemu::unprobed(PathBuf::from(QEMU), "host".into(), why))
+    }
+
+    /// `binary` with no data, module or library directories of its own,
+    /// its version not yet asked.
+    fn unprobed(binary: PathBuf, source: String, why: String) -> L0Qemu {
+        L0Qemu {
+            binary,
             data_dirs: vec![],
             module_dir: None,
             libraries: None,
             version_line: String::new(),
             version: None,
-            source: "host".into(),
+            source,
             why,
-        })
+        }
     }
 
     /// `q` with the version its binary says it is.
     fn at(q: L0Qemu) -> Result<L0Qemu, QemuError> {
         let binary = q.binary.clone();
         let out = Command::new(q.program())
-            .args(q.before_data_dirs())
+            .args(q.loader_args())
             .arg("--version")
             .envs(q.env())
             .output()
@@ -252,7 +258,7 @@ impl L0Qemu {
     }
 
     /// What the loader is told before QEMU's own arguments.
-    fn before_data_dirs(&self) -> Vec<String> {
+    fn loader_args(&self) -> Vec<String> {
         match &self.libraries {
             Some(l) => vec![
                 "--library-path".into(),
@@ -266,7 +272,7 @@ impl L0Qemu {
     /// What goes before L1's own arguments: the loader's (when the tree
     /// brings its libraries), then `-L` for each data directory.
     pub fn leading_args(&self) -> Vec<String> {
-        let mut args = self.before_data_dirs();
+        let mut args = self.loader_args();
         args.extend(
             self.data_dirs
                 .iter()
@@ -380,14 +386,12 @@ pub fn chosen() -> &'static L0Qemu {
     let q = resolve(std::env::var(ENV).ok().as_deref(), None)
         .or_else(|e| L0Qemu::host(format!("the chosen QEMU failed: {e}")))
         .unwrap_or_else(|e| L0Qemu {
-            binary: PathBuf::from(QEMU),
-            data_dirs: vec![],
-            module_dir: None,
-            libraries: None,
             version_line: e.to_string(),
-            version: None,
-            source: "host".into(),
-            why: "no QEMU runs here".into(),
+            ..L0Qemu::unprobed(
+                PathBuf::from(QEMU),
+                "host".into(),
+                "no QEMU runs here".into(),
+            )
         });
     switch_to(q)
 }
@@ -471,14 +475,10 @@ fn from_path(binary: &Path, why: String) -> Result<L0Qemu, QemuError> {
         .then(|| OwnLibraries::of_tree(&dir.join("../..")))
         .flatten();
     L0Qemu::at(L0Qemu {
-        binary: binary.to_path_buf(),
         data_dirs,
         module_dir,
         libraries,
-        version_line: String::new(),
-        version: None,
-        source: binary.display().to_string(),
-        why,
+        ..L0Qemu::unprobed(binary.to_path_buf(), binary.display().to_string(), why)
     })
 }
 
