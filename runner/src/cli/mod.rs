@@ -36,8 +36,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 )]
 pub struct Cli {
     /// The kernel L1 and L2 boot: a vmlinuz (with --modules), `host` for
-    /// the running one, or `debian-12`/`debian-13` for that release's
-    /// linux-image-amd64 (fetched into the cache with a sources list of
+    /// the running one, or `debian-12`/`debian-13`/`debian-testing` (forky)
+    /// for that release's linux-image-amd64 (fetched into the cache with a sources list of
     /// mflab's own); default: Debian's linux-image-amd64 from the system's
     /// sources, else the running one.
     #[arg(long, global = true, env = "MFLAB_KERNEL")]
@@ -46,8 +46,9 @@ pub struct Cli {
     #[arg(long, global = true, env = "MFLAB_MODULES", requires = "kernel")]
     modules: Option<std::path::PathBuf>,
     /// L1's userland: `host` (the host's root, the default) or a Debian
-    /// release (`debian-12`, `debian-13`) whose root `mflab images
-    /// --release` builds with debootstrap into the cache; L1 shares it in
+    /// release (`debian-12`, `debian-13`, `debian-testing`: forky) whose
+    /// root is built with debootstrap into the cache on first use (as
+    /// root; `mflab images --release` builds it alone); L1 shares it in
     /// read-only, and its kernel boots L1 and L2 unless --kernel says otherwise.
     #[arg(long, global = true, env = "MFLAB_RELEASE", value_parser = parse_release)]
     release: Option<String>,

@@ -1,5 +1,5 @@
-//! `--kernel debian-13` (or `debian-12`): that Debian release's current
-//! `linux-image-amd64` kernel, whatever the host runs. apt is pointed at a
+//! `--kernel debian-13` (or `debian-12`, `debian-testing`): that Debian
+//! release's current `linux-image-amd64` kernel, whatever the host runs. apt is pointed at a
 //! sources list of mflab's own under the cache directory (the system's
 //! mirror, the release's suite) with its own lists and cache, so the
 //! system's sources, lists and package cache are never touched: adding
@@ -31,6 +31,12 @@ const RELEASES: &[DebianRelease] = &[
         name: "debian-13",
         suite: "trixie",
     },
+    // Named by its codename, not `testing`: a root or kernel cached under
+    // it stays forky's when testing moves on to the next release.
+    DebianRelease {
+        name: "debian-testing",
+        suite: "forky",
+    },
 ];
 
 /// The archive where the system names none (Ubuntu).
@@ -44,7 +50,7 @@ impl DebianRelease {
         RELEASES.iter().copied().find(|r| r.name == name)
     }
 
-    /// `debian-12, debian-13`, for messages.
+    /// `debian-12, debian-13, debian-testing`, for messages.
     pub fn names() -> String {
         RELEASES
             .iter()
@@ -304,14 +310,20 @@ fn labelled(mut k: KernelSource, release: DebianRelease) -> KernelSource {
     k
 }
 
-/// The package `linux-image-amd64` depends on in the release's lists.
-fn image_package(options: &[String]) -> Option<String> {
+/// The package `linux-image-amd64` depends on in the lists `options`
+/// point apt at (none: the system's).
+pub fn image_package(options: &[String]) -> Option<String> {
+    depended_image(&apt_depends(options, "linux-image-amd64")?)
+}
+
+/// `apt-cache depends --important package` (with `options`).
+pub fn apt_depends(options: &[String], package: &str) -> Option<String> {
     let out = Command::new("apt-cache")
         .args(options)
-        .args(["depends", "--important", "linux-image-amd64"])
+        .args(["depends", "--important", package])
         .output()
         .ok()?;
-    depended_image(&String::from_utf8_lossy(&out.stdout))
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// From `apt-cache depends` output: `linux-image-6.12.117+deb13-amd64`.
@@ -321,6 +333,30 @@ pub fn depended_image(depends: &str) -> Option<String> {
         .filter_map(|l| l.trim().strip_prefix("Depends: "))
         .find(|p| p.starts_with("linux-image-") && !p.contains("unsigned"))
         .map(str::to_string)
+}
+
+/// The packages that make up the kernel of `image`: the image itself and
+/// those of its dependencies built for the same kernel version. Debian
+/// 12's and 13's `linux-image-<v>` hold the files; forky's is empty and
+/// depends on `linux-binary-<v>` (the `vmlinuz`), `linux-modules-<v>`
+/// and `linux-base-<v>` (its `config`). The tools it also depends on
+/// (`linux-base`, an initramfs generator) are not the kernel's.
+pub fn kernel_parts(image: &str, depends: &str) -> Vec<String> {
+    let version = image.trim_start_matches("linux-image-");
+    let mut parts = vec![image.to_string()];
+    parts.extend(
+        depends
+            .lines()
+            .filter_map(|l| l.trim().trim_start_matches('|').strip_prefix("Depends: "))
+            .filter(|p| {
+                p.starts_with("linux-")
+                    && p.strip_suffix(version)
+                        .is_some_and(|stem| stem.ends_with('-') && stem != "linux-image-")
+            })
+            .map(str::to_string),
+    );
+    parts.dedup();
+    parts
 }
 
 #[cfg(test)]
@@ -345,7 +381,14 @@ mod tests {
             "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main\n"
         );
         assert!(DebianRelease::named("debian-11").is_none());
-        assert_eq!(DebianRelease::names(), "debian-12, debian-13");
+        assert_eq!(
+            DebianRelease::names(),
+            "debian-12, debian-13, debian-testing"
+        );
+        assert_eq!(
+            DebianRelease::named("debian-testing").unwrap().suite,
+            "forky"
+        );
     }
 
     #[test]
@@ -381,5 +424,25 @@ mod tests {
             Some("linux-image-6.12.117+deb13-amd64")
         );
         assert_eq!(depended_image("linux-image-amd64\n"), None);
+    }
+
+    #[test]
+    fn forky_s_kernel_is_its_image_and_the_parts_built_for_its_version() {
+        let depends = "linux-image-7.2.12+deb14-amd64\n  PreDepends: linux-base\n |Depends: dracut\n |Depends: initramfs-tools\n  Depends: <linux-initramfs-tool>\n    dracut\n  Depends: linux-base-7.2.12+deb14-amd64\n  Depends: linux-binary-7.2.12+deb14-amd64\n  Depends: linux-modules-7.2.12+deb14-amd64\n";
+        assert_eq!(
+            kernel_parts("linux-image-7.2.12+deb14-amd64", depends),
+            [
+                "linux-image-7.2.12+deb14-amd64",
+                "linux-base-7.2.12+deb14-amd64",
+                "linux-binary-7.2.12+deb14-amd64",
+                "linux-modules-7.2.12+deb14-amd64",
+            ]
+        );
+        // Debian 13's image holds everything: it is the only part.
+        let trixie = "linux-image-6.12.117+deb13-amd64\n  PreDepends: kmod\n  PreDepends: linux-base\n |Depends: initramfs-tools\n";
+        assert_eq!(
+            kernel_parts("linux-image-6.12.117+deb13-amd64", trixie),
+            ["linux-image-6.12.117+deb13-amd64"]
+        );
     }
 }

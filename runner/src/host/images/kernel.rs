@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::debian_release::{DebianRelease, Fetch};
-use super::{cache_dir, io_err, ImageError};
+use super::{cache_dir, ImageError};
 
 #[derive(Clone, Debug)]
 pub struct KernelSource {
@@ -85,22 +85,15 @@ fn host_kernel(why: &str) -> Result<KernelSource, ImageError> {
     })
 }
 
-/// The package `linux-image-amd64` depends on, e.g. linux-image-6.1.0-56-amd64.
+/// The package `linux-image-amd64` depends on in the system's lists, e.g.
+/// linux-image-6.1.0-56-amd64.
 fn debian_kernel_package() -> Result<String, ImageError> {
-    let out = Command::new("apt-cache")
-        .args(["depends", "--important", "linux-image-amd64"])
-        .output()
-        .map_err(|e| {
-            ImageError::Kernel(format!(
-                "cannot run apt-cache ({e}); give MFLAB_KERNEL and MFLAB_MODULES"
-            ))
-        })?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Depends: "))
-        .find(|p| p.starts_with("linux-image-") && !p.contains("unsigned"))
-        .map(str::to_string)
-        .ok_or_else(|| ImageError::Kernel("apt-cache knows no linux-image-amd64: run `apt-get update` first, or give MFLAB_KERNEL and MFLAB_MODULES".into()))
+    if Command::new("apt-cache").arg("--version").output().is_err() {
+        return Err(ImageError::Kernel(
+            "cannot run apt-cache; give MFLAB_KERNEL and MFLAB_MODULES".into(),
+        ));
+    }
+    super::debian_release::image_package(&[]).ok_or_else(|| ImageError::Kernel("apt-cache knows no linux-image-amd64: run `apt-get update` first, or give MFLAB_KERNEL and MFLAB_MODULES".into()))
 }
 
 fn debian_kernel() -> Result<KernelSource, ImageError> {
@@ -120,18 +113,26 @@ fn debian_kernel() -> Result<KernelSource, ImageError> {
     fetch_package(&kernels, &package, &[])
 }
 
-/// `apt-get download` of `package` (with `apt_options`) into `kernels`,
-/// unpacked there with `dpkg-deb -x` as `kernels/<package>`; the kernel in it.
+/// `apt-get download` of the kernel package `image` and its parts (with
+/// `apt_options`), unpacked together with `dpkg-deb -x` as
+/// `kernels/<image>`; the kernel in it.
 pub(super) fn fetch_package(
     kernels: &Path,
-    package: &str,
+    image: &str,
     apt_options: &[String],
 ) -> Result<KernelSource, ImageError> {
-    let dir = kernels.join(package);
-    tracing::info!("downloading {package}");
-    super::debian_release::download_unpacked(apt_options, &[package], Fetch::Only, &dir)?;
-    unpacked_kernel(kernels)?
-        .ok_or_else(|| ImageError::Kernel(format!("{} holds no boot/vmlinuz-*", dir.display())))
+    let dir = kernels.join(image);
+    let depends = super::debian_release::apt_depends(apt_options, image).unwrap_or_default();
+    let parts = super::debian_release::kernel_parts(image, &depends);
+    tracing::info!("downloading {}", parts.join(" "));
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    super::debian_release::download_unpacked(apt_options, &parts, Fetch::Only, &dir)?;
+    unpacked_kernel(kernels)?.ok_or_else(|| {
+        ImageError::Kernel(format!(
+            "{} holds no boot/vmlinuz-* and no usr/lib/modules/*/vmlinuz",
+            dir.display()
+        ))
+    })
 }
 
 /// The newest `linux-image-*` unpacked in `kernels`, if any.
@@ -153,35 +154,107 @@ pub(super) fn unpacked_kernel(kernels: &Path) -> Result<Option<KernelSource>, Im
     let Some(dir) = dirs.pop() else {
         return Ok(None);
     };
-    let boot = dir.join("boot");
-    let vmlinuz = std::fs::read_dir(&boot)
-        .map_err(io_err(&boot))?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-        })
-        .ok_or_else(|| ImageError::Kernel(format!("{} has no vmlinuz-*", boot.display())))?;
-    let version = vmlinuz
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .trim_start_matches("vmlinuz-")
-        .to_string();
-    // Debian 13's packages put the modules under usr/ (merged /usr).
-    let modules = ["lib/modules", "usr/lib/modules"]
-        .iter()
-        .map(|m| dir.join(m).join(&version))
-        .find(|m| m.is_dir())
-        .unwrap_or_else(|| dir.join("lib/modules").join(&version));
+    let found = kernel_in_tree(&dir)?;
     Ok(Some(KernelSource {
-        modules,
-        vmlinuz,
         origin: format!(
             "Debian package {}",
             dir.file_name().unwrap().to_string_lossy()
         ),
-        version,
+        ..found
     }))
+}
+
+/// The newest kernel of a Debian tree (an unpacked package set or a
+/// root): `boot/vmlinuz-<v>` (Debian 12 and 13), else
+/// `usr/lib/modules/<v>/vmlinuz` (forky's `linux-binary-<v>`), with its
+/// modules under `usr/lib/modules/<v>` (merged /usr) or `lib/modules/<v>`.
+/// The origin is left for the caller to say.
+pub(super) fn kernel_in_tree(dir: &Path) -> Result<KernelSource, ImageError> {
+    let named = |d: &Path, keep: &dyn Fn(&str) -> Option<String>| -> Vec<(String, PathBuf)> {
+        let mut found: Vec<(String, PathBuf)> = std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| Some((keep(&e.file_name().to_string_lossy())?, e.path())))
+            .collect();
+        found.sort();
+        found
+    };
+    let in_boot = named(&dir.join("boot"), &|n| {
+        n.strip_prefix("vmlinuz-").map(str::to_string)
+    });
+    let in_modules = named(&dir.join("usr/lib/modules"), &|n| Some(n.to_string()))
+        .into_iter()
+        .map(|(v, d)| (v, d.join("vmlinuz")))
+        .filter(|(_, vmlinuz)| vmlinuz.is_file())
+        .collect::<Vec<_>>();
+    let (version, vmlinuz) = in_boot
+        .into_iter()
+        .next_back()
+        .or_else(|| in_modules.into_iter().next_back())
+        .ok_or_else(|| {
+            ImageError::Kernel(format!(
+                "{} has no boot/vmlinuz-* and no usr/lib/modules/*/vmlinuz",
+                dir.display()
+            ))
+        })?;
+    let modules = ["usr/lib/modules", "lib/modules"]
+        .iter()
+        .map(|m| dir.join(m).join(&version))
+        .find(|m| m.is_dir())
+        .ok_or_else(|| {
+            ImageError::Kernel(format!("{} has no modules for {version}", dir.display()))
+        })?;
+    Ok(KernelSource {
+        vmlinuz,
+        modules,
+        version,
+        origin: String::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(path: &Path) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "").unwrap();
+    }
+
+    #[test]
+    fn a_kernel_is_found_in_boot_or_beside_its_modules() {
+        let trixie = tempfile::tempdir().unwrap();
+        touch(&trixie.path().join("boot/vmlinuz-6.12.117+deb13-amd64"));
+        touch(
+            &trixie
+                .path()
+                .join("usr/lib/modules/6.12.117+deb13-amd64/modules.order"),
+        );
+        let k = kernel_in_tree(trixie.path()).unwrap();
+        assert_eq!(k.version, "6.12.117+deb13-amd64");
+        assert!(k.vmlinuz.ends_with("boot/vmlinuz-6.12.117+deb13-amd64"));
+        assert!(k.modules.ends_with("usr/lib/modules/6.12.117+deb13-amd64"));
+
+        let forky = tempfile::tempdir().unwrap();
+        touch(
+            &forky
+                .path()
+                .join("usr/lib/modules/7.2.12+deb14-amd64/vmlinuz"),
+        );
+        touch(
+            &forky
+                .path()
+                .join("usr/lib/modules/7.2.12+deb14-amd64/config"),
+        );
+        let k = kernel_in_tree(forky.path()).unwrap();
+        assert_eq!(k.version, "7.2.12+deb14-amd64");
+        assert!(k
+            .vmlinuz
+            .ends_with("usr/lib/modules/7.2.12+deb14-amd64/vmlinuz"));
+
+        let empty = tempfile::tempdir().unwrap();
+        let e = kernel_in_tree(empty.path()).unwrap_err().to_string();
+        assert!(e.contains("no boot/vmlinuz-*"), "{e}");
+    }
 }

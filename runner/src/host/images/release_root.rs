@@ -114,18 +114,29 @@ fn build_hint(release: DebianRelease) -> String {
     )
 }
 
-/// The built root of `release`, or an error that says how to build it.
+/// The root of `release`, built now when the cache has none (as root:
+/// debootstrap's and apt's lines go to stderr, as a kernel's download
+/// does), else an error that says how to build it.
 pub fn built_root(release: DebianRelease) -> Result<PathBuf, ImageError> {
     let root = root_path(release);
     if root.is_dir() {
         return Ok(root);
     }
-    Err(ImageError::Root(format!(
-        "--release {}: no root at {}; {}",
+    eprintln!(
+        "mflab: --release {}: no root at {} yet, building it (debootstrap, a few minutes)",
         release.name,
-        root.display(),
-        build_hint(release)
-    )))
+        root.display()
+    );
+    let start = std::time::Instant::now();
+    let (root, _) = build_root(release, &|line| {
+        eprintln!("mflab: root {}: {line}", release.name)
+    })?;
+    eprintln!(
+        "mflab: --release {}: root built in {:.0} s",
+        release.name,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(root)
 }
 
 /// The root of `release`: the cached one, else built now with
@@ -171,6 +182,9 @@ pub fn build_root(
             .arg(release.suite)
             .arg(&partial)
             .arg(system_mirror());
+        if let Some(script) = debootstrap_script(release.suite, Path::new(DEBOOTSTRAP_SCRIPTS)) {
+            debootstrap.arg(script);
+        }
         run_logged("debootstrap", &mut debootstrap, progress).map_err(ImageError::Debootstrap)?;
         std::fs::write(&base_done, "").map_err(io_err(&base_done))?;
     } else {
@@ -185,6 +199,16 @@ pub fn build_root(
     std::fs::remove_file(&base_done).map_err(io_err(&base_done))?;
     std::fs::rename(&partial, &root).map_err(io_err(&root))?;
     Ok((root, true))
+}
+
+/// Where debootstrap keeps a script per suite.
+const DEBOOTSTRAP_SCRIPTS: &str = "/usr/share/debootstrap/scripts";
+
+/// The script to give debootstrap for `suite` when it has none of its
+/// own: Debian 12's debootstrap knows trixie but not forky, and every
+/// release since bookworm bootstraps as sid does.
+fn debootstrap_script(suite: &str, scripts: &Path) -> Option<PathBuf> {
+    (!scripts.join(suite).exists()).then(|| scripts.join("sid"))
 }
 
 /// Marks a `.partial` root whose debootstrap finished: a build cut off
@@ -210,9 +234,13 @@ fn install_packages(root: &Path, progress: &dyn Fn(&str)) -> Result<(), ImageErr
         .is_ok_and(|s| s.success());
     let chroot_apt = |args: &[&str]| {
         let mut apt = Command::new("chroot");
+        // The signatures are checked; the lists' freshness is not: a
+        // mirror's snapshot of testing can be older than its Release
+        // file's Valid-Until (forky's, by 27 days here), which apt 3
+        // refuses and debootstrap, which fetched the same lists, accepts.
         apt.arg(root)
             .arg("apt-get")
-            .args(["-q", "-y"])
+            .args(["-q", "-y", "-oAcquire::Check-Valid-Until=false"])
             .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
@@ -306,44 +334,14 @@ fn run_logged(
     }
 }
 
-/// The release's kernel inside its root: `boot/vmlinuz-*` with its
-/// modules under `usr/lib/modules` (merged /usr) or `lib/modules`.
+/// The release's kernel inside its root (`boot/vmlinuz-*`, or forky's
+/// `usr/lib/modules/<v>/vmlinuz`) with its modules.
 pub fn root_kernel(root: &Path, release: DebianRelease) -> Result<KernelSource, ImageError> {
-    let boot = root.join("boot");
-    let mut kernels: Vec<PathBuf> = std::fs::read_dir(&boot)
-        .map_err(io_err(&boot))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-        })
-        .collect();
-    kernels.sort();
-    let vmlinuz = kernels.pop().ok_or_else(|| {
-        ImageError::Root(format!(
-            "{} has no vmlinuz-*: the root lacks linux-image-amd64",
-            boot.display()
-        ))
-    })?;
-    let version = vmlinuz
-        .file_name()
-        .expect("a file")
-        .to_string_lossy()
-        .trim_start_matches("vmlinuz-")
-        .to_string();
-    let modules = ["usr/lib/modules", "lib/modules"]
-        .iter()
-        .map(|m| root.join(m).join(&version))
-        .find(|m| m.is_dir())
-        .ok_or_else(|| {
-            ImageError::Root(format!("{} has no modules for {version}", root.display()))
-        })?;
+    let found = super::kernel::kernel_in_tree(root)
+        .map_err(|e| ImageError::Root(format!("{e}: the root lacks linux-image-amd64")))?;
     Ok(KernelSource {
-        vmlinuz,
-        modules,
-        version,
         origin: format!("the {} root (--release {})", release.suite, release.name),
+        ..found
     })
 }
 
@@ -357,6 +355,21 @@ mod tests {
         assert_eq!(Userland::parse("debian-13").unwrap().name(), "debian-13");
         let e = Userland::parse("debian-11").unwrap_err();
         assert!(e.to_string().contains("debian-12, debian-13"), "{e}");
+        assert_eq!(
+            Userland::parse("debian-testing").unwrap().name(),
+            "debian-testing"
+        );
+    }
+
+    #[test]
+    fn a_suite_debootstrap_does_not_know_bootstraps_as_sid() {
+        let scripts = tempfile::tempdir().unwrap();
+        std::fs::write(scripts.path().join("trixie"), "").unwrap();
+        assert_eq!(debootstrap_script("trixie", scripts.path()), None);
+        assert_eq!(
+            debootstrap_script("forky", scripts.path()),
+            Some(scripts.path().join("sid"))
+        );
     }
 
     #[test]
