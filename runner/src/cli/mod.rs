@@ -36,10 +36,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 )]
 pub struct Cli {
     /// The kernel L1 and L2 boot: a vmlinuz (with --modules), `host` for
-    /// the running one, or `debian-12`/`debian-13`/`debian-testing` (forky)
-    /// for that release's linux-image-amd64 (fetched into the cache with a sources list of
-    /// mflab's own); default: Debian's linux-image-amd64 from the system's
-    /// sources, else the running one.
+    /// the running one, `debian-12`/`debian-13`/`debian-testing` (forky)
+    /// for that release's linux-image-amd64 (fetched into the cache with a
+    /// sources list of mflab's own), or `RELEASE+iommufd` for that
+    /// release's kernel rebuilt from its linux-source with IOMMUFD and the
+    /// VFIO cdev (built once into the cache: tens of minutes); default:
+    /// Debian's linux-image-amd64 from the system's sources, else the
+    /// running one.
     #[arg(long, global = true, env = "MFLAB_KERNEL")]
     kernel: Option<std::path::PathBuf>,
     /// That kernel's modules directory (lib/modules/<version>; .ko, .ko.xz, .ko.zst or .ko.gz files).

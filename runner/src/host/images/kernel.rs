@@ -26,6 +26,10 @@ pub fn find_kernel() -> Result<KernelSource, ImageError> {
     let modules = std::env::var_os("MFLAB_MODULES").map(PathBuf::from);
     match (kernel, modules) {
         (Some(k), None) if k.as_os_str() == "host" => host_kernel("--kernel host"),
+        (Some(k), None) if super::kernel_build::BuiltKernel::parse(&k.to_string_lossy()).is_some() => {
+            let spec = super::kernel_build::BuiltKernel::parse(&k.to_string_lossy()).expect("checked")?;
+            super::kernel_build::built_kernel(spec)
+        }
         (Some(k), None) if DebianRelease::named(&k.to_string_lossy()).is_some() => {
             super::debian_release::kernel(DebianRelease::named(&k.to_string_lossy()).expect("checked"))
         }
@@ -51,7 +55,7 @@ pub fn find_kernel() -> Result<KernelSource, ImageError> {
             }
             super::release_root::Userland::Host => debian_kernel(),
         },
-        _ => Err(ImageError::Kernel(format!("give both MFLAB_KERNEL (a vmlinuz) and MFLAB_MODULES (a lib/modules/<version> directory), MFLAB_KERNEL=host or a Debian release ({}) alone, or neither", DebianRelease::names()))),
+        _ => Err(ImageError::Kernel(format!("give both MFLAB_KERNEL (a vmlinuz) and MFLAB_MODULES (a lib/modules/<version> directory), MFLAB_KERNEL=host, a Debian release ({}) or RELEASE+iommufd alone, or neither", DebianRelease::names()))),
     }
 }
 

@@ -7,6 +7,7 @@ mod elf_compact;
 mod elf_fields;
 mod initramfs;
 mod kernel;
+pub mod kernel_build;
 pub mod kernel_check;
 mod module_file;
 mod modules;
