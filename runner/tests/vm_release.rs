@@ -1,11 +1,12 @@
-//! `--release debian-13`: L1's userland is trixie's root (built by
-//! `mflab images --release debian-13` with debootstrap into the cache),
-//! its kernel boots L1 and L2, and the report names what ran: libvirt
-//! 11.x and QEMU 10.x. The same scenarios pass behind virtio-iommu, with
-//! the same L2 views as behind intel-iommu; Debian 12's kernel, which
-//! lacks VIRTIO_IOMMU, is refused before any boot. Needs root,
-//! debootstrap, QEMU and the network on first use (or a cache that has
-//! the root): when one is missing this fails, it never skips.
+//! `--release debian-13` and `--release debian-testing`: L1's userland is
+//! trixie's or forky's root (built with debootstrap into the cache), its
+//! kernel boots L1 and L2, and the report names what ran: libvirt 11.x
+//! and QEMU 10.x on trixie, libvirt 12.x and QEMU 11.x on forky. On
+//! trixie the same scenarios pass behind virtio-iommu, with the same L2
+//! views as behind intel-iommu; Debian 12's kernel, which lacks
+//! VIRTIO_IOMMU, is refused before any boot. Needs root, debootstrap,
+//! QEMU and the network on first use (or a cache that has the roots):
+//! when one is missing this fails, it never skips.
 
 mod common;
 
@@ -13,7 +14,30 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-const RELEASE: &str = "debian-13";
+/// A release under test, and what its L1 must report having run.
+struct Release {
+    name: &'static str,
+    /// In L1's kernel release: `+deb13-amd64`.
+    kernel: &'static str,
+    /// In `qemu-system-x86_64 --version`: `version 10.`.
+    qemu: &'static str,
+    /// In `libvirtd --version`: `) 11.`.
+    libvirt: &'static str,
+}
+
+const TRIXIE: Release = Release {
+    name: "debian-13",
+    kernel: "+deb13-amd64",
+    qemu: "version 10.",
+    libvirt: ") 11.",
+};
+
+const FORKY: Release = Release {
+    name: "debian-testing",
+    kernel: "+deb14-amd64",
+    qemu: "version 11.",
+    libvirt: ") 12.",
+};
 
 /// One VM run at a time (the tests of a file run side by side).
 static ONE_VM: Mutex<()> = Mutex::new(());
@@ -26,11 +50,12 @@ const SCENARIO_PREFIX: &str = "gpu-audio-";
 use common::output as mflab;
 
 /// The root, built (or found in the cache) through mflab itself.
-fn build_root() {
-    let out = mflab(&["--release", RELEASE, "images"]);
+fn build_root(release: &Release) {
+    let name = release.name;
+    let out = mflab(&["--release", name, "images"]);
     assert!(
         out.status.success(),
-        "mflab --release {RELEASE} images failed ({}):\n{}{}",
+        "mflab --release {name} images failed ({}):\n{}{}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
@@ -68,17 +93,17 @@ fn scenario_names() -> Vec<String> {
         .collect()
 }
 
-/// `mflab --release debian-13 run --backend both` of the scenarios, on
+/// `mflab --release R run --backend both` of the scenarios, on
 /// `topology` when given; every run passed; the JSON objects and the
 /// JUnit report.
-fn run_passing(topology: Option<&str>) -> (Vec<serde_json::Value>, String) {
+fn run_passing(release: &Release, topology: Option<&str>) -> (Vec<serde_json::Value>, String) {
     let _one = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
-    build_root();
+    build_root(release);
     let junit = tempfile::NamedTempFile::new().unwrap();
     let junit_path = junit.path().display().to_string();
     let mut args = vec![
         "--release",
-        RELEASE,
+        release.name,
         "run",
         "--backend",
         "both",
@@ -96,14 +121,14 @@ fn run_passing(topology: Option<&str>) -> (Vec<serde_json::Value>, String) {
     let outcomes = common::all_passed(
         &out,
         scenarios.len(),
-        &format!("on {RELEASE} ({topology:?})"),
+        &format!("on {} ({topology:?})", release.name),
         |o| format!("L1 ran {}", o["l1_versions"]),
     );
     (outcomes, std::fs::read_to_string(junit.path()).unwrap())
 }
 
 /// The versions L1 reported: every run that booted an L1 names them.
-fn assert_trixie_ran(outcomes: &[serde_json::Value]) {
+fn assert_ran(release: &Release, outcomes: &[serde_json::Value]) {
     for o in outcomes.iter().filter(|o| !o["l1_versions"].is_null()) {
         let v = &o["l1_versions"];
         let (kernel, qemu, libvirt) = (
@@ -111,9 +136,9 @@ fn assert_trixie_ran(outcomes: &[serde_json::Value]) {
             v["qemu"].as_str().unwrap_or(""),
             v["libvirt"].as_str().unwrap_or(""),
         );
-        assert!(kernel.contains("+deb13-amd64"), "L1 ran kernel {kernel}");
-        assert!(qemu.contains("version 10."), "L1 ran {qemu}");
-        assert!(libvirt.contains(") 11."), "L1 ran {libvirt}");
+        assert!(kernel.contains(release.kernel), "L1 ran kernel {kernel}");
+        assert!(qemu.contains(release.qemu), "L1 ran {qemu}");
+        assert!(libvirt.contains(release.libvirt), "L1 ran {libvirt}");
     }
     assert!(
         outcomes.iter().any(|o| !o["l1_versions"].is_null()),
@@ -149,26 +174,37 @@ fn l2_views(outcomes: &[serde_json::Value]) -> BTreeMap<String, Vec<serde_json::
 /// The intel-iommu runs, once for both tests that read them.
 fn on_intel_iommu() -> &'static (Vec<serde_json::Value>, String) {
     static RUNS: OnceLock<(Vec<serde_json::Value>, String)> = OnceLock::new();
-    RUNS.get_or_init(|| run_passing(None))
+    RUNS.get_or_init(|| run_passing(&TRIXIE, None))
 }
 
-#[test]
-fn gpu_audio_scenarios_pass_on_trixie_s_userland_and_name_libvirt_11_and_qemu_10() {
-    let (outcomes, junit) = on_intel_iommu();
-    assert_trixie_ran(outcomes);
+/// Every scenario passed on `release` and its JUnit names carry it.
+fn assert_passed_and_named(release: &Release, outcomes: &[serde_json::Value], junit: &str) {
+    assert_ran(release, outcomes);
     for s in scenario_names() {
         assert!(
-            junit.contains(&format!("name=\"{s} [{RELEASE}]\"")),
+            junit.contains(&format!("name=\"{s} [{}]\"", release.name)),
             "JUnit names carry the release:\n{junit}"
         );
     }
 }
 
 #[test]
+fn gpu_audio_scenarios_pass_on_trixie_s_userland_and_name_libvirt_11_and_qemu_10() {
+    let (outcomes, junit) = on_intel_iommu();
+    assert_passed_and_named(&TRIXIE, outcomes, junit);
+}
+
+#[test]
+fn gpu_audio_scenarios_pass_on_forky_s_userland_and_name_libvirt_12_and_qemu_11() {
+    let (outcomes, junit) = run_passing(&FORKY, None);
+    assert_passed_and_named(&FORKY, &outcomes, &junit);
+}
+
+#[test]
 fn behind_virtio_iommu_l2_sees_what_it_sees_behind_intel_iommu() {
     let (intel, _) = on_intel_iommu();
-    let (virtio, _) = run_passing(Some("gpu-audio-virtio-iommu"));
-    assert_trixie_ran(&virtio);
+    let (virtio, _) = run_passing(&TRIXIE, Some("gpu-audio-virtio-iommu"));
+    assert_ran(&TRIXIE, &virtio);
     assert_eq!(l2_views(&virtio), l2_views(intel));
 }
 

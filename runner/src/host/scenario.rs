@@ -160,9 +160,10 @@ pub struct Expect {
     /// when the backend is libvirt (libvirt ignores `assigned=`, puts
     /// hostdevs behind its own root ports, lets QEMU find a non-viable group).
     pub libvirt: Option<Box<Expect>>,
-    /// Inside `[expect.libvirt]`: where one libvirt major version says
-    /// otherwise (`[expect.libvirt.version.11]`), laid over the libvirt
-    /// table when L1's libvirtd is of that version.
+    /// Inside `[expect.libvirt]`: where libvirt says otherwise from one
+    /// major version on (`[expect.libvirt.version.11]`: 11.x, 12.x, …
+    /// until a later table), laid over the libvirt table when L1's
+    /// libvirtd is of that version or a later one.
     pub version: Option<BTreeMap<u32, Expect>>,
 }
 
@@ -182,7 +183,12 @@ impl Expect {
             };
         }
         let mut over = self.libvirt.as_deref().cloned().unwrap_or_default();
-        if let Some(v) = libvirt_major.and_then(|m| over.version.as_ref()?.get(&m).cloned()) {
+        // The nearest table at or below the major that ran: what libvirt
+        // changed in 11 stays changed in 12 unless 12's table says so.
+        if let Some(v) = libvirt_major.and_then(|m| {
+            let (_, v) = over.version.as_ref()?.range(..=m).next_back()?;
+            Some(v.clone())
+        }) {
             over = v.laid_over(over);
         }
         self.with_libvirt(over)
@@ -530,7 +536,7 @@ mod tests {
     }
 
     #[test]
-    fn a_libvirt_major_versions_table_lays_over_libvirts_when_that_version_ran() {
+    fn a_libvirt_major_versions_table_lays_over_libvirts_from_that_version_on() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "s.toml", "topology = \"gpu-audio\"\nxml = '<a/>'\nbackends = [\"mflab\", \"libvirt\"]\n[expect]\nerror = \"mflab's\"\n[expect.libvirt]\nerror = \"9.0's words\"\nl2_guest = []\n[expect.libvirt.version.11]\nerror = \"11.3's words\"\n");
         let s = load(&p, &["gpu-audio"]).unwrap();
@@ -550,6 +556,11 @@ mod tests {
             "the libvirt table's other keys stay"
         );
         assert_eq!(error(v11), "11.3's words");
+        assert_eq!(
+            error(s.expect.for_run(Backend::Libvirt, Some(12))),
+            "11.3's words",
+            "11's table holds from 11 on"
+        );
         assert_eq!(error(s.expect.for_run(Backend::Mflab, Some(11))), "mflab's");
     }
 
