@@ -224,3 +224,23 @@ fn debian_12_s_kernel_is_refused_for_virtio_iommu_before_booting() {
     assert!(stderr.contains("VIRTIO_IOMMU"), "{stderr}");
     assert!(!stderr.contains("booting L1"), "nothing booted: {stderr}");
 }
+
+#[test]
+fn an_iommufd_scenario_is_refused_before_booting_on_a_kernel_without_iommufd() {
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/iommufd/gpu-audio-unassigned-iommufd.toml")
+        .display()
+        .to_string();
+    for kernel in ["debian-12", "debian-testing"] {
+        let out = mflab(&["--kernel", kernel, "run", &scenario]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{kernel}: stderr:\n{stderr}");
+        assert!(
+            stderr.contains("CONFIG_IOMMUFD (module iommufd)")
+                && stderr.contains("CONFIG_VFIO_DEVICE_CDEV")
+                && stderr.contains("--kernel debian-testing+iommufd"),
+            "{kernel}: {stderr}"
+        );
+        assert!(!stderr.contains("booting L1"), "nothing booted: {stderr}");
+    }
+}

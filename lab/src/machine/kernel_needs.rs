@@ -54,6 +54,25 @@ pub fn iommu_need(qemu_device: &str) -> Option<Need> {
     }
 }
 
+/// What a hostdev with `<driver iommufd='yes'/>` needs of L1's kernel:
+/// `/dev/iommu` (IOMMUFD) and the VFIO device cdev (`/dev/vfio/devices/`),
+/// which Debian's kernels are built without (`--kernel RELEASE+iommufd`
+/// builds one that has them).
+pub fn iommufd_needs() -> Vec<Need> {
+    vec![
+        need(
+            "IOMMUFD",
+            Some("iommufd"),
+            "<driver iommufd='yes'/>: /dev/iommu",
+        ),
+        need(
+            "VFIO_DEVICE_CDEV",
+            None,
+            "<driver iommufd='yes'/>: the VFIO device cdev",
+        ),
+    ]
+}
+
 /// The kernel driver of a QEMU function device (`driver[,props]`), where
 /// the function has one L1 binds before it is detached.
 pub fn function_need(device: &str) -> Option<Need> {
@@ -150,6 +169,8 @@ pub fn describe(m: &Missing, kernel_version: &str) -> String {
         ),
         // Debian 12's kernel is the default here and is the one without it.
         Lack::NotBuilt if m.need.config == "VIRTIO_IOMMU" => "this kernel is built without it (Debian 12's is): use Debian 13's, `--kernel debian-13` or `--release debian-13`, or --kernel/--modules with one that has it".into(),
+        // No Debian kernel has these: the fix is the one mflab builds.
+        Lack::NotBuilt if matches!(m.need.config, "IOMMUFD" | "VFIO_DEVICE_CDEV") => "this kernel is built without it (Debian 12's, 13's and forky's are): use `--kernel debian-testing+iommufd` (forky's kernel rebuilt with it, once, into the cache: tens of minutes), or --kernel/--modules with one that has it (Ubuntu's)".into(),
         Lack::NotBuilt => "this kernel is built without it: use Debian's kernel (mflab's default where apt knows linux-image-amd64) or --kernel/--modules with one that has it".into(),
     };
     format!("{what}, for {}: {fix}", m.need.role)
@@ -177,6 +198,18 @@ CONFIG_SND_HDA_INTEL=m
 CONFIG_E1000E=m
 CONFIG_VIRTIO_IOMMU=m
 ";
+
+    #[test]
+    fn iommufd_is_refused_on_a_kernel_without_it_with_the_kernel_that_has_it() {
+        let lacking = missing(Some(CONFIG), &names(&["vfio_pci"]), &iommufd_needs());
+        let configs: Vec<&str> = lacking.iter().map(|m| m.need.config).collect();
+        assert_eq!(configs, ["IOMMUFD", "VFIO_DEVICE_CDEV"]);
+        let text = describe(&lacking[0], "7.2.12+deb14-amd64");
+        assert!(text.contains("CONFIG_IOMMUFD (module iommufd)"), "{text}");
+        assert!(text.contains("--kernel debian-testing+iommufd"), "{text}");
+        let with = format!("{CONFIG}CONFIG_IOMMUFD=m\nCONFIG_VFIO_DEVICE_CDEV=y\n");
+        assert!(missing(Some(&with), &names(&["iommufd"]), &iommufd_needs()).is_empty());
+    }
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()

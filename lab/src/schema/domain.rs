@@ -15,6 +15,16 @@ pub struct Domain {
     pub devices: Vec<Device>,
 }
 
+impl Domain {
+    /// Whether any hostdev asks for IOMMUFD (`<driver iommufd='yes'/>`).
+    pub fn wants_iommufd(&self) -> bool {
+        self.devices
+            .iter()
+            .filter_map(|d| d.hostdev.as_ref())
+            .any(|h| h.iommufd)
+    }
+}
+
 /// One element under `<devices>`.
 #[derive(Clone, Debug)]
 pub struct Device {
@@ -113,6 +123,10 @@ pub struct Hostdev {
     pub source: Option<Located<PciAddress>>,
     /// `<driver name=…>` (`vfio`, `kvm`, …).
     pub driver_name: Option<String>,
+    /// `<driver iommufd='yes'/>` (libvirt 12): QEMU gets the VFIO device
+    /// through IOMMUFD (`/dev/iommu` and the device's cdev) instead of its
+    /// group's `/dev/vfio/N`.
+    pub iommufd: bool,
 }
 
 impl Hostdev {

@@ -154,6 +154,10 @@ impl DomainReader<'_> {
                 .child("driver")
                 .and_then(|d| d.attr("name"))
                 .map(str::to_string),
+            iommufd: element
+                .child("driver")
+                .and_then(|d| d.attr("iommufd"))
+                .is_some_and(|v| v == "yes"),
         }
     }
 
@@ -273,6 +277,21 @@ mod tests {
     use crate::schema::domain::Assignment;
 
     #[test]
+    fn a_hostdev_s_driver_may_ask_for_iommufd() {
+        let xml = "<devices><hostdev mode='subsystem' type='pci' managed='yes'><driver iommufd='yes'/><source><address domain='0' bus='0' slot='6' function='0'/></source></hostdev><hostdev mode='subsystem' type='pci' managed='yes'><driver iommufd='no'/><source><address domain='0' bus='0' slot='6' function='1'/></source></hostdev></devices>";
+        let out = read_domain("d.xml", xml);
+        assert!(out.diagnostics.is_empty(), "{:?}", out.diagnostics);
+        let iommufd: Vec<bool> = out
+            .domain
+            .devices
+            .iter()
+            .map(|d| d.hostdev.as_ref().unwrap().iommufd)
+            .collect();
+        assert_eq!(iommufd, [true, false]);
+        assert!(out.domain.wants_iommufd());
+    }
+
+    #[test]
     fn reads_a_pci_hostdev_completely() {
         let xml = r#"<domain type='kvm'><name>x</name><devices>
   <hostdev mode='subsystem' type='pci' managed='yes'>
@@ -292,6 +311,7 @@ mod tests {
         assert!(h.managed && h.is_pci_subsystem());
         assert_eq!(d[0].pci_source(), Some(PciAddress::new(0, 0, 6, 1)));
         assert_eq!(h.driver_name.as_deref(), Some("vfio"));
+        assert!(!h.iommufd && !out.domain.wants_iommufd());
         assert_eq!(d[0].assignment(), Assignment::Unassigned);
         assert_eq!(d[1].address.as_ref().unwrap().kind.type_name(), "drive");
     }

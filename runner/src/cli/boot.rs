@@ -54,7 +54,7 @@ pub fn run(mut args: BootArgs) -> Result<Outcome, CliError> {
     let l1_kvm =
         lab::machine::accel::decide(&lab::machine::accel::gather(std::path::Path::new("/")))
             .l1_kvm_module;
-    require(&[&topology], l1_kvm.as_deref())?;
+    require(&[&topology], l1_kvm.as_deref(), &[])?;
     let images = prepare_l1()?;
     let accel = probe(&proof_guest(Some(&images)));
     crate::host::l0_qemu::choose_and_say(&accel)?;

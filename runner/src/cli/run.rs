@@ -213,7 +213,22 @@ pub fn run(args: RunArgs) -> Result<Outcome, CliError> {
         let l1_kvm =
             lab::machine::accel::decide(&lab::machine::accel::gather(std::path::Path::new("/")))
                 .l1_kvm_module;
-        require(&topologies.iter().collect::<Vec<_>>(), l1_kvm.as_deref())?;
+        // A scenario whose hostdevs ask for IOMMUFD needs it of L1's kernel.
+        let wants_iommufd = runs.iter().any(|r| {
+            let s = &scenarios[r.scenario];
+            lab::schema::domain_reader::read_domain(&s.xml_name, &s.xml)
+                .domain
+                .wants_iommufd()
+        });
+        let extra = match wants_iommufd {
+            true => lab::machine::kernel_needs::iommufd_needs(),
+            false => Vec::new(),
+        };
+        require(
+            &topologies.iter().collect::<Vec<_>>(),
+            l1_kvm.as_deref(),
+            &extra,
+        )?;
         Some(prepare_l1()?)
     } else {
         None

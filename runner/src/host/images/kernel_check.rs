@@ -71,9 +71,23 @@ pub fn check(kernel: &KernelSource, needs: &[Need]) -> Vec<Missing> {
 
 /// Before a boot: the kernel that will boot has what these topologies
 /// need, or an error naming each missing piece and its fix.
-pub fn require(topologies: &[&Topology], kvm_module: Option<&str>) -> Result<(), KernelLacks> {
+/// `extra`: what the scenarios themselves need beyond their topologies
+/// (IOMMUFD for `<driver iommufd='yes'/>`).
+pub fn require(
+    topologies: &[&Topology],
+    kvm_module: Option<&str>,
+    extra: &[Need],
+) -> Result<(), KernelLacks> {
     let kernel = super::find_kernel()?;
-    let lacking = check(&kernel, &needs_for(topologies, kvm_module));
+    let mut needs = needs_for(topologies, kvm_module);
+    needs.extend(
+        extra
+            .iter()
+            .filter(|n| !needs.contains(n))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let lacking = check(&kernel, &needs);
     if lacking.is_empty() {
         return Ok(());
     }
