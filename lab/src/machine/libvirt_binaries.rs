@@ -143,7 +143,11 @@ pub enum LibvirtBinariesError {
         source: serde_json::Error,
     },
     #[error("{}: {why}; mflab runs a build with libvirt's system paths (/etc, /var, /run): reconfigure with `meson configure {} -Dsystem=true` and run `ninja -C {}`", .dir.display(), .dir.display(), .dir.display())]
-    NotSystemPaths { dir: PathBuf, why: String },
+    NotSystemPaths {
+        dir: PathBuf,
+        #[source]
+        why: ForeignPaths,
+    },
     #[error("{} not found", .binary.display())]
     Missing { binary: PathBuf },
     #[error("{missing} (a build directory needs `-Ddriver_libvirtd=enabled -Ddriver_qemu=enabled` and `ninja -C {}`)", .dir.display())]
@@ -154,6 +158,17 @@ pub enum LibvirtBinariesError {
     },
     #[error("{} not found: configure {} with `-Ddriver_qemu=enabled` and run `ninja -C {}`", .driver.display(), .dir.display(), .dir.display())]
     NoQemuDriver { driver: PathBuf, dir: PathBuf },
+}
+
+/// A build configured with paths other than the system's: its daemon
+/// would look for its configuration and socket under them.
+#[derive(Debug, thiserror::Error)]
+#[error("configured with prefix {prefix} (sysconfdir {sysconfdir}, localstatedir {localstatedir}), so its daemon would look for its configuration and socket there")]
+pub struct ForeignPaths {
+    /// Each as meson's build options give it, `?` where they do not.
+    pub prefix: String,
+    pub sysconfdir: String,
+    pub localstatedir: String,
 }
 
 /// One entry of meson's `intro-buildoptions.json`.
@@ -170,7 +185,7 @@ fn option<'a>(options: &'a [BuildOption], name: &str) -> Option<&'a serde_json::
 /// Whether the build uses /etc, /var and /run: `-Dsystem=true`, or a
 /// prefix of /usr (libvirt's meson.build turns /usr/etc and /usr/var into
 /// /etc and /var then).
-fn system_paths(options: &[BuildOption]) -> Result<(), String> {
+fn system_paths(options: &[BuildOption]) -> Result<(), ForeignPaths> {
     if option(options, "system").and_then(serde_json::Value::as_bool) == Some(true) {
         return Ok(());
     }
@@ -182,11 +197,11 @@ fn system_paths(options: &[BuildOption]) -> Result<(), String> {
     if prefix == "/usr" && under_usr("sysconfdir", "/etc") && under_usr("localstatedir", "/var") {
         return Ok(());
     }
-    Err(format!(
-        "configured with prefix {prefix} (sysconfdir {}, localstatedir {}), so its daemon would look for its configuration and socket there",
-        text("sysconfdir").unwrap_or("?"),
-        text("localstatedir").unwrap_or("?")
-    ))
+    Err(ForeignPaths {
+        prefix: prefix.to_string(),
+        sysconfdir: text("sysconfdir").unwrap_or("?").to_string(),
+        localstatedir: text("localstatedir").unwrap_or("?").to_string(),
+    })
 }
 
 #[cfg(test)]

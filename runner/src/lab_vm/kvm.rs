@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use lab::machine::accel::{decide, probe_facts_within, Accel, AccelChoice};
 use lab::machine::kvm_proof::ProofGuest;
 
+use super::L1Error;
+
 /// L1's init writes this file when the late modules are in (its text:
 /// what failed to load, if anything).
 const DONE: &str = "/run/mflab/late-modules";
@@ -24,14 +26,14 @@ const WAIT: Duration = Duration::from_secs(60);
 /// that hangs its guests is found out only by this deadline.
 const PROOF_DEADLINE: Duration = Duration::from_secs(30);
 
-pub fn ready_for_l2() -> Result<(), String> {
+pub fn ready_for_l2() -> Result<(), L1Error> {
     let start = Instant::now();
     while !Path::new(DONE).exists() {
         if start.elapsed() > WAIT {
-            return Err(format!(
-                "L1's late modules (KVM) were not in after {} s: {DONE} never appeared; see L1's serial log",
-                WAIT.as_secs()
-            ));
+            return Err(L1Error::LateModules {
+                waited: WAIT,
+                marker: DONE,
+            });
         }
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -10,6 +10,8 @@ use lab::assign::plan::Plan;
 use lab::protocol::paths::MANUAL_JOURNAL;
 use lab::protocol::{function_rows, FunctionRow, RunOutcome, RunRequest};
 
+use super::L1Error;
+
 /// L1's own sysfs (L1 mounts its own; the host's is not visible).
 pub const SYSFS: &str = "/sys";
 
@@ -29,7 +31,7 @@ pub fn rows(out: &mut RunOutcome) -> Vec<FunctionRow> {
 /// Binds `req.manual_detach` to vfio-pci as an administrator would
 /// (`virsh nodedev-detach`), and leaves it so: it is part of the host's
 /// state before the run, so teardown does not undo it.
-pub fn manual_detach(req: &RunRequest, work: &Path) -> Result<(), String> {
+pub fn manual_detach(req: &RunRequest, work: &Path) -> Result<(), L1Error> {
     if req.manual_detach.is_empty() {
         return Ok(());
     }
@@ -44,7 +46,7 @@ pub fn manual_detach(req: &RunRequest, work: &Path) -> Result<(), String> {
             std::mem::forget(done);
             Ok(())
         }
-        Err(e) => Err(format!("manual detach: {e}")),
+        Err(e) => Err(L1Error::ManualDetach(e)),
     }
 }
 
@@ -54,7 +56,7 @@ pub fn manual_detach(req: &RunRequest, work: &Path) -> Result<(), String> {
 pub fn begin(req: &RunRequest, work: &Path) -> ControlFlow<RunOutcome, RunOutcome> {
     let mut out = RunOutcome::default();
     if let Err(e) = manual_detach(req, work) {
-        out.error = Some(e);
+        out.error = Some(e.to_string());
         return ControlFlow::Break(finish(out));
     }
     out.l1_before = rows(&mut out);

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use crate::lab_vm::l2::guest::qmp_view;
 use lab::lab_fault::{of_libvirt_l2, of_short_report, of_virsh_call};
 use lab::machine::accel::Accel;
-use lab::protocol::guest_report::REPORT_CUT_SHORT;
 use lab::protocol::guest_report::{guest_report_complete, parse_guest_report};
 use lab::protocol::paths::{L2_DOMAIN_XML, L2_QEMU_LOG, L2_SERIAL_LOG};
 use lab::protocol::{
@@ -31,6 +30,7 @@ use lab::schema::device_text::{device_texts, DeviceText};
 use super::l1_state::{begin, finish, sysfs};
 use super::libvirt_domain::l2_domain;
 use super::libvirtd::{DaemonSlot, Libvirtd, ShutOffWait, VirshOutput, DOMAIN_NAME};
+use super::L1Error;
 
 pub fn run(
     req: &RunRequest,
@@ -47,7 +47,7 @@ pub fn run(
         Some(link) => match super::link_proof::PeerLink::up(link) {
             Ok(peer) => Some(peer),
             Err(e) => {
-                out.error = Some(e);
+                out.error = Some(e.to_string());
                 return finish(out);
             }
         },
@@ -55,7 +55,7 @@ pub fn run(
     };
     let mut iommu_domain = None;
     if let Err(e) = steps(req, work, &mut out, progress, daemons, &mut iommu_domain) {
-        out.error = Some(e);
+        out.error = Some(e.to_string());
     }
     if let Some(peer) = peer {
         let report = lab::protocol::guest_report::read_l2_output(&work.join(L2_SERIAL_LOG));
@@ -74,13 +74,13 @@ fn steps(
     progress: &dyn Fn(Progress),
     daemons: &mut DaemonSlot,
     iommu_domain: &mut Option<String>,
-) -> Result<(), String> {
+) -> Result<(), L1Error> {
     let hostdevs: Vec<DeviceText> = device_texts(&req.xml)
         .into_iter()
         .filter(|d| d.element == "hostdev")
         .collect();
     if hostdevs.is_empty() && req.steps.is_empty() {
-        return Err("the XML has no <hostdev> for libvirt to carry out".into());
+        return Err(L1Error::NoHostdev);
     }
     // mflab's own L2 leaves its RAM file for the next one: not for this one.
     super::l2_ram::give_back(work);
@@ -128,7 +128,7 @@ fn define(
     req: &RunRequest,
     serial: &Path,
     work: &Path,
-) -> Result<(), String> {
+) -> Result<(), L1Error> {
     let extra: Vec<String> = req.link.iter().map(|l| l.l2_cmdline_word()).collect();
     let cmdline = crate::lab_vm::l2::guest::l2_kernel_cmdline(&extra);
     let mut xml = l2_domain(
@@ -145,18 +145,18 @@ fn define(
         xml = super::steps::libvirt_domain_for_steps(&xml, resets, acpi);
     }
     let domain_file = work.join(L2_DOMAIN_XML);
-    std::fs::write(&domain_file, &xml).map_err(|e| e.to_string())?;
+    std::fs::write(&domain_file, &xml)?;
     let defined = daemon.virsh(&["define", &domain_file.to_string_lossy()]);
     if !defined.ok {
-        return Err(defined.error_text());
+        return Err(L1Error::Virsh(defined.error_text()));
     }
     Ok(())
 }
 
 /// A failed virsh call as the run's failure, and as a lab fault when it hung.
-fn failed(call: &VirshOutput, out: &mut RunOutcome) -> String {
+fn failed(call: &VirshOutput, out: &mut RunOutcome) -> L1Error {
     out.lab_fault = of_virsh_call(call.timed_out, &call.error_text());
-    call.error_text()
+    L1Error::Virsh(call.error_text())
 }
 
 /// Step 3: start paused; true when L2 is to be resumed (guest depth).
@@ -165,7 +165,7 @@ fn start_paused(
     daemon: &Libvirtd,
     out: &mut RunOutcome,
     progress: &dyn Fn(Progress),
-) -> Result<bool, String> {
+) -> Result<bool, L1Error> {
     if req.depth == Depth::Plan {
         return Ok(false); // libvirt has no "plan": define is its static verdict
     }
@@ -197,7 +197,7 @@ fn resume_and_wait(
     serial: &Path,
     out: &mut RunOutcome,
     progress: &dyn Fn(Progress),
-) -> Result<(), String> {
+) -> Result<(), L1Error> {
     let events = serial.with_file_name(lab::protocol::paths::L2_EVENTS_LOG);
     let watch = daemon.watch_shutdown(&events);
     let boot = Instant::now();
@@ -227,7 +227,7 @@ fn resume_and_wait(
     if req.kill_l2 {
         std::thread::sleep(Duration::from_millis(500));
         daemon.virsh(&["destroy", DOMAIN_NAME]);
-        return Err("L2 was destroyed while running (kill_l2)".into());
+        return Err(L1Error::Killed { how: "destroyed" });
     }
     // L2 powers off 5-10 s after `resume` here under KVM; the same
     // allowance as mflab's own L2 (TCG's included).
@@ -267,12 +267,13 @@ fn resume_and_wait(
         out.lab_fault = of_short_report(&report);
     }
     if !powered_off {
-        return Err(silenced
-            .map(str::to_string)
-            .unwrap_or(format!("L2 did not power off within {timeout:?}")));
+        return Err(match silenced {
+            Some(why) => L1Error::Silent(why.to_string()),
+            None => L1Error::NoPowerOff { timeout },
+        });
     }
     if !guest_report_complete(&report) {
-        return Err(REPORT_CUT_SHORT.into());
+        return Err(L1Error::ReportCutShort);
     }
     progress(Progress::L2Booted);
     Ok(())
@@ -304,7 +305,7 @@ fn undefine(daemon: &Libvirtd) {
     daemon.virsh(&["undefine", DOMAIN_NAME]);
 }
 
-fn query_pci(daemon: &Libvirtd) -> Result<Vec<GuestFunction>, String> {
+fn query_pci(daemon: &Libvirtd) -> Result<Vec<GuestFunction>, L1Error> {
     let pci = daemon.virsh(&[
         "qemu-monitor-command",
         DOMAIN_NAME,
@@ -313,10 +314,9 @@ fn query_pci(daemon: &Libvirtd) -> Result<Vec<GuestFunction>, String> {
     if !pci.ok {
         return Ok(Vec::new()); // the domain stopped meanwhile
     }
-    let reply: serde_json::Value =
-        serde_json::from_str(&pci.stdout).map_err(|e| format!("query-pci: {e}"))?;
+    let reply: serde_json::Value = serde_json::from_str(&pci.stdout).map_err(L1Error::QueryPci)?;
     let buses: Vec<qapi::qmp::PciInfo> =
-        serde_json::from_value(reply["return"].clone()).map_err(|e| format!("query-pci: {e}"))?;
+        serde_json::from_value(reply["return"].clone()).map_err(L1Error::QueryPci)?;
     Ok(qmp_view(&buses))
 }
 

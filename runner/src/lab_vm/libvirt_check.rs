@@ -18,7 +18,8 @@ pub fn check_with_libvirt(
     work: &Path,
     libvirt_bin: Option<&Path>,
 ) -> Result<Vec<LibvirtVerdict>, String> {
-    let daemon = Libvirtd::start(work, libvirt_bin)?;
+    // The CLI's `AgentError::Lab` holds the failure as text.
+    let daemon = Libvirtd::start(work, libvirt_bin).map_err(|e| e.to_string())?;
     let mut verdicts = Vec::new();
     for item in items {
         let well_formed = !lab::schema::check::check_text(&item.file, &item.xml)

@@ -17,6 +17,7 @@ use lab::protocol::paths::LIBVIRTD_LOG;
 
 pub use super::virsh_session::VirshOutput;
 use super::virsh_session::VirshSession;
+use super::L1Error;
 
 const URI: &str = "qemu:///system";
 const SOCKET: &str = "/run/libvirt/libvirt-sock";
@@ -79,19 +80,21 @@ pub struct Libvirtd {
 /// A call takes well under 10 s here otherwise.
 pub const VIRSH_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn sh(cmd: &str, args: &[&str]) -> Result<(), String> {
+fn sh(cmd: &str, args: &[&str]) -> Result<(), L1Error> {
     let out = Command::new(cmd)
         .args(args)
         .output()
-        .map_err(|e| format!("{cmd}: {e}"))?;
+        .map_err(|source| L1Error::Spawn {
+            command: cmd.to_string(),
+            source,
+        })?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "{cmd} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(L1Error::Command {
+            command: format!("{cmd} {}", args.join(" ")),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
@@ -99,10 +102,12 @@ impl Libvirtd {
     /// Prepares L1's writable places and starts `libvirtd` from `bin_dir`
     /// (default: /usr/sbin and /usr/bin of the shared host root; a meson
     /// build directory runs from its tree, see [`LibvirtBinaries`]).
-    pub fn start(work: &Path, bin_dir: Option<&Path>) -> Result<Libvirtd, String> {
-        let binaries = LibvirtBinaries::resolve(bin_dir).map_err(|e| e.to_string())?;
+    pub fn start(work: &Path, bin_dir: Option<&Path>) -> Result<Libvirtd, L1Error> {
+        let binaries = LibvirtBinaries::resolve(bin_dir)?;
         if !binaries.libvirtd.exists() {
-            return Err(format!("{} not found: install libvirt-daemon and libvirt-daemon-driver-qemu on the host (L1 shares its root), or give --libvirt-bin", binaries.libvirtd.display()));
+            return Err(L1Error::NoLibvirtd {
+                path: binaries.libvirtd,
+            });
         }
         super::kvm::ready_for_l2()?;
         // A shared L1 prepares once; the daemon itself is new for every run.
@@ -112,15 +117,18 @@ impl Libvirtd {
         let _ = std::fs::remove_file(SOCKET);
 
         let log_path = work.join(LIBVIRTD_LOG);
-        let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(&log_path)?;
         let child = Command::new(&binaries.libvirtd)
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .envs(binaries.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("{}: {e}", binaries.libvirtd.display()))?;
+            .map_err(|source| L1Error::Spawn {
+                command: binaries.libvirtd.display().to_string(),
+                source,
+            })?;
         let daemon = Libvirtd {
             child: Mutex::new(child),
             log: log_path,
@@ -129,13 +137,11 @@ impl Libvirtd {
         };
         let start = Instant::now();
         while !Path::new(SOCKET).exists() {
-            if let Some(why) = daemon.exited() {
-                return Err(why);
+            if let Some(gone) = daemon.exited() {
+                return Err(gone);
             }
             if start.elapsed() > Duration::from_secs(60) {
-                return Err(
-                    "libvirtd did not open its socket within 60 s; see libvirtd.log".into(),
-                );
+                return Err(L1Error::NoSocket);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -157,7 +163,9 @@ impl Libvirtd {
             }
         }
         let live = session.as_mut().expect("started above");
-        match live.call(args, VIRSH_TIMEOUT, &|| self.exited()) {
+        match live.call(args, VIRSH_TIMEOUT, &|| {
+            self.exited().map(|gone| gone.to_string())
+        }) {
             Ok(out) => out,
             Err(out) => {
                 // A session that missed its deadline or died is not reused.
@@ -189,12 +197,12 @@ impl Libvirtd {
     /// error it logged (the cause; what follows are its consequences).
     /// libvirtd opens its socket before its drivers start, and quits when
     /// one fails to, so a call may find it gone.
-    fn exited(&self) -> Option<String> {
+    fn exited(&self) -> Option<L1Error> {
         let status = self.child.lock().expect("libvirtd").try_wait().ok()??;
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        Some(match first_logged_error(&log) {
-            Some(words) => format!("libvirtd exited ({status}): {words} (libvirtd.log)"),
-            None => format!("libvirtd exited ({status}); see libvirtd.log"),
+        Some(L1Error::LibvirtdExited {
+            status,
+            first_error: first_logged_error(&log).map(str::to_string),
         })
     }
 
@@ -240,17 +248,17 @@ pub enum ShutOffWait {
 impl Libvirtd {
     /// Whether this daemon can serve another scenario: it runs, and it
     /// holds no domain (every scenario undefines its own).
-    pub fn healthy(&mut self) -> Result<(), String> {
-        if let Some(why) = self.exited() {
-            return Err(why);
+    pub fn healthy(&mut self) -> Result<(), L1Error> {
+        if let Some(gone) = self.exited() {
+            return Err(gone);
         }
         let list = self.virsh(&["list", "--all", "--name"]);
         if !list.ok {
-            return Err(format!("libvirtd does not answer: {}", list.error_text()));
+            return Err(L1Error::LibvirtdUnanswered(list.error_text()));
         }
         match list.stdout.trim() {
             "" => Ok(()),
-            left => Err(format!("libvirtd still holds domain(s): {left}")),
+            left => Err(L1Error::DomainsLeft(left.to_string())),
         }
     }
 }
@@ -273,7 +281,7 @@ impl DaemonSlot {
     }
 
     /// The daemon for `bin_dir`, started if there is none (or another build's).
-    pub fn get(&mut self, bin_dir: Option<&Path>) -> Result<&Libvirtd, String> {
+    pub fn get(&mut self, bin_dir: Option<&Path>) -> Result<&Libvirtd, L1Error> {
         let same = |held: &Option<PathBuf>| held.as_deref() == bin_dir;
         if !self.daemon.as_ref().is_some_and(|(held, _)| same(held)) {
             // The old daemon goes first: one libvirtd per L1.
@@ -285,7 +293,7 @@ impl DaemonSlot {
     }
 
     /// Health between two scenarios: fine without a daemon.
-    pub fn healthy(&mut self) -> Result<(), String> {
+    pub fn healthy(&mut self) -> Result<(), L1Error> {
         match &mut self.daemon {
             Some((_, daemon)) => daemon.healthy(),
             None => Ok(()),
@@ -319,24 +327,26 @@ const PREPARED: &str = "/run/mflab-libvirt-prepared";
 
 /// L1's /var and /etc are the host's, read-only: tmpfs where libvirt writes,
 /// its configuration, and the user it looks up.
-fn prepare_l1_for_libvirt() -> Result<(), String> {
+fn prepare_l1_for_libvirt() -> Result<(), L1Error> {
     sh("mount", &["-t", "tmpfs", "tmpfs", "/var"])?;
-    std::os::unix::fs::symlink("/run", "/var/run").map_err(|e| e.to_string())?;
-    std::os::unix::fs::symlink("/run/lock", "/var/lock").map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink("/run", "/var/run")?;
+    std::os::unix::fs::symlink("/run/lock", "/var/lock")?;
     for d in [
         "/var/lib/libvirt/qemu",
         "/var/cache/libvirt",
         "/var/log/libvirt",
         "/run/libvirt",
     ] {
-        std::fs::create_dir_all(d).map_err(|e| format!("{d}: {e}"))?;
+        std::fs::create_dir_all(d).map_err(|source| L1Error::File {
+            path: d.into(),
+            source,
+        })?;
     }
     sh("mount", &["-t", "tmpfs", "tmpfs", "/etc/libvirt"])?;
-    std::fs::create_dir_all("/etc/libvirt/qemu").map_err(|e| e.to_string())?;
-    std::fs::write("/etc/libvirt/qemu.conf", QEMU_CONF).map_err(|e| e.to_string())?;
-    std::fs::write("/etc/libvirt/network.conf", NETWORK_CONF).map_err(|e| e.to_string())?;
-    std::fs::write("/etc/libvirt/libvirtd.conf", "log_outputs = \"3:stderr\"\n")
-        .map_err(|e| e.to_string())?;
+    std::fs::create_dir_all("/etc/libvirt/qemu")?;
+    std::fs::write("/etc/libvirt/qemu.conf", QEMU_CONF)?;
+    std::fs::write("/etc/libvirt/network.conf", NETWORK_CONF)?;
+    std::fs::write("/etc/libvirt/libvirtd.conf", "log_outputs = \"3:stderr\"\n")?;
     // libvirt looks the qemu user up even when told to run QEMU as root.
     add_line(
         "/etc/passwd",
@@ -346,12 +356,15 @@ fn prepare_l1_for_libvirt() -> Result<(), String> {
     add_line("/etc/group", "libvirt-qemu:", "libvirt-qemu:x:64055:")?;
     add_line("/etc/group", "kvm:", "kvm:x:64056:")?;
 
-    std::fs::write(PREPARED, "").map_err(|e| e.to_string())
+    Ok(std::fs::write(PREPARED, "")?)
 }
 
 /// Appends `line` to a read-only file of the shared root by binding a copy over it.
-fn add_line(file: &str, prefix: &str, line: &str) -> Result<(), String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+fn add_line(file: &str, prefix: &str, line: &str) -> Result<(), L1Error> {
+    let text = std::fs::read_to_string(file).map_err(|source| L1Error::File {
+        path: file.into(),
+        source,
+    })?;
     if text.lines().any(|l| l.starts_with(prefix)) {
         return Ok(());
     }
@@ -359,7 +372,10 @@ fn add_line(file: &str, prefix: &str, line: &str) -> Result<(), String> {
         "/run/mflab-{}",
         file.trim_start_matches('/').replace('/', "-")
     );
-    std::fs::write(&copy, format!("{text}{line}\n")).map_err(|e| format!("{copy}: {e}"))?;
+    std::fs::write(&copy, format!("{text}{line}\n")).map_err(|source| L1Error::File {
+        path: copy.clone().into(),
+        source,
+    })?;
     sh("mount", &["--bind", &copy, file])
 }
 

@@ -12,6 +12,7 @@ use lab::protocol::RunOutcome;
 use lab::PciAddress;
 
 use super::l1_state::SYSFS;
+use super::L1Error;
 
 const BUSYBOX: &str = "/bin/busybox";
 
@@ -40,20 +41,19 @@ fn interface_of(address: PciAddress, wait: Duration) -> Option<String> {
 
 /// busybox's `ip`: busybox-static is what L1 already needs (its
 /// initramfs is built from it), where iproute2 may be missing on a host.
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new(BUSYBOX)
-        .arg("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+fn ip(args: &[&str]) -> Result<(), L1Error> {
+    let command = format!("ip {}", args.join(" "));
+    let out = match Command::new(BUSYBOX).arg("ip").args(args).output() {
+        Ok(out) => out,
+        Err(source) => return Err(L1Error::Spawn { command, source }),
+    };
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(L1Error::Command {
+            command,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
@@ -89,13 +89,9 @@ pub struct PeerLink {
 }
 
 impl PeerLink {
-    pub fn up(request: &LinkRequest) -> Result<PeerLink, String> {
-        let interface = interface_of(request.peer, Duration::from_secs(3)).ok_or_else(|| {
-            format!(
-                "link proof: L1's peer {} has no network interface (is it a NIC with its driver?)",
-                request.peer
-            )
-        })?;
+    pub fn up(request: &LinkRequest) -> Result<PeerLink, L1Error> {
+        let interface = interface_of(request.peer, Duration::from_secs(3))
+            .ok_or(L1Error::NoInterface { peer: request.peer })?;
         ip(&["addr", "flush", "dev", &interface])?;
         ip(&[
             "addr",
@@ -106,10 +102,10 @@ impl PeerLink {
         ])?;
         ip(&["link", "set", &interface, "up"])?;
         if !carrier(&interface, Duration::from_secs(10)) {
-            return Err(format!(
-                "link proof: L1's peer {interface} ({}) has no carrier 10 s after coming up",
-                request.peer
-            ));
+            return Err(L1Error::NoCarrier {
+                interface,
+                peer: request.peer,
+            });
         }
         Ok(PeerLink {
             request: request.clone(),
@@ -181,7 +177,7 @@ fn arping(function: PciAddress) -> UseProof {
         return proof(false, "its driver made no network interface".into());
     };
     if let Err(e) = ip(&["link", "set", &interface, "up"]) {
-        return proof(false, e);
+        return proof(false, e.to_string());
     }
     if !carrier(&interface, Duration::from_secs(10)) {
         let _ = ip(&["link", "set", &interface, "down"]);

@@ -70,7 +70,7 @@ pub fn run(req: &RunRequest, work: &Path, progress: &dyn Fn(Progress)) -> RunOut
         Some(link) => match super::link_proof::PeerLink::up(link) {
             Ok(peer) => Some(peer),
             Err(e) => {
-                out.error = Some(e);
+                out.error = Some(e.to_string());
                 progress(Progress::Teardown);
                 teardown(detached, &mut out);
                 return finish(out);
@@ -147,7 +147,7 @@ pub fn run_l2(
     steps: Option<&mut crate::lab_vm::l2::hotplug_run::StepsRun>,
 ) {
     if let Err(e) = super::kvm::ready_for_l2() {
-        out.error = Some(e);
+        out.error = Some(e.to_string());
         return;
     }
     let accel = super::kvm::l2_accel();

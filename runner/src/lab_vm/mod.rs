@@ -13,8 +13,10 @@
 //! - [`link_proof`]: L1's end of the link proof, and restore by use;
 //! - [`libvirtd`], [`kvm`], [`l2_ram`]: the daemon, KVM readiness, L2's RAM;
 //! - [`kvm_trace`]: what L1's KVM saw of an L2 that died silent;
-//! - [`versions`]: L1's kernel, QEMU and libvirt versions, once per L1.
+//! - [`versions`]: L1's kernel, QEMU and libvirt versions, once per L1;
+//! - [`error`]: why something the agent tried failed ([`L1Error`]).
 
+pub mod error;
 pub mod heartbeat;
 pub mod kvm;
 pub mod kvm_trace;
@@ -32,3 +34,5 @@ pub mod serve;
 pub mod steps;
 pub mod versions;
 pub mod virsh_session;
+
+pub use error::L1Error;

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use lab::protocol::guest_report::READY;
 
+use super::L1Error;
+
 /// QEMU's trace events for vfio-pci's reset paths (FLR, PM, hot reset and
 /// its result), for L2's QEMU when a step resets it.
 pub const RESET_TRACE: &str = "enable=vfio_pci_*reset*";
@@ -54,14 +56,11 @@ impl ResetWatch {
     }
 
     /// Waits until L2's init says READY again: it rebooted and listens.
-    pub fn wait_rebooted(&self, timeout: Duration) -> Result<(), String> {
+    pub fn wait_rebooted(&self, timeout: Duration) -> Result<(), L1Error> {
         let start = Instant::now();
         while ready_count(&self.report_log) <= self.ready_before {
             if start.elapsed() > timeout {
-                return Err(format!(
-                    "L2 did not come back within {} s of the reset (no new READY from its init)",
-                    timeout.as_secs()
-                ));
+                return Err(L1Error::NotBack { timeout });
             }
             std::thread::sleep(Duration::from_millis(100));
         }

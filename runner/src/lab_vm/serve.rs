@@ -16,6 +16,7 @@ use lab::protocol::{
 
 use super::l1_state::sysfs;
 use super::libvirtd::DaemonSlot;
+use super::L1Error;
 
 /// Runs one request with its backend, in `work`; a libvirt request uses
 /// (and may start) the L1's daemon in `daemons`.
@@ -45,14 +46,22 @@ pub fn run_request(
     outcome
 }
 
+/// `mflab agent serve`: [`serve_mailbox`], its failure as the text the
+/// CLI reports (its `AgentError::Lab` holds a String).
 pub fn serve(dir: &Path) -> Result<(), String> {
+    serve_mailbox(dir).map_err(|e| e.to_string())
+}
+
+/// Serves the requests of `dir`'s mailbox until told to stop or L1 is
+/// no longer healthy.
+pub fn serve_mailbox(dir: &Path) -> Result<(), L1Error> {
     let mailbox = Mailbox::new(dir);
-    let boot_rows = function_rows(sysfs()).map_err(|e| e.to_string())?;
+    let boot_rows = function_rows(sysfs())?;
     let mut daemons = DaemonSlot::new(dir);
     for n in 1.. {
         let req = loop {
             if let Some(req) = mailbox.take_request(n) {
-                break req.map_err(|e| e.to_string())?;
+                break req?;
             }
             if mailbox.stop_requested() {
                 return Ok(());
@@ -61,19 +70,22 @@ pub fn serve(dir: &Path) -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(25));
         };
         let work = mailbox.scenario_dir(n);
-        std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&work)?;
         let outcome = run_request(&req, &work, &|step| mailbox.report(n, step), &mut daemons);
         // After a lab fault L1's KVM is not trusted with the next scenario.
-        let health = match &outcome.lab_fault {
-            Some(fault) => Err(fault.to_string()),
-            None => health(&boot_rows).and_then(|()| daemons.healthy()),
+        let why = match &outcome.lab_fault {
+            Some(fault) => Some(fault.to_string()),
+            None => health(&boot_rows)
+                .and_then(|()| daemons.healthy())
+                .err()
+                .map(|e| e.to_string()),
         };
         let result = ServedResult {
             outcome,
-            healthy: health.is_ok(),
-            why: health.err(),
+            healthy: why.is_none(),
+            why,
         };
-        mailbox.post_result(n, &result).map_err(|e| e.to_string())?;
+        mailbox.post_result(n, &result)?;
         if !result.healthy {
             return Ok(());
         }
@@ -81,32 +93,27 @@ pub fn serve(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn health(boot_rows: &[FunctionRow]) -> Result<(), String> {
-    let now = function_rows(sysfs()).map_err(|e| e.to_string())?;
+fn health(boot_rows: &[FunctionRow]) -> Result<(), L1Error> {
+    let now = function_rows(sysfs())?;
     for b in boot_rows {
         let driver = now
             .iter()
             .find(|r| r.bdf == b.bdf)
             .and_then(|r| r.driver.clone());
         if driver != b.driver {
-            return Err(format!(
-                "{} is on {} (was {} at boot)",
-                b.bdf,
-                driver.as_deref().unwrap_or("no driver"),
-                b.driver.as_deref().unwrap_or("no driver")
-            ));
+            return Err(L1Error::DriverChanged {
+                function: b.bdf,
+                now: driver,
+                boot: b.driver.clone(),
+            });
         }
     }
-    for entry in std::fs::read_dir("/proc")
-        .map_err(|e| e.to_string())?
-        .flatten()
-    {
+    for entry in std::fs::read_dir("/proc")?.flatten() {
         let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
         if comm.starts_with("qemu-system") {
-            return Err(format!(
-                "an L2 QEMU is still running (pid {})",
-                entry.file_name().to_string_lossy()
-            ));
+            return Err(L1Error::QemuLeft {
+                pid: entry.file_name().to_string_lossy().into_owned(),
+            });
         }
     }
     Ok(())

@@ -30,6 +30,7 @@ use lab::schema::domain::AddressKind;
 
 use super::l1_state::{sysfs, SYSFS};
 use super::libvirtd::{Libvirtd, DOMAIN_NAME};
+use super::L1Error;
 
 /// L2's control port (its ttyS1), under L1's /run: Unix socket paths
 /// must stay under 108 bytes.
@@ -132,7 +133,7 @@ pub fn libvirt_steps(
     work: &Path,
     timeout: Duration,
     out: &mut RunOutcome,
-) -> Result<(), String> {
+) -> Result<(), L1Error> {
     let start = Instant::now();
     loop {
         let console = lab::protocol::guest_report::read_l2_output(serial);
@@ -144,9 +145,7 @@ pub fn libvirt_steps(
             // An L2 whose init never spoke is the lab's (as without steps),
             // and so is one whose READY was lost on its console.
             out.lab_fault = of_silent_guest(&console).or_else(|| of_lost_ready(&console));
-            return Err(
-                silent.unwrap_or_else(|| "L2 did not make its first report, so no step ran".into())
-            );
+            return Err(silent.map_or(L1Error::NoFirstReport, L1Error::Silent));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -164,7 +163,7 @@ pub fn libvirt_steps(
             .enumerate()
         {
             let file = work.join(format!("step-{n}-hostdev-{j}.xml"));
-            std::fs::write(&file, &hostdev.text).map_err(|e| e.to_string())?;
+            std::fs::write(&file, &hostdev.text)?;
             let verb = match step.action {
                 StepAction::Attach => "attach-device",
                 StepAction::Detach => "detach-device",
@@ -185,7 +184,7 @@ pub fn libvirt_steps(
                     .and_then(|d| d.pci_source());
                 if let Some(source) = source {
                     if let Err(e) = wait_gone(daemon, source) {
-                        o.error = Some(e);
+                        o.error = Some(e.to_string());
                         break;
                     }
                 }
@@ -201,12 +200,12 @@ pub fn libvirt_steps(
                 o.l2_reported = true;
             }
             Err(e) => {
-                o.error.get_or_insert(e);
+                o.error.get_or_insert(e.to_string());
             }
         }
         out.steps.push(o);
     }
-    port.power_off()
+    Ok(port.power_off()?)
 }
 
 /// `virsh reset` (QMP `system_reset` through libvirt), then the wait for
@@ -230,13 +229,13 @@ fn libvirt_reset(daemon: &Libvirtd, serial: &Path, action: StepAction, o: &mut S
     }
     let timeout = crate::lab_vm::l2::hotplug_run::RESET_TIMEOUT * crate::lab_vm::kvm::time_scale();
     if let Err(e) = watch.wait_rebooted(timeout) {
-        o.error = Some(e);
+        o.error = Some(e.to_string());
     }
     o.reset_log = watch.log();
 }
 
 /// Waits until the live domain no longer lists a hostdev of `source`.
-fn wait_gone(daemon: &Libvirtd, source: lab::PciAddress) -> Result<(), String> {
+fn wait_gone(daemon: &Libvirtd, source: lab::PciAddress) -> Result<(), L1Error> {
     let start = Instant::now();
     while start.elapsed() < LIBVIRT_DETACH_TIMEOUT {
         if !live_domain(daemon).1.iter().any(|h| h.host == source) {
@@ -244,9 +243,10 @@ fn wait_gone(daemon: &Libvirtd, source: lab::PciAddress) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    Err(format!(
-        "libvirt still lists hostdev {source} in the live domain {LIBVIRT_DETACH_TIMEOUT:?} after detach-device (the guest never released it)"
-    ))
+    Err(L1Error::StillListed {
+        host: source,
+        waited: LIBVIRT_DETACH_TIMEOUT,
+    })
 }
 
 /// `virsh dumpxml` of the running domain: its hostdev elements as

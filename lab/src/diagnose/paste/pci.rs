@@ -177,7 +177,10 @@ pub(super) fn read(file: &str, lines: &Lines, owned: &mut [bool], paste: &mut Pa
                 f.driver = driver;
                 merge_function(&mut functions, f);
             }
-            Err(why) => paste.unread.push(Unread { line: i + 1, why }),
+            Err(why) => paste.unread.push(Unread {
+                line: i + 1,
+                why: why.to_string(),
+            }),
         }
         for line in &mut owned[i..=i + taken] {
             *line = true;
@@ -405,9 +408,23 @@ fn find_path(line: &str) -> Option<(u32, PciAddress)> {
     Some((group, token.parse().ok()?))
 }
 
+/// Why [`lspci_line`] set a device line aside.
+#[derive(Debug, thiserror::Error)]
+enum UnreadLine {
+    /// The listing reader's own words.
+    #[error(transparent)]
+    Listing(#[from] ListingError),
+    /// `lspci -k`'s class name without a code, and not one lspci prints.
+    #[error("{address}: found the class '{class_name}' without a code, expected `lspci -nn` output ([cccc] after the class name) or a class name lspci prints")]
+    ClassName {
+        address: PciAddress,
+        class_name: String,
+    },
+}
+
 /// Reads a device line outside the group listing: `lspci -nn`'s with its
 /// codes, or `lspci -k`'s with names only (class from its name).
-fn lspci_line(file: &str, lines: &Lines, i: usize) -> Result<PastedFunction, String> {
+fn lspci_line(file: &str, lines: &Lines, i: usize) -> Result<PastedFunction, UnreadLine> {
     // The line alone, after as many newlines as precede it: the reader's
     // line:column stay the paste's without copying the whole paste.
     let text = format!("{}{}", "\n".repeat(i), lines.get(i));
@@ -428,10 +445,9 @@ fn lspci_line(file: &str, lines: &Lines, i: usize) -> Result<PastedFunction, Str
             let body = lines.get(i).trim();
             let after = body[bdf_len(body).unwrap_or(0)..].trim();
             let (class_name, names) = after.split_once(": ").unwrap_or((after, ""));
-            let class = class_from_name(class_name).ok_or_else(|| {
-                format!(
-                    "{address}: found the class '{class_name}' without a code, expected `lspci -nn` output ([cccc] after the class name) or a class name lspci prints"
-                )
+            let class = class_from_name(class_name).ok_or_else(|| UnreadLine::ClassName {
+                address,
+                class_name: class_name.to_string(),
             })?;
             let names = names
                 .find(" (rev ")
@@ -447,7 +463,7 @@ fn lspci_line(file: &str, lines: &Lines, i: usize) -> Result<PastedFunction, Str
                 line: i + 1,
             })
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     }
 }
 

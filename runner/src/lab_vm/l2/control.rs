@@ -25,6 +25,38 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(30);
 /// (fewer lines than init counted) is asked for again under a new tag.
 pub const ASKS: u32 = 4;
 
+/// Why talking to L2's init over its control port failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The port's socket would not connect.
+    #[error("L2's control port {}: {source}", .socket.display())]
+    Connect {
+        socket: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The ask for step `step`'s report could not be written.
+    #[error("asking L2 to report after step {step}: {source}")]
+    Ask {
+        step: usize,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The power-off command could not be written.
+    #[error("telling L2 to power off: {0}")]
+    PowerOff(#[source] std::io::Error),
+    /// The other end closed.
+    #[error("L2's control port closed (L2's QEMU is gone)")]
+    Closed,
+    /// Reading the port failed (not a read timeout).
+    #[error("reading L2's control port: {0}")]
+    Read(#[source] std::io::Error),
+    /// Every ask for step `step` went unanswered, or came back
+    /// incomplete; `transcript` holds what L2 sent.
+    #[error("L2's init sent no complete report on its control port after step {step} within {:?} (asked up to {} times; what it sent is in {})", STEP_REPORT_TIMEOUT, ASKS, .transcript.display())]
+    NoReport { step: usize, transcript: PathBuf },
+}
+
 /// The connected port, what L2 sent on it, and where that is kept for
 /// the work directory.
 pub struct ControlPort {
@@ -37,9 +69,11 @@ impl ControlPort {
     /// Connects once L2's init has said it listens (bytes sent before
     /// are lost: opening the port clears its FIFO). What L2 answers is
     /// copied to `transcript`.
-    pub fn connect(socket: &Path, transcript: &Path) -> Result<Self, String> {
-        let stream = UnixStream::connect(socket)
-            .map_err(|e| format!("L2's control port {}: {e}", socket.display()))?;
+    pub fn connect(socket: &Path, transcript: &Path) -> Result<Self, ControlError> {
+        let stream = UnixStream::connect(socket).map_err(|source| ControlError::Connect {
+            socket: socket.to_path_buf(),
+            source,
+        })?;
         Ok(Self::from_stream(stream, transcript))
     }
 
@@ -55,7 +89,7 @@ impl ControlPort {
 
     /// Asks L2's init to rescan and report for step `n`, and reads its
     /// report; each ask has its own tag (`N.1`, `N.2`, …).
-    pub fn ask_report(&mut self, n: usize) -> Result<Vec<GuestFunction>, String> {
+    pub fn ask_report(&mut self, n: usize) -> Result<Vec<GuestFunction>, ControlError> {
         let asked = Instant::now();
         for ask in 1..=ASKS {
             if asked.elapsed() > STEP_REPORT_TIMEOUT {
@@ -63,7 +97,7 @@ impl ControlPort {
             }
             let tag = format!("{n}.{ask}");
             self.send(&rescan_command(&tag))
-                .map_err(|e| format!("asking L2 to report after step {n}: {e}"))?;
+                .map_err(|source| ControlError::Ask { step: n, source })?;
             let start = Instant::now();
             // Bytes come in pieces: a report is read once its end line
             // has come in whole, and asked for again if it then lacks a
@@ -78,16 +112,15 @@ impl ControlPort {
                 return Ok(view);
             }
         }
-        Err(format!(
-            "L2's init sent no complete report on its control port after step {n} within {STEP_REPORT_TIMEOUT:?} (asked up to {ASKS} times; what it sent is in {})",
-            self.transcript.display()
-        ))
+        Err(ControlError::NoReport {
+            step: n,
+            transcript: self.transcript.clone(),
+        })
     }
 
     /// Tells L2's init to power off.
-    pub fn power_off(&mut self) -> Result<(), String> {
-        self.send(DONE_COMMAND)
-            .map_err(|e| format!("telling L2 to power off: {e}"))
+    pub fn power_off(&mut self) -> Result<(), ControlError> {
+        self.send(DONE_COMMAND).map_err(ControlError::PowerOff)
     }
 
     fn send(&mut self, command: &str) -> std::io::Result<()> {
@@ -96,10 +129,10 @@ impl ControlPort {
 
     /// Whatever arrived within the read timeout, kept and appended to
     /// the transcript.
-    fn receive(&mut self) -> Result<(), String> {
+    fn receive(&mut self) -> Result<(), ControlError> {
         let mut buf = [0u8; 4096];
         match self.stream.read(&mut buf) {
-            Ok(0) => Err("L2's control port closed (L2's QEMU is gone)".into()),
+            Ok(0) => Err(ControlError::Closed),
             Ok(n) => {
                 let text = String::from_utf8_lossy(&buf[..n]);
                 self.received.push_str(&text);
@@ -120,7 +153,7 @@ impl ControlPort {
             {
                 Ok(())
             }
-            Err(e) => Err(format!("reading L2's control port: {e}")),
+            Err(e) => Err(ControlError::Read(e)),
         }
     }
 }
@@ -181,7 +214,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut port = ControlPort::from_stream(ours, &dir.path().join("t.log"));
         let start = Instant::now();
-        let e = port.ask_report(1).unwrap_err();
+        let e = port.ask_report(1).unwrap_err().to_string();
         assert!(
             e.contains("L2") && start.elapsed() < Duration::from_secs(5),
             "{e}"

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::hotplug_run::StepsRun;
 use super::qmp::{QmpError, QmpSession, ANSWER_TIMEOUT};
+use crate::lab_vm::L1Error;
 use lab::assign::plan::Plan;
 use lab::lab_fault::{of_mflab_l2, of_short_report, LabFault, MflabL2End};
 use lab::machine::accel::Accel;
@@ -323,13 +324,13 @@ pub async fn run_inner_guest(
     run
 }
 
-/// A QMP failure as text; one QEMU did not answer also says where its
-/// threads were waiting (a lab fault, see [`unanswered_by`]).
-fn failed(run: &mut InnerRun, child: &mut tokio::process::Child, e: QmpError) -> String {
+/// A QMP failure; one QEMU did not answer also says where its threads
+/// were waiting (a lab fault, see [`unanswered_by`]).
+fn failed(run: &mut InnerRun, child: &mut tokio::process::Child, e: QmpError) -> L1Error {
     if let Some(why) = unanswered_by(child, &e) {
         run.unanswered = Some(why);
     }
-    e.to_string()
+    L1Error::Qmp(e)
 }
 
 /// When QEMU runs but did not answer (no socket, greeting or reply in
@@ -372,7 +373,7 @@ async fn drive(
     run: &mut InnerRun,
     steps: Option<&mut StepsRun>,
     c: &L2Config,
-) -> Result<(), String> {
+) -> Result<(), L1Error> {
     let t = Instant::now();
     for add in device_adds(plan) {
         qmp.execute(&add).await.map_err(|e| failed(run, child, e))?;
@@ -397,7 +398,9 @@ async fn drive(
         tokio::time::sleep(Duration::from_millis(500)).await;
         // The caller reaps it (and says so if it does not die).
         let _ = child.start_kill();
-        return Err("L2 was killed with SIGKILL while running (kill_l2)".into());
+        return Err(L1Error::Killed {
+            how: "killed with SIGKILL",
+        });
     }
     if let (Some(steps), Some(control)) = (steps, &c.control_socket) {
         let silence = Silence {
@@ -413,9 +416,7 @@ async fn drive(
                 run.timings.push((Stage::L2Boot, t.elapsed().as_secs_f64()));
                 return Ok(());
             }
-            Err(_) if Instant::now() > deadline => {
-                return Err(format!("L2 did not power off within {timeout:?}"))
-            }
+            Err(_) if Instant::now() > deadline => return Err(L1Error::NoPowerOff { timeout }),
             Err(_) => Silence {
                 serial_log: &c.serial_log,
                 timeout,
@@ -440,11 +441,11 @@ impl Silence<'_> {
     /// Err when L2 has been silent too long since `since`; the reason is
     /// also kept in `silenced`, since the console read after L2 is ended
     /// may no longer be empty.
-    fn check(&self, since: Instant, silenced: &mut Option<String>) -> Result<(), String> {
+    fn check(&self, since: Instant, silenced: &mut Option<String>) -> Result<(), L1Error> {
         match silent_for(self.serial_log, since, self.timeout / 3) {
             Some(why) => {
                 *silenced = Some(why.clone());
-                Err(why)
+                Err(L1Error::Silent(why))
             }
             None => Ok(()),
         }
@@ -468,7 +469,7 @@ async fn run_steps(
     control: &Path,
     silence: &Silence<'_>,
     silenced: &mut Option<String>,
-) -> Result<(), String> {
+) -> Result<(), L1Error> {
     let (serial_log, timeout) = (silence.serial_log, silence.timeout);
     let start = Instant::now();
     loop {
@@ -477,12 +478,10 @@ async fn run_steps(
             break;
         }
         if start.elapsed() > timeout {
-            return Err(format!(
-                "L2's init was not ready for steps within {timeout:?}"
-            ));
+            return Err(L1Error::NotReadyForSteps { timeout });
         }
         if let Ok(Some(_)) = child.try_wait() {
-            return Err(lab::protocol::guest_report::REPORT_CUT_SHORT.into());
+            return Err(L1Error::ReportCutShort);
         }
         silence.check(start, silenced)?;
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -490,7 +489,7 @@ async fn run_steps(
     let transcript = serial_log.with_file_name(lab::protocol::paths::L2_CONTROL_LOG);
     let mut port = super::control::ControlPort::connect(control, &transcript)?;
     steps.run_all(qmp, &mut port).await;
-    port.power_off()
+    Ok(port.power_off()?)
 }
 
 /// Every function in a `query-pci` reply, those behind bridges included.

@@ -22,6 +22,7 @@ use serde_json::json;
 
 use super::control::ControlPort;
 use super::qmp::QmpSession;
+use crate::lab_vm::error::{L1Error, StatusWait};
 use lab::assign::bind::{detach, Detached, Sysfs};
 use lab::assign::hotplug::{plan_attach, plan_detach, AttachPlan, Attached};
 use lab::assign::plan::Assign;
@@ -72,7 +73,7 @@ impl StepsRun {
                     out.l2_reported = true;
                 }
                 Err(e) => {
-                    out.error.get_or_insert(e);
+                    out.error.get_or_insert(e.to_string());
                 }
             }
             self.outcomes.push(out);
@@ -146,7 +147,7 @@ impl StepsRun {
         };
         // Step 3: device_add each assigned function; undo on a refusal.
         if let Err(e) = add_all(qmp, &step).await {
-            out.error = Some(e);
+            out.error = Some(e.to_string());
             if let Err(e) = detached.reattach(&kernel) {
                 out.error = Some(format!(
                     "{}; reattach: {e}",
@@ -176,7 +177,7 @@ impl StepsRun {
                 // The step stops: this one is still QEMU's, and every
                 // function of the step stays held on vfio-pci until
                 // teardown reattaches it once L2 is gone.
-                out.error = Some(e);
+                out.error = Some(e.to_string());
                 return;
             }
         }
@@ -221,7 +222,7 @@ impl StepsRun {
         }
         let timeout = RESET_TIMEOUT * crate::lab_vm::kvm::time_scale();
         if let Err(e) = watch.wait_rebooted(timeout) {
-            out.error = Some(e);
+            out.error = Some(e.to_string());
         }
         if let Err(e) = qmp
             .execute(&action(qapi::qmp::RebootAction::shutdown))
@@ -262,32 +263,30 @@ impl StepsRun {
         }
         let timeout = RESET_TIMEOUT * crate::lab_vm::kvm::time_scale();
         let start = std::time::Instant::now();
-        let result = async {
+        let result: Result<(), L1Error> = async {
             qmp.execute(&qapi::qmp::system_powerdown {})
                 .await
-                .map_err(|e| format!("system_powerdown: {e}"))?;
+                .map_err(L1Error::qmp_command("system_powerdown"))?;
             wait_status(qmp, |s| s == qapi::qmp::RunState::shutdown, start, timeout)
                 .await
-                .map_err(|s| {
-                    format!("L2 did not power off within {timeout:?} of the ACPI power button (its status: {s})")
-                })?;
+                .map_err(|status| L1Error::NoAcpiPowerOff { timeout, status })?;
             // The reset is carried out by QEMU's main loop, after the reply:
             // `cont` before it is refused ("Resetting the Virtual Machine is
             // required"). After it, L2 waits in prelaunch.
             qmp.execute(&qapi::qmp::system_reset {})
                 .await
-                .map_err(|e| format!("system_reset: {e}"))?;
+                .map_err(L1Error::qmp_command("system_reset"))?;
             wait_status(qmp, |s| s != qapi::qmp::RunState::shutdown, start, timeout)
                 .await
-                .map_err(|s| format!("L2 was not reset within {timeout:?} (its status: {s})"))?;
+                .map_err(|status| L1Error::NotReset { timeout, status })?;
             qmp.execute(&qapi::qmp::cont {})
                 .await
-                .map_err(|e| format!("cont: {e}"))?;
+                .map_err(L1Error::qmp_command("cont"))?;
             watch.wait_rebooted(timeout)
         }
         .await;
         if let Err(e) = result {
-            out.error = Some(e);
+            out.error = Some(e.to_string());
         }
         let after = action(
             qapi::qmp::ShutdownAction::poweroff,
@@ -301,16 +300,16 @@ impl StepsRun {
     }
 
     /// Teardown, once L2 is gone: every journal, newest first.
-    pub fn reattach_all(self, kernel: &Sysfs) -> Result<(), String> {
-        let mut failures = Vec::new();
-        for d in self.detached.into_iter().rev() {
-            if let Err(e) = d.reattach(kernel) {
-                failures.push(e.to_string());
-            }
-        }
+    pub fn reattach_all(self, kernel: &Sysfs) -> Result<(), L1Error> {
+        let failures: Vec<_> = self
+            .detached
+            .into_iter()
+            .rev()
+            .filter_map(|d| d.reattach(kernel).err())
+            .collect();
         match failures.is_empty() {
             true => Ok(()),
-            false => Err(failures.join("; ")),
+            false => Err(L1Error::Reattach(failures)),
         }
     }
 }
@@ -326,17 +325,17 @@ async fn wait_status(
     wanted: impl Fn(qapi::qmp::RunState) -> bool,
     start: std::time::Instant,
     timeout: std::time::Duration,
-) -> Result<(), String> {
+) -> Result<(), StatusWait> {
     loop {
         let status = qmp
             .execute(&qapi::qmp::query_status {})
             .await
-            .map_err(|e| format!("query-status: {e}"))?;
+            .map_err(StatusWait::Query)?;
         if wanted(status.status) {
             return Ok(());
         }
         if start.elapsed() > timeout {
-            return Err(format!("{:?}", status.status));
+            return Err(StatusWait::Still(status.status));
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
@@ -361,17 +360,17 @@ pub fn device_add(a: &Assign, id: &str) -> qapi::qmp::device_add {
     }
 }
 
-async fn add_all(qmp: &mut QmpSession, step: &AttachPlan) -> Result<(), String> {
+async fn add_all(qmp: &mut QmpSession, step: &AttachPlan) -> Result<(), L1Error> {
     let mut added: Vec<(&Assign, &String)> = Vec::new();
     for (a, id) in &step.assign {
-        if let Err(e) = qmp.execute(&device_add(a, id)).await {
-            let mut text = e.to_string();
+        if let Err(source) = qmp.execute(&device_add(a, id)).await {
+            let mut undoing = Vec::new();
             for (a, id) in added.iter().rev() {
                 if let Err(undo) = device_del(qmp, a.host, id).await {
-                    text.push_str(&format!("; undoing: {undo}"));
+                    undoing.push(undo);
                 }
             }
-            return Err(text);
+            return Err(L1Error::DeviceAdd { source, undoing });
         }
         added.push((a, id));
     }
@@ -379,16 +378,19 @@ async fn add_all(qmp: &mut QmpSession, step: &AttachPlan) -> Result<(), String> 
 }
 
 /// `device_del` and the guest's release of the device, with a deadline.
-async fn device_del(qmp: &mut QmpSession, host: lab::PciAddress, id: &str) -> Result<(), String> {
+async fn device_del(qmp: &mut QmpSession, host: lab::PciAddress, id: &str) -> Result<(), L1Error> {
     qmp.execute(&qapi::qmp::device_del { id: id.to_string() })
-        .await
-        .map_err(|e| e.to_string())?;
-    qmp.wait_event("DEVICE_DELETED", |d| d["device"] == id, DEVICE_DELETED_TIMEOUT)
-        .await
-        .map(|_| ())
-        .map_err(|_| {
-            format!(
-                "L2 did not release {id} ({host}) within {DEVICE_DELETED_TIMEOUT:?} of device_del (no DEVICE_DELETED): the guest never ejected it, so it stays with QEMU and is not reattached"
-            )
-        })
+        .await?;
+    qmp.wait_event(
+        "DEVICE_DELETED",
+        |d| d["device"] == id,
+        DEVICE_DELETED_TIMEOUT,
+    )
+    .await
+    .map(|_| ())
+    .map_err(|_| L1Error::NotReleased {
+        id: id.to_string(),
+        host,
+        waited: DEVICE_DELETED_TIMEOUT,
+    })
 }
