@@ -65,9 +65,9 @@ pub enum AgentError {
     },
     #[error(transparent)]
     CheckItems(serde_json::Error),
-    /// The serve loop and libvirt's check say why as text.
-    #[error("{0}")]
-    Lab(String),
+    /// The serve loop or libvirt's check could not go on.
+    #[error(transparent)]
+    Lab(#[from] crate::lab_vm::error::L1Error),
     #[error("{}: {source}", path.display())]
     Write {
         path: PathBuf,
@@ -110,7 +110,9 @@ fn work(command: AgentCommand) -> Result<(), AgentError> {
                 ),
             )
         }
-        AgentCommand::Serve { dir } => crate::lab_vm::serve::serve(&dir).map_err(AgentError::Lab),
+        AgentCommand::Serve { dir } => {
+            crate::lab_vm::serve::serve_mailbox(&dir).map_err(AgentError::Lab)
+        }
         AgentCommand::LibvirtCheck {
             request,
             out,

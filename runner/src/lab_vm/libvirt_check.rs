@@ -7,6 +7,7 @@ use lab::machine::accel::Accel;
 use lab::protocol::{CheckItem, LibvirtVerdict};
 use lab::schema::device_text::device_texts;
 
+use super::error::L1Error;
 use super::libvirt_domain::l2_domain_with;
 use super::libvirtd::{Libvirtd, DOMAIN_NAME};
 
@@ -17,9 +18,8 @@ pub fn check_with_libvirt(
     items: &[CheckItem],
     work: &Path,
     libvirt_bin: Option<&Path>,
-) -> Result<Vec<LibvirtVerdict>, String> {
-    // The CLI's `AgentError::Lab` holds the failure as text.
-    let daemon = Libvirtd::start(work, libvirt_bin).map_err(|e| e.to_string())?;
+) -> Result<Vec<LibvirtVerdict>, L1Error> {
+    let daemon = Libvirtd::start(work, libvirt_bin)?;
     let mut verdicts = Vec::new();
     for item in items {
         let well_formed = !lab::schema::check::check_text(&item.file, &item.xml)
@@ -50,7 +50,7 @@ pub fn check_with_libvirt(
             false,
         );
         let file = work.join("check-domain.xml");
-        std::fs::write(&file, xml).map_err(|e| e.to_string())?;
+        std::fs::write(&file, xml)?;
         let defined = daemon.virsh(&["define", &file.to_string_lossy()]);
         if defined.ok {
             daemon.virsh(&["undefine", DOMAIN_NAME]);

@@ -46,12 +46,6 @@ pub fn run_request(
     outcome
 }
 
-/// `mflab agent serve`: [`serve_mailbox`], its failure as the text the
-/// CLI reports (its `AgentError::Lab` holds a String).
-pub fn serve(dir: &Path) -> Result<(), String> {
-    serve_mailbox(dir).map_err(|e| e.to_string())
-}
-
 /// Serves the requests of `dir`'s mailbox until told to stop or L1 is
 /// no longer healthy.
 pub fn serve_mailbox(dir: &Path) -> Result<(), L1Error> {
