@@ -13,7 +13,6 @@
 //! - [`progress`], [`report`]: what the user sees while and after it runs.
 
 pub mod images;
-pub mod kvm_host;
 pub mod l0_qemu;
 pub mod l1;
 pub mod libvirt_bin;
