@@ -47,7 +47,7 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}:{}:{}: {source} (expected the output of `mflab run --format json`)", path.display(), source.line(), source.column())]
+    #[error("{}:{}:{}: {source} (expected the output of `mflab run --format json` or of `mflab check --backend libvirt --format json`)", path.display(), source.line(), source.column())]
     NotRuns {
         path: PathBuf,
         #[source]

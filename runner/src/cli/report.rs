@@ -1,18 +1,19 @@
 //! `mflab report --compare LABEL=FILE …`: runs of `mflab run --format
-//! json` side by side (libvirt versions, say), as a Markdown table.
+//! json`, or verdicts of `mflab check --backend libvirt --format json`,
+//! side by side (libvirt versions, say), as a Markdown table.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
 use super::{CliError, Outcome};
-use crate::host::report::compare::{table, Column};
-use crate::host::report::json::RunRecord;
+use crate::host::report::compare::{table, Compared};
 
 #[derive(Args)]
 pub struct ReportArgs {
     /// Runs to set side by side, each `LABEL=FILE` (the JSON of `mflab run
-    /// --format json`), at least two: `"libvirt 9.0"=host.json "libvirt 11.3"=d13.json`.
+    /// --format json`, or of `mflab check --backend libvirt --format
+    /// json`), at least two: `"libvirt 9.0"=host.json "libvirt 11.3"=d13.json`.
     #[arg(long, required = true, num_args = 2.., value_name = "LABEL=FILE", value_parser = parse_column)]
     compare: Vec<(String, PathBuf)>,
     /// Rows where every run did the same too.
@@ -36,15 +37,17 @@ fn parse_column(s: &str) -> Result<(String, PathBuf), NotAColumn> {
 
 pub fn run(args: ReportArgs) -> Result<Outcome, CliError> {
     let mut columns = Vec::new();
+    let mut heading = "scenario";
     for (label, file) in args.compare {
         let text = std::fs::read_to_string(&file).map_err(|source| CliError::File {
             path: file.clone(),
             source,
         })?;
-        let runs = serde_json::from_str::<Vec<RunRecord>>(&text)
-            .map_err(|source| CliError::NotRuns { path: file, source })?;
-        columns.push(Column { label, runs });
+        let compared =
+            Compared::parse(&text).map_err(|source| CliError::NotRuns { path: file, source })?;
+        heading = compared.row_heading();
+        columns.push(compared.column(&label));
     }
-    print!("{}", table(&columns, args.all));
+    print!("{}", table(heading, &columns, args.all));
     Ok(Outcome::Clean)
 }

@@ -1,46 +1,120 @@
-//! `mflab report --compare`: what libvirt did on each scenario, side by
-//! side across runs of different versions. Reads the [`RunRecord`]s of
-//! `mflab run --backend libvirt --format json` runs (one file per
-//! version) and writes a Markdown table: per scenario, what each run's
-//! libvirt did (refused at define, failed at start, or what L2 saw) in
-//! libvirt's own words, and whether the scenario's expectations for that
+//! `mflab report --compare`: what libvirt did, side by side across runs of
+//! different versions. Reads either the [`RunRecord`]s of `mflab run
+//! --backend libvirt --format json` (one row per scenario: refused at
+//! define, failed at start, or what L2 saw) or the verdicts of `mflab
+//! check --backend libvirt --format json` (one row per case: accepted, or
+//! refused in libvirt's words), one file per version, and writes a
+//! Markdown table, with whether the scenario's expectations for that
 //! version held. Rows where every run did the same are left out unless
 //! asked for.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::path::Path;
 
 use lab::protocol::GuestFunction;
+use serde::Deserialize;
 
 use super::json::RunRecord;
 
-/// One column: its label and its runs.
+/// One column: its label and a cell per row name.
 pub struct Column {
     pub label: String,
-    pub runs: Vec<RunRecord>,
+    pub cells: BTreeMap<String, String>,
 }
 
-/// The Markdown table; `all`: rows where every run did the same too.
-pub fn table(columns: &[Column], all: bool) -> String {
-    let by_name: Vec<BTreeMap<&str, &RunRecord>> = columns
+/// One row of `mflab check --backend libvirt --format json`.
+#[derive(Debug, Deserialize)]
+pub struct CheckRow {
+    pub file: String,
+    pub libvirt: CheckVerdict,
+}
+
+/// libvirt's side of a [`CheckRow`].
+#[derive(Debug, Deserialize)]
+pub struct CheckVerdict {
+    pub accepted: bool,
+    pub message: Option<String>,
+}
+
+/// What a file of `--compare` holds.
+pub enum Compared {
+    Runs(Vec<RunRecord>),
+    Checks(Vec<CheckRow>),
+}
+
+impl Compared {
+    /// Runs if the JSON is runs, else check verdicts, else the runs' error
+    /// (the usual input).
+    pub fn parse(text: &str) -> Result<Compared, serde_json::Error> {
+        match serde_json::from_str::<Vec<RunRecord>>(text) {
+            Ok(runs) => Ok(Compared::Runs(runs)),
+            Err(as_runs) => serde_json::from_str::<Vec<CheckRow>>(text)
+                .map(Compared::Checks)
+                .map_err(|_| as_runs),
+        }
+    }
+
+    /// The heading of the first column.
+    pub fn row_heading(&self) -> &'static str {
+        match self {
+            Compared::Runs(_) => "scenario",
+            Compared::Checks(_) => "case",
+        }
+    }
+
+    pub fn column(&self, label: &str) -> Column {
+        let cells = match self {
+            Compared::Runs(runs) => runs
+                .iter()
+                .map(|r| {
+                    let did = what_libvirt_did(r);
+                    let cell = match r.passed {
+                        true => did,
+                        false => format!("{did} **(expectation failed)**"),
+                    };
+                    (r.scenario.clone(), cell)
+                })
+                .collect(),
+            Compared::Checks(rows) => rows
+                .iter()
+                .map(|row| {
+                    let case = Path::new(&row.file)
+                        .file_stem()
+                        .map_or(row.file.clone(), |s| s.to_string_lossy().into_owned());
+                    let cell = match (&row.libvirt.accepted, &row.libvirt.message) {
+                        (true, _) => "accepted".to_string(),
+                        (false, Some(m)) => cell(&format!("rejected: {}", without_timestamps(m))),
+                        (false, None) => "rejected".to_string(),
+                    };
+                    (case, cell)
+                })
+                .collect(),
+        };
+        Column {
+            label: label.to_string(),
+            cells,
+        }
+    }
+}
+
+/// The Markdown table, rows headed `heading`; `all`: rows where every run
+/// did the same too.
+pub fn table(heading: &str, columns: &[Column], all: bool) -> String {
+    let mut names: Vec<&str> = columns
         .iter()
-        .map(|c| c.runs.iter().map(|r| (r.scenario.as_str(), r)).collect())
+        .flat_map(|c| c.cells.keys().map(String::as_str))
         .collect();
-    let mut names: Vec<&str> = by_name.iter().flat_map(|m| m.keys().copied()).collect();
     names.sort();
     names.dedup();
     let mut t = String::new();
     let labels: Vec<&str> = columns.iter().map(|c| c.label.as_str()).collect();
-    let _ = writeln!(t, "| scenario | {} |", labels.join(" | "));
+    let _ = writeln!(t, "| {heading} | {} |", labels.join(" | "));
     let _ = writeln!(t, "{}|", "|---".repeat(columns.len() + 1));
     for name in names {
-        let cells: Vec<String> = by_name
+        let cells: Vec<&str> = columns
             .iter()
-            .map(|m| match m.get(name) {
-                None => "-".to_string(),
-                Some(r) if r.passed => what_libvirt_did(r),
-                Some(r) => format!("{} **(expectation failed)**", what_libvirt_did(r)),
-            })
+            .map(|c| c.cells.get(name).map_or("-", String::as_str))
             .collect();
         if all || cells.iter().any(|c| c != &cells[0]) {
             let _ = writeln!(t, "| {name} | {} |", cells.join(" | "));
@@ -181,40 +255,53 @@ mod tests {
     #[test]
     fn rows_where_the_versions_differ_in_libvirt_s_words() {
         let columns = [
-            Column {
-                label: "9.0".into(),
-                runs: vec![
-                    record("same", true, None, &[("0000:01:00.0", "0x038000")]),
-                    record(
-                        "differs",
-                        true,
-                        Some("2026-12-01 13:35:06.985+0000: internal error: group 3 | not viable"),
-                        &[],
-                    ),
-                ],
-            },
-            Column {
-                label: "11.3".into(),
-                runs: vec![
-                    record(
-                        "same",
-                        true,
-                        None,
-                        &[("0000:01:00.0", "0x038000"), ("0000:00:1f.0", "0x060100")],
-                    ),
-                    record("differs", false, None, &[("0000:01:00.0", "0x038000")]),
-                ],
-            },
+            Compared::Runs(vec![
+                record("same", true, None, &[("0000:01:00.0", "0x038000")]),
+                record(
+                    "differs",
+                    true,
+                    Some("2026-12-01 13:35:06.985+0000: internal error: group 3 | not viable"),
+                    &[],
+                ),
+            ])
+            .column("9.0"),
+            Compared::Runs(vec![
+                record(
+                    "same",
+                    true,
+                    None,
+                    &[("0000:01:00.0", "0x038000"), ("0000:00:1f.0", "0x060100")],
+                ),
+                record("differs", false, None, &[("0000:01:00.0", "0x038000")]),
+            ])
+            .column("11.3"),
         ];
         assert_eq!(
-            table(&columns, false),
+            table("scenario", &columns, false),
             "| scenario | 9.0 | 11.3 |\n|---|---|---|\n| differs | internal error: group 3 \\| not viable | L2 saw 1234:1111@01:00.0 **(expectation failed)** |\n"
         );
-        let all = table(&columns, true);
+        let all = table("scenario", &columns, true);
         assert!(
             all.contains("| same | L2 saw 1234:1111@01:00.0 | L2 saw 1234:1111@01:00.0 |"),
             "{all}"
         );
+    }
+
+    #[test]
+    fn check_verdicts_are_compared_by_case() {
+        let v90 = r#"[{"file":"scenarios/rules/ok-address-none.xml","mflab":[],"libvirt":{"accepted":false,"message":"unsupported configuration: unknown address type 'none'"}},{"file":"scenarios/rules/r1-assigned-maybe.xml","mflab":[],"libvirt":{"accepted":true,"message":null}}]"#;
+        let v128 = r#"[{"file":"scenarios/rules/ok-address-none.xml","mflab":[],"libvirt":{"accepted":false,"message":"XML error: Invalid value for attribute 'type' in element 'address': 'none'."}},{"file":"scenarios/rules/r1-assigned-maybe.xml","mflab":[],"libvirt":{"accepted":true,"message":null}}]"#;
+        let a = Compared::parse(v90).unwrap();
+        assert_eq!(a.row_heading(), "case");
+        let columns = [
+            a.column("9.0"),
+            Compared::parse(v128).unwrap().column("12.8"),
+        ];
+        assert_eq!(
+            table("case", &columns, false),
+            "| case | 9.0 | 12.8 |\n|---|---|---|\n| ok-address-none | rejected: unsupported configuration: unknown address type 'none' | rejected: XML error: Invalid value for attribute 'type' in element 'address': 'none'. |\n"
+        );
+        assert!(Compared::parse("[{\"neither\": 1}]").is_err());
     }
 
     #[test]
