@@ -416,10 +416,14 @@ fn step(what: &str, command: &mut Command) -> Result<(), ImageError> {
 }
 
 /// Runs the compile, a line on stderr every 500 objects, the last lines
-/// of its errors when it fails.
+/// of its errors when it fails. make runs in a process group of its own,
+/// ended whole when mflab is interrupted (SIGINT or SIGTERM to mflab
+/// alone would leave it compiling for half an hour).
 fn counted(what: &str, command: &mut Command) -> Result<(), ImageError> {
+    use std::os::unix::process::CommandExt;
     let start = Instant::now();
     let mut child = command
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -436,6 +440,14 @@ fn counted(what: &str, command: &mut Command) -> Result<(), ImageError> {
     let mut lines = 0usize;
     if let Some(out) = child.stdout.take() {
         for _ in BufReader::new(out).lines().map_while(Result::ok) {
+            if crate::interrupt::interrupted() {
+                // SAFETY: kill has no memory preconditions; the group is make's.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
+                let _ = child.wait();
+                return Err(ImageError::Kernel(format!(
+                    "{what}: interrupted; the build tree is removed"
+                )));
+            }
             lines += 1;
             if lines.is_multiple_of(500) {
                 eprintln!(
