@@ -146,7 +146,6 @@ pub fn run_scenario(
     let mut gave_up = None;
     // The directories of the attempts that were retried: kept at the end,
     // unless the run was interrupted.
-    let mut earlier = Vec::new();
     let start = Instant::now();
     let (outcome, work) = if s.depth == Depth::Rules {
         (rules_outcome(s), None)
@@ -167,12 +166,15 @@ pub fn run_scenario(
                 break;
             }
             retries_left -= 1;
-            let dir = match attempt {
-                Ok((_, w)) | Err((_, Some(w))) => Some(w),
-                Err((_, None)) => None,
+            // Kept now, as the note says: a fault seen once in 25 runs is
+            // evidence, and an interrupt later must not take it.
+            let kept = match attempt {
+                Ok((_, mut w)) | Err((_, Some(mut w))) => {
+                    w.keep();
+                    w.describe()
+                }
+                Err((_, None)) => "(none)".into(),
             };
-            let kept = dir.as_ref().map_or("(none)".into(), WorkDir::describe);
-            earlier.extend(dir);
             let note = format!(
                 "{}: {}; ran again on a fresh L1 (that attempt kept in {kept})",
                 faulted.fault.kind.name(),
@@ -198,12 +200,6 @@ pub fn run_scenario(
             }
         }
     };
-    // An interrupted run is not a failure to keep: its directories go.
-    if !crate::interrupt::interrupted() {
-        for w in &mut earlier {
-            w.keep();
-        }
-    }
     let libvirt_major = outcome
         .l1_versions
         .as_ref()
