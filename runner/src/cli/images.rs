@@ -25,6 +25,9 @@ pub fn run() -> Result<Outcome, CliError> {
             }
         ));
     }
+    // The kernel first (a build of one takes tens of minutes), so that
+    // the initramfs's time below is its own.
+    crate::host::images::find_kernel()?;
     let start = std::time::Instant::now();
     let images = prepare_l1()?;
     println!("cache:     {}", cache_dir().display());
