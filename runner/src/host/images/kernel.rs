@@ -24,12 +24,16 @@ pub struct KernelSource {
 pub fn find_kernel() -> Result<KernelSource, ImageError> {
     let kernel = std::env::var_os("MFLAB_KERNEL").map(PathBuf::from);
     let modules = std::env::var_os("MFLAB_MODULES").map(PathBuf::from);
+    // `RELEASE+FEATURE`: a kernel mflab builds (parsed once, its error kept).
+    let built = kernel
+        .as_ref()
+        .filter(|_| modules.is_none())
+        .and_then(|k| super::kernel_build::BuiltKernel::parse(&k.to_string_lossy()));
+    if let Some(spec) = built {
+        return super::kernel_build::built_kernel(spec?);
+    }
     match (kernel, modules) {
         (Some(k), None) if k.as_os_str() == "host" => host_kernel("--kernel host"),
-        (Some(k), None) if super::kernel_build::BuiltKernel::parse(&k.to_string_lossy()).is_some() => {
-            let spec = super::kernel_build::BuiltKernel::parse(&k.to_string_lossy()).expect("checked")?;
-            super::kernel_build::built_kernel(spec)
-        }
         (Some(k), None) if DebianRelease::named(&k.to_string_lossy()).is_some() => {
             super::debian_release::kernel(DebianRelease::named(&k.to_string_lossy()).expect("checked"))
         }
